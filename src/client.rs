@@ -1,0 +1,54 @@
+//! The one place a kube client is built, following kubectl's conventions: `--kubeconfig`, then
+//! `KUBECONFIG` (several paths, merged), then `~/.kube/config`, then the in-cluster service
+//! account; `--context`, `--cluster` and `--user` pick from the kubeconfig; the namespace is
+//! `-n`, else the context's namespace, else `default`. TLS verification is never turned off.
+
+use http::HeaderValue;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::cli::KubeArgs;
+use crate::error::{Error, Result};
+
+pub const USER_AGENT: &str = concat!("kubectl-hpa-migrate/", env!("CARGO_PKG_VERSION"));
+
+pub struct Connection {
+    pub client: Client,
+    /// The namespace commands work in when neither `-n` nor `-A` is given.
+    pub namespace: String,
+}
+
+pub async fn connect(args: &KubeArgs) -> Result<Connection> {
+    let mut config = load_config(args).await?;
+    // Plugins must not weaken what kubectl enforces.
+    config.accept_invalid_certs = false;
+    config.headers.push((http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT)));
+    let namespace = args.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+    let client = Client::try_from(config).map_err(|e| Error::Kubeconfig { path: None, message: e.to_string() })?;
+    Ok(Connection { client, namespace })
+}
+
+async fn load_config(args: &KubeArgs) -> Result<Config> {
+    let options =
+        KubeConfigOptions { context: args.context.clone(), cluster: args.cluster.clone(), user: args.user.clone() };
+    if let Some(path) = &args.kubeconfig {
+        let kubeconfig = Kubeconfig::read_from(path)
+            .map_err(|e| Error::Kubeconfig { path: Some(path.clone()), message: e.to_string() })?;
+        return Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|e| Error::Kubeconfig { path: Some(path.clone()), message: e.to_string() });
+    }
+    let has_kubeconfig = std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
+        || home::home_dir().is_some_and(|home| home.join(".kube/config").is_file());
+    if has_kubeconfig || args.context.is_some() {
+        return Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| Error::Kubeconfig { path: None, message: e.to_string() });
+    }
+    Config::incluster().map_err(|e| Error::Kubeconfig {
+        path: None,
+        message: format!(
+            "no kubeconfig found (--kubeconfig, KUBECONFIG, ~/.kube/config) and not running in a cluster ({e}); point --kubeconfig at one"
+        ),
+    })
+}

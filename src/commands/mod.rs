@@ -1,0 +1,26 @@
+//! One module per verb. Each takes parsed arguments and a connection and returns an exit status.
+
+pub mod check;
+mod targets;
+
+use crate::cli::{Cli, Verb};
+use crate::client;
+use crate::error::{ExitStatus, Result};
+use crate::kubeio::NamespaceScope;
+use crate::output::Printer;
+
+pub use targets::{Target, parse_targets};
+
+pub async fn dispatch(cli: Cli, printer: Printer) -> Result<ExitStatus> {
+    match cli.verb {
+        Verb::Check(args) => {
+            let connection = client::connect(&cli.kube).await?;
+            let scope = scope(&cli.kube, &connection);
+            check::run(&connection.client, &scope, cli.kube.selector.as_deref(), &args, &printer).await
+        }
+    }
+}
+
+fn scope(kube: &crate::cli::KubeArgs, connection: &client::Connection) -> NamespaceScope {
+    if kube.all_namespaces { NamespaceScope::All } else { NamespaceScope::Namespace(connection.namespace.clone()) }
+}

@@ -1,0 +1,323 @@
+//! Which autoscalers target a workload and whether they can act.
+//!
+//! An HPA targets a workload through `spec.scaleTargetRef` (group of `apiVersion`, `kind`,
+//! `name`) in the same namespace. A KEDA ScaledObject does the same through its own
+//! `spec.scaleTargetRef` (apiVersion defaults to `apps/v1`, kind to `Deployment`) and drives an
+//! HPA it owns (`status.hpaName`, default `keda-hpa-<name>`); the pair counts as one autoscaler.
+
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::workload::Workload;
+
+pub const KEDA_PAUSED: &str = "autoscaling.keda.sh/paused";
+pub const KEDA_PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HpaState {
+    pub name: String,
+    pub min_replicas: Option<i32>,
+    pub max_replicas: i32,
+    pub current_replicas: Option<i32>,
+    pub desired_replicas: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<String>,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KedaState {
+    pub scaled_object: String,
+    pub min_replica_count: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_replica_count: Option<i64>,
+    pub hpa_name: String,
+    /// `autoscaling.keda.sh/paused` or `paused-replicas` is set.
+    pub paused: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_replicas: Option<String>,
+    pub conditions: Vec<Condition>,
+}
+
+/// The kind serialized as `kind` in output: `HorizontalPodAutoscaler` or `ScaledObject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AutoscalerKind {
+    HorizontalPodAutoscaler,
+    ScaledObject,
+}
+
+/// One autoscaler in charge of (or meant to be in charge of) a workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Autoscaler {
+    pub kind: AutoscalerKind,
+    pub name: String,
+    /// The HPA that does the scaling (for a ScaledObject, the one KEDA owns), if it exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hpa: Option<HpaState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keda: Option<KedaState>,
+    /// Why it cannot act now, if it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
+    /// Conditions that do not stop it from holding min/max (no metrics, for example).
+    pub warnings: Vec<String>,
+}
+
+impl Autoscaler {
+    pub fn min_replicas(&self) -> Option<i64> {
+        match &self.keda {
+            Some(keda) => Some(keda.min_replica_count),
+            None => self.hpa.as_ref().map(|h| i64::from(h.min_replicas.unwrap_or(1))),
+        }
+    }
+
+    /// `HorizontalPodAutoscaler/web` or `ScaledObject/web`.
+    pub fn label(&self) -> String {
+        let kind = match self.kind {
+            AutoscalerKind::HorizontalPodAutoscaler => "hpa",
+            AutoscalerKind::ScaledObject => "scaledobject",
+        };
+        format!("{kind}/{}", self.name)
+    }
+}
+
+/// The group of an `apiVersion` (`apps/v1` -> `apps`, `v1` -> ``).
+fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map(|(group, _)| group).unwrap_or("")
+}
+
+pub fn hpa_targets(hpa: &HorizontalPodAutoscaler, workload: &Workload) -> bool {
+    let target = &hpa.spec.scale_target_ref;
+    hpa.metadata.namespace.as_deref() == Some(workload.namespace())
+        && target.name == workload.name()
+        && target.kind == workload.kind.kind
+        && group_of(target.api_version.as_deref().unwrap_or("")) == workload.kind.group
+}
+
+pub fn scaled_object_targets(scaled_object: &Value, workload: &Workload) -> bool {
+    let target = scaled_object.pointer("/spec/scaleTargetRef");
+    let text = |key: &str| target.and_then(|t| t.get(key)).and_then(Value::as_str);
+    scaled_object.pointer("/metadata/namespace").and_then(Value::as_str) == Some(workload.namespace())
+        && text("name") == Some(workload.name())
+        && text("kind").unwrap_or("Deployment") == workload.kind.kind
+        && group_of(text("apiVersion").unwrap_or("apps/v1")) == workload.kind.group
+}
+
+/// The name of the HPA a ScaledObject drives: recorded in its status, else configured, else
+/// KEDA's default `keda-hpa-<name>`.
+pub fn keda_hpa_name(scaled_object: &Value) -> String {
+    let text = |pointer: &str| scaled_object.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty());
+    text("/status/hpaName")
+        .or_else(|| text("/spec/advanced/horizontalPodAutoscalerConfig/name"))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("keda-hpa-{}", text("/metadata/name").unwrap_or_default()))
+}
+
+/// Whether an HPA is owned by a ScaledObject (KEDA sets a controller owner reference).
+pub fn owning_scaled_object(hpa: &HorizontalPodAutoscaler) -> Option<&str> {
+    hpa.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.kind == "ScaledObject" && group_of(&o.api_version) == "keda.sh")
+        .map(|o| o.name.as_str())
+}
+
+pub fn hpa_state(hpa: &HorizontalPodAutoscaler) -> HpaState {
+    let spec = &hpa.spec;
+    let status = hpa.status.as_ref();
+    HpaState {
+        name: hpa.metadata.name.clone().unwrap_or_default(),
+        min_replicas: spec.min_replicas,
+        max_replicas: spec.max_replicas,
+        current_replicas: status.and_then(|s| s.current_replicas),
+        desired_replicas: status.map(|s| s.desired_replicas),
+        last_scale_time: status.and_then(|s| s.last_scale_time.as_ref()).map(|t| t.0.to_string()),
+        conditions: status
+            .and_then(|s| s.conditions.as_ref())
+            .map(|conditions| {
+                conditions
+                    .iter()
+                    .map(|c| Condition {
+                        type_: c.type_.clone(),
+                        status: c.status.clone(),
+                        reason: c.reason.clone(),
+                        message: c.message.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn value_conditions(object: &Value) -> Vec<Condition> {
+    let text = |c: &Value, key: &str| c.get(key).and_then(Value::as_str).map(str::to_string);
+    object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .map(|conditions| {
+            conditions
+                .iter()
+                .map(|c| Condition {
+                    type_: text(c, "type").unwrap_or_default(),
+                    status: text(c, "status").unwrap_or_default(),
+                    reason: text(c, "reason"),
+                    message: text(c, "message"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Judges an HPA: `Err(why)` when it cannot act, otherwise the warnings that do not stop it.
+fn judge_hpa(state: &HpaState, workload: &Workload) -> (Option<String>, Vec<String>) {
+    let mut warnings = Vec::new();
+    if state.conditions.is_empty() {
+        return (
+            Some(format!(
+                "HPA {} has no status yet: the HPA controller has not processed it (wait one sync period, 15 s by default)",
+                state.name
+            )),
+            warnings,
+        );
+    }
+    let reason = |c: &Condition| c.reason.clone().unwrap_or_default();
+    let message = |c: &Condition| c.message.clone().unwrap_or_default();
+    if let Some(c) = condition(&state.conditions, "AbleToScale").filter(|c| c.status == "False") {
+        return (
+            Some(format!("HPA {} cannot scale: AbleToScale=False ({}): {}", state.name, reason(c), message(c))),
+            warnings,
+        );
+    }
+    if let Some(c) = condition(&state.conditions, "ScalingActive").filter(|c| c.status == "False") {
+        let why = reason(c);
+        if why.starts_with("FailedGet") || why == "FailedComputeMetricsReplicas" {
+            // Bounds are checked before metrics, so the HPA still enforces min/max.
+            warnings.push(format!(
+                "HPA {} has no usable metrics ({why}); it still holds replicas within min/max",
+                state.name
+            ));
+        } else if why == "ScalingDisabled" || workload.replicas.spec == Some(0) {
+            return (
+                Some(format!(
+                    "HPA {} is disabled because the target is at 0 replicas (ScalingDisabled); scale it up first",
+                    state.name
+                )),
+                warnings,
+            );
+        } else {
+            return (
+                Some(format!("HPA {} is not active: ScalingActive=False ({why}): {}", state.name, message(c))),
+                warnings,
+            );
+        }
+    }
+    if let (Some(spec), Some(min)) = (workload.replicas.spec, state.min_replicas)
+        && spec < i64::from(min)
+    {
+        warnings.push(format!("{} replicas is below the HPA's minReplicas {min}; it will scale up", spec));
+    }
+    (None, warnings)
+}
+
+/// Builds the autoscalers of `workload` from the HPAs and ScaledObjects in its namespace.
+pub fn autoscalers_for(
+    workload: &Workload,
+    hpas: &[HorizontalPodAutoscaler],
+    scaled_objects: &[Value],
+) -> Vec<Autoscaler> {
+    let mut found = Vec::new();
+    for scaled_object in scaled_objects.iter().filter(|so| scaled_object_targets(so, workload)) {
+        let name = scaled_object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let hpa_name = keda_hpa_name(scaled_object);
+        let namespace = workload.namespace();
+        let hpa = hpas.iter().find(|h| {
+            h.metadata.name.as_deref() == Some(&hpa_name) && h.metadata.namespace.as_deref() == Some(namespace)
+        });
+        let annotation =
+            |key: &str| scaled_object.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str);
+        let paused_replicas = annotation(KEDA_PAUSED_REPLICAS).map(str::to_string);
+        let paused = paused_replicas.is_some() || annotation(KEDA_PAUSED).is_some_and(|v| v != "false");
+        let conditions = value_conditions(scaled_object);
+        let keda = KedaState {
+            scaled_object: name.clone(),
+            min_replica_count: scaled_object.pointer("/spec/minReplicaCount").and_then(Value::as_i64).unwrap_or(0),
+            max_replica_count: scaled_object.pointer("/spec/maxReplicaCount").and_then(Value::as_i64),
+            hpa_name: hpa_name.clone(),
+            paused,
+            paused_replicas,
+            conditions,
+        };
+        let hpa_state = hpa.map(hpa_state);
+        let mut warnings = Vec::new();
+        let blocked = if keda.paused {
+            Some(format!(
+                "ScaledObject {name} is paused ({}); KEDA deletes its HPA while paused: remove the annotation",
+                if keda.paused_replicas.is_some() { KEDA_PAUSED_REPLICAS } else { KEDA_PAUSED }
+            ))
+        } else if let Some(ready) = condition(&keda.conditions, "Ready").filter(|c| c.status == "False") {
+            Some(format!(
+                "ScaledObject {name} is not Ready ({}): {}",
+                ready.reason.clone().unwrap_or_default(),
+                ready.message.clone().unwrap_or_default()
+            ))
+        } else if let Some(state) = &hpa_state {
+            let (blocked, hpa_warnings) = judge_hpa(state, workload);
+            warnings = hpa_warnings;
+            blocked
+        } else {
+            Some(format!("ScaledObject {name} has no HPA {hpa_name}: is the KEDA operator running?"))
+        };
+        if keda.min_replica_count == 0 {
+            warnings.push(format!(
+                "ScaledObject {name} has minReplicaCount 0: KEDA scales the workload to 0 when idle, by design"
+            ));
+        }
+        found.push(Autoscaler {
+            kind: AutoscalerKind::ScaledObject,
+            name,
+            hpa: hpa_state,
+            keda: Some(keda),
+            blocked,
+            warnings,
+        });
+    }
+    for hpa in hpas.iter().filter(|h| hpa_targets(h, workload)) {
+        let owned_by_listed_scaled_object = owning_scaled_object(hpa)
+            .is_some_and(|owner| found.iter().any(|a| a.keda.as_ref().is_some_and(|k| k.scaled_object == owner)));
+        if owned_by_listed_scaled_object {
+            continue;
+        }
+        let state = hpa_state(hpa);
+        let (blocked, warnings) = judge_hpa(&state, workload);
+        found.push(Autoscaler {
+            kind: AutoscalerKind::HorizontalPodAutoscaler,
+            name: state.name.clone(),
+            hpa: Some(state),
+            keda: None,
+            blocked,
+            warnings,
+        });
+    }
+    found
+}

@@ -1,0 +1,203 @@
+//! The deploy mechanisms around a workload and which of them would reset `.spec.replicas` once
+//! `replicas` is deleted from its manifests (a *hazard*).
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::helm::ReleaseRecord;
+use super::ownership::{Mechanism, ReplicaOwner};
+use super::workload::Workload;
+
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+pub const FLUX_RECONCILE_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/reconcile";
+pub const FLUX_KUSTOMIZATION_NAME_LABEL: &str = "kustomize.toolkit.fluxcd.io/name";
+pub const FLUX_KUSTOMIZATION_NAMESPACE_LABEL: &str = "kustomize.toolkit.fluxcd.io/namespace";
+pub const FLUX_HELMRELEASE_NAME_LABEL: &str = "helm.toolkit.fluxcd.io/name";
+pub const FLUX_HELMRELEASE_NAMESPACE_LABEL: &str = "helm.toolkit.fluxcd.io/namespace";
+pub const ARGOCD_TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
+
+/// How a hazard is removed; the names are `strip --method` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StripMethod {
+    ManagedFields,
+    LastApplied,
+    HelmRelease,
+    Handover,
+}
+
+impl StripMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StripMethod::ManagedFields => "managed-fields",
+            StripMethod::LastApplied => "last-applied",
+            StripMethod::HelmRelease => "helm-release",
+            StripMethod::Handover => "handover",
+        }
+    }
+}
+
+/// Where a hazard lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HazardSource {
+    ManagedFields,
+    LastAppliedAnnotation,
+    HelmRelease,
+}
+
+/// A deploy mechanism that still owns `.spec.replicas`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hazard {
+    pub mechanism: Mechanism,
+    pub source: HazardSource,
+    /// The managedFields manager, annotation or release record.
+    pub owner: String,
+    pub detail: String,
+    pub method: StripMethod,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FluxInfo {
+    /// `namespace/name` of the Kustomization or HelmRelease whose labels the object carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kustomization: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helm_release: Option<String>,
+    /// `kustomize.toolkit.fluxcd.io/reconcile: disabled` is set on the object.
+    pub reconcile_disabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmInfo {
+    pub release: String,
+    pub namespace: String,
+    /// `secret` or `configmap`, when the deployed record was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<super::helm::Driver>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    /// The replicas the deployed release manifest sets for this object, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_replicas: Option<Value>,
+    /// Set when the record could not be read (missing, forbidden, undecodable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// What the object says about the tools that deploy it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flux: Option<FluxInfo>,
+    /// The Argo CD tracking id (`app:group/Kind:namespace/name`), when annotation tracking is used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argocd_tracking_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helm: Option<HelmInfo>,
+    /// The replicas recorded in the last-applied annotation (client-side apply), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_applied_replicas: Option<Value>,
+}
+
+/// The replicas value in the last-applied annotation, if the annotation sets one.
+pub fn last_applied_replicas(workload: &Workload) -> Option<Value> {
+    let text = workload.annotation(LAST_APPLIED_ANNOTATION)?;
+    let applied: Value = serde_json::from_str(text).ok()?;
+    applied.pointer("/spec/replicas").filter(|v| !v.is_null()).cloned()
+}
+
+pub fn flux_info(workload: &Workload, owners: &[ReplicaOwner]) -> Option<FluxInfo> {
+    let pair = |name: &str, namespace: &str| {
+        workload.label(name).map(|n| format!("{}/{n}", workload.label(namespace).unwrap_or(workload.namespace())))
+    };
+    let info = FluxInfo {
+        kustomization: pair(FLUX_KUSTOMIZATION_NAME_LABEL, FLUX_KUSTOMIZATION_NAMESPACE_LABEL),
+        helm_release: pair(FLUX_HELMRELEASE_NAME_LABEL, FLUX_HELMRELEASE_NAMESPACE_LABEL),
+        reconcile_disabled: workload.annotation(FLUX_RECONCILE_ANNOTATION) == Some("disabled"),
+    };
+    let managed_by_flux = owners.iter().any(|o| matches!(o.mechanism, Mechanism::FluxKustomize | Mechanism::FluxHelm));
+    (info.kustomization.is_some() || info.helm_release.is_some() || info.reconcile_disabled || managed_by_flux)
+        .then_some(info)
+}
+
+pub fn deploy_info(workload: &Workload, owners: &[ReplicaOwner], helm: Option<HelmInfo>) -> DeployInfo {
+    DeployInfo {
+        flux: flux_info(workload, owners),
+        argocd_tracking_id: workload.annotation(ARGOCD_TRACKING_ANNOTATION).map(str::to_string),
+        helm,
+        last_applied_replicas: last_applied_replicas(workload),
+    }
+}
+
+/// Builds the Helm part of [`DeployInfo`] from the release record found for the workload.
+pub fn helm_info(
+    workload: &Workload,
+    release: (String, String),
+    record: Result<Option<&ReleaseRecord>, String>,
+) -> HelmInfo {
+    let (name, namespace) = release;
+    let mut info =
+        HelmInfo { release: name, namespace, driver: None, revision: None, manifest_replicas: None, problem: None };
+    match record {
+        Ok(Some(record)) => {
+            info.driver = Some(record.driver);
+            info.revision = Some(record.revision);
+            info.manifest_replicas = record.replicas_for(workload);
+        }
+        Ok(None) => info.problem = Some("no deployed release record found (Secret or ConfigMap)".into()),
+        Err(problem) => info.problem = Some(problem),
+    }
+    info
+}
+
+/// Every mechanism that would reset replicas if `replicas` were deleted from its manifests.
+///
+/// - An entry of a deploy tool that owns replicas, Apply or Update: appliers drop a field they
+///   solely own when it leaves their manifest; client-side-apply and Helm 3 Update entries turn
+///   into Apply owners when the tool migrates to server-side apply (kubectl's and Argo CD's
+///   client-side-apply upgrade), so they are stripped too.
+/// - Any other manager that *applies* replicas: it would drop the field the same way.
+/// - The last-applied annotation with replicas: the three-way merge sends `replicas: null`.
+/// - A Helm 3 release manifest with replicas: Helm sends `replicas: null`.
+pub fn hazards(owners: &[ReplicaOwner], info: &DeployInfo) -> Vec<Hazard> {
+    let mut found: Vec<Hazard> = owners
+        .iter()
+        .filter(|o| o.mechanism.is_deploy_tool() || (o.mechanism == Mechanism::Other && o.is_apply()))
+        .map(|o| Hazard {
+            mechanism: o.mechanism,
+            source: HazardSource::ManagedFields,
+            owner: o.manager.clone(),
+            detail: format!("managedFields entry {} owns .spec.replicas", o.label()),
+            method: StripMethod::ManagedFields,
+        })
+        .collect();
+    if let Some(replicas) = &info.last_applied_replicas {
+        let argocd = info.argocd_tracking_id.is_some() || owners.iter().any(|o| o.mechanism == Mechanism::ArgoCd);
+        found.push(Hazard {
+            mechanism: if argocd { Mechanism::ArgoCd } else { Mechanism::KubectlClientSide },
+            source: HazardSource::LastAppliedAnnotation,
+            owner: LAST_APPLIED_ANNOTATION.to_string(),
+            detail: format!("the last-applied-configuration annotation sets replicas: {replicas}; client-side apply would send replicas: null"),
+            method: StripMethod::LastApplied,
+        });
+    }
+    if let Some(helm) = &info.helm
+        && let Some(replicas) = &helm.manifest_replicas
+    {
+        found.push(Hazard {
+            mechanism: Mechanism::Helm,
+            source: HazardSource::HelmRelease,
+            owner: format!("{}/{} revision {}", helm.namespace, helm.release, helm.revision.unwrap_or_default()),
+            detail: format!(
+                "the deployed Helm release manifest sets replicas: {replicas}; helm upgrade of a chart without it sends replicas: null"
+            ),
+            method: StripMethod::HelmRelease,
+        });
+    }
+    found
+}

@@ -1,0 +1,171 @@
+//! Helm 3 release records. Helm 3 upgrades with a three-way merge of the previous release's
+//! manifest, the new manifest and the live object: while the stored manifest sets `replicas`
+//! and the new chart does not, Helm sends `replicas: null`, whatever managedFields say.
+//!
+//! A record is the release as JSON, gzipped, then base64-encoded; stored in Secret
+//! `sh.helm.release.v1.<release>.v<revision>` (type `helm.sh/release.v1`, labels `owner=helm`,
+//! `name`, `status`, `version`) or, with the configmap driver, in a ConfigMap of that name.
+
+use std::io::Read;
+
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::workload::Workload;
+
+pub const RELEASE_NAME_ANNOTATION: &str = "meta.helm.sh/release-name";
+pub const RELEASE_NAMESPACE_ANNOTATION: &str = "meta.helm.sh/release-namespace";
+/// Selects the deployed release records of every release.
+pub const DEPLOYED_RECORDS_SELECTOR: &str = "owner=helm,status=deployed";
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    Secret,
+    ConfigMap,
+}
+
+/// A deployed release record, decoded.
+#[derive(Debug, Clone)]
+pub struct ReleaseRecord {
+    pub driver: Driver,
+    /// The Secret or ConfigMap name.
+    pub object_name: String,
+    pub namespace: String,
+    pub release: String,
+    pub revision: i64,
+    pub resource_version: Option<String>,
+    /// The release JSON exactly as stored (after base64 and gzip are undone).
+    pub json: String,
+    pub manifest: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the release payload is not base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+    #[error("the release payload is not gzip: {0}")]
+    Gzip(#[from] std::io::Error),
+    #[error("the release is not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the release has no manifest")]
+    NoManifest,
+}
+
+/// Decodes the `release` payload (the base64 text Helm stored) into the release JSON text.
+pub fn decode_payload(payload: &[u8]) -> Result<String, DecodeError> {
+    let compressed = base64::engine::general_purpose::STANDARD.decode(payload.trim_ascii())?;
+    if compressed.starts_with(&GZIP_MAGIC) {
+        let mut json = String::new();
+        flate2::read::GzDecoder::new(compressed.as_slice()).read_to_string(&mut json)?;
+        Ok(json)
+    } else {
+        // Helm reads uncompressed records too.
+        String::from_utf8(compressed).map_err(|e| DecodeError::Gzip(std::io::Error::other(e)))
+    }
+}
+
+/// Encodes release JSON the way Helm stores it: gzip, then base64.
+pub fn encode_payload(json: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(json.as_bytes()).expect("writing to memory");
+    let compressed = encoder.finish().expect("writing to memory");
+    base64::engine::general_purpose::STANDARD.encode(compressed).into_bytes()
+}
+
+impl ReleaseRecord {
+    pub fn decode(
+        driver: Driver,
+        object_name: &str,
+        namespace: &str,
+        resource_version: Option<String>,
+        payload: &[u8],
+    ) -> Result<Self, DecodeError> {
+        let json = decode_payload(payload)?;
+        let value: Value = serde_json::from_str(&json)?;
+        let manifest = value.get("manifest").and_then(Value::as_str).ok_or(DecodeError::NoManifest)?.to_string();
+        Ok(Self {
+            driver,
+            object_name: object_name.to_string(),
+            namespace: namespace.to_string(),
+            release: value.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+            revision: value.get("version").and_then(Value::as_i64).unwrap_or_default(),
+            resource_version,
+            json,
+            manifest,
+        })
+    }
+
+    /// The `spec.replicas` this release's manifest sets for `workload`, if it sets one.
+    pub fn replicas_for(&self, workload: &Workload) -> Option<Value> {
+        manifest_documents(&self.manifest)
+            .into_iter()
+            .find(|doc| document_is(doc, workload, &self.namespace))
+            .and_then(|doc| doc.pointer("/spec/replicas").cloned())
+            .filter(|v| !v.is_null())
+    }
+}
+
+/// The release a workload belongs to, from Helm's ownership annotations.
+pub fn release_of(workload: &Workload) -> Option<(String, String)> {
+    let name = workload.annotation(RELEASE_NAME_ANNOTATION)?;
+    let namespace = workload.annotation(RELEASE_NAMESPACE_ANNOTATION).unwrap_or(workload.namespace());
+    Some((name.to_string(), namespace.to_string()))
+}
+
+pub fn manifest_documents(manifest: &str) -> Vec<Value> {
+    // Parse document by document, so one odd template cannot hide the others.
+    split_documents(manifest)
+        .into_iter()
+        .filter_map(|doc| serde_saphyr::from_str::<Value>(doc).ok())
+        .filter(|v| v.is_object())
+        .collect()
+}
+
+/// Splits a multi-document manifest on `---` lines, keeping each document's exact text.
+pub fn split_documents(manifest: &str) -> Vec<&str> {
+    let mut documents = Vec::new();
+    let mut start = 0;
+    let mut offset = 0;
+    for line in manifest.split_inclusive('\n') {
+        if line.trim_end() == "---" {
+            documents.push(&manifest[start..offset]);
+            start = offset + line.len();
+        }
+        offset += line.len();
+    }
+    documents.push(&manifest[start..]);
+    documents
+}
+
+pub fn document_is(doc: &Value, workload: &Workload, release_namespace: &str) -> bool {
+    let text = |pointer: &str| doc.pointer(pointer).and_then(Value::as_str);
+    let group = text("/apiVersion").and_then(|v| v.rsplit_once('/')).map(|(g, _)| g).unwrap_or("");
+    text("/kind") == Some(workload.kind.kind.as_str())
+        && group == workload.kind.group
+        && text("/metadata/name") == Some(workload.name())
+        && text("/metadata/namespace").unwrap_or(release_namespace) == workload.namespace()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_round_trips() {
+        let json = r#"{"name":"web","manifest":"a<b>&c"}"#;
+        assert_eq!(decode_payload(&encode_payload(json)).unwrap(), json);
+    }
+
+    #[test]
+    fn documents_split_on_separator_lines_only() {
+        let manifest = "---\n# Source: a\nkind: A\n---\nkind: B\nvalue: \"---\"\n";
+        let docs = split_documents(manifest);
+        assert_eq!(docs, vec!["", "# Source: a\nkind: A\n", "kind: B\nvalue: \"---\"\n"]);
+        assert_eq!(docs.concat().len() + 8, manifest.len());
+    }
+}

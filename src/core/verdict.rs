@@ -1,0 +1,166 @@
+//! The verdict per workload: a stable identifier, a one-line reason and the next command.
+
+use serde::Serialize;
+
+use super::autoscaler::Autoscaler;
+use super::deploy::{DeployInfo, Hazard, StripMethod};
+use super::ownership::{Mechanism, ReplicaOwner};
+use super::workload::{Replicas, Workload, WorkloadKind};
+
+/// Stable identifiers, documented in README.md ("Verdicts").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// An autoscaler is in charge and no deploy mechanism would reset replicas.
+    Safe,
+    /// An autoscaler is in charge but deploy mechanisms still own replicas.
+    StripNeeded,
+    /// Nothing targets the workload.
+    AutoscalerMissing,
+    /// An autoscaler exists but cannot act.
+    AutoscalerNotReady,
+    /// Two or more autoscalers target the workload.
+    AmbiguousAutoscalers,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Safe => "safe",
+            Verdict::StripNeeded => "strip-needed",
+            Verdict::AutoscalerMissing => "autoscaler-missing",
+            Verdict::AutoscalerNotReady => "autoscaler-not-ready",
+            Verdict::AmbiguousAutoscalers => "ambiguous-autoscalers",
+        }
+    }
+}
+
+/// Everything `check` reports about one workload.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assessment {
+    pub namespace: String,
+    pub kind: String,
+    pub api_version: String,
+    pub name: String,
+    pub verdict: Verdict,
+    pub reason: String,
+    pub next: String,
+    pub warnings: Vec<String>,
+    pub replicas: Replicas,
+    pub replica_owners: Vec<ReplicaOwner>,
+    pub hazards: Vec<Hazard>,
+    pub deploy: DeployInfo,
+    pub autoscalers: Vec<Autoscaler>,
+    #[serde(skip)]
+    pub workload_kind: WorkloadKind,
+}
+
+impl Assessment {
+    pub fn target(&self) -> String {
+        format!("{}/{}", self.workload_kind.command_name(), self.name)
+    }
+
+    pub fn strip_methods(&self) -> Vec<StripMethod> {
+        let mut methods: Vec<StripMethod> = self.hazards.iter().map(|h| h.method).collect();
+        methods.sort();
+        methods.dedup();
+        methods
+    }
+}
+
+pub fn assess(
+    workload: &Workload,
+    owners: Vec<ReplicaOwner>,
+    deploy: DeployInfo,
+    hazards: Vec<Hazard>,
+    autoscalers: Vec<Autoscaler>,
+) -> Assessment {
+    let namespace = workload.namespace().to_string();
+    let target = workload.target();
+    let mut warnings: Vec<String> = autoscalers.iter().flat_map(|a| a.warnings.iter().cloned()).collect();
+    let flux_owns = owners.iter().any(|o| matches!(o.mechanism, Mechanism::FluxKustomize | Mechanism::FluxHelm));
+    let flux_paused = deploy.flux.as_ref().is_some_and(|f| f.reconcile_disabled);
+    if flux_owns && !flux_paused {
+        warnings.push(
+            "Flux owns replicas and reconciliation of this object is not paused: its next forced apply re-takes \
+             ownership after a strip; pause it first (strip --pause-flux)"
+                .to_string(),
+        );
+    }
+    if let Some(helm) = deploy.helm.as_ref().and_then(|h| h.problem.as_ref().map(|p| (h, p))) {
+        warnings.push(format!("Helm release {}/{}: {}", helm.0.namespace, helm.0.release, helm.1));
+    }
+
+    let (verdict, reason, next) = match autoscalers.as_slice() {
+        [] => (
+            Verdict::AutoscalerMissing,
+            "no HorizontalPodAutoscaler or ScaledObject targets this workload".to_string(),
+            format!(
+                "create one, e.g. kubectl autoscale -n {namespace} {target} --min={} --max={}",
+                workload.replicas.spec.unwrap_or(1).max(1),
+                workload.replicas.spec.unwrap_or(1).max(1) * 2
+            ),
+        ),
+        [_, _, ..] => (
+            Verdict::AmbiguousAutoscalers,
+            format!(
+                "{} autoscalers target this workload ({}); they fight over replicas",
+                autoscalers.len(),
+                autoscalers.iter().map(Autoscaler::label).collect::<Vec<_>>().join(", ")
+            ),
+            format!("keep one and delete the others, e.g. kubectl delete -n {namespace} {}", autoscalers[1].label()),
+        ),
+        [autoscaler] => match &autoscaler.blocked {
+            Some(why) => (Verdict::AutoscalerNotReady, why.clone(), not_ready_next(autoscaler, &namespace)),
+            None if !hazards.is_empty() => {
+                let names: Vec<String> = hazards.iter().map(|h| h.owner.clone()).collect();
+                let mut command = format!("kubectl hpa-migrate strip -n {namespace} {target}");
+                if flux_owns && !flux_paused {
+                    command.push_str(" --pause-flux");
+                }
+                (
+                    Verdict::StripNeeded,
+                    format!("{} is in charge, but {} still own(s) replicas", autoscaler.label(), names.join(", ")),
+                    command,
+                )
+            }
+            None => (
+                Verdict::Safe,
+                format!("{} is in charge and no deploy mechanism would reset replicas", autoscaler.label()),
+                format!(
+                    "remove `replicas` from the manifests and deploy; then kubectl hpa-migrate verify -n {namespace} {target} --since 15m"
+                ),
+            ),
+        },
+    };
+    Assessment {
+        namespace,
+        kind: workload.kind.kind.clone(),
+        api_version: workload.kind.api_version(),
+        name: workload.name().to_string(),
+        verdict,
+        reason,
+        next,
+        warnings,
+        replicas: workload.replicas,
+        replica_owners: owners,
+        hazards,
+        deploy,
+        autoscalers,
+        workload_kind: workload.kind.clone(),
+    }
+}
+
+fn not_ready_next(autoscaler: &Autoscaler, namespace: &str) -> String {
+    if let Some(keda) = &autoscaler.keda {
+        if keda.paused {
+            return format!(
+                "kubectl annotate -n {namespace} scaledobject/{} autoscaling.keda.sh/paused- autoscaling.keda.sh/paused-replicas-",
+                keda.scaled_object
+            );
+        }
+        return format!("kubectl describe -n {namespace} scaledobject/{}", keda.scaled_object);
+    }
+    format!("kubectl describe -n {namespace} {}", autoscaler.label())
+}

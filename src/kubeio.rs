@@ -1,0 +1,275 @@
+//! The thin I/O layer over kube-rs: resolving resource types, and listing what the analysis
+//! reads. Every read is a paginated LIST per kind and scope, so the number of requests does not
+//! grow with the number of workloads.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, ObjectList};
+use kube::discovery::{self, Discovery, Scope};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::core::helm::{self, Driver, ReleaseRecord};
+use crate::core::workload::{Workload, WorkloadKind};
+use crate::error::{Error, Result, api_code};
+
+const PAGE_SIZE: u32 = 500;
+
+/// Which namespaces a command looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamespaceScope {
+    Namespace(String),
+    All,
+}
+
+impl NamespaceScope {
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            NamespaceScope::Namespace(ns) => Some(ns),
+            NamespaceScope::All => None,
+        }
+    }
+}
+
+pub fn api_resource(kind: &WorkloadKind) -> ApiResource {
+    ApiResource {
+        group: kind.group.clone(),
+        version: kind.version.clone(),
+        api_version: kind.api_version(),
+        kind: kind.kind.clone(),
+        plural: kind.plural.clone(),
+    }
+}
+
+fn dynamic_api(client: &Client, resource: &ApiResource, scope: &NamespaceScope) -> Api<DynamicObject> {
+    match scope {
+        NamespaceScope::Namespace(ns) => Api::namespaced_with(client.clone(), ns, resource),
+        NamespaceScope::All => Api::all_with(client.clone(), resource),
+    }
+}
+
+fn typed_api<K>(client: &Client, scope: &NamespaceScope) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match scope {
+        NamespaceScope::Namespace(ns) => Api::namespaced(client.clone(), ns),
+        NamespaceScope::All => Api::all(client.clone()),
+    }
+}
+
+/// Turns a kube error into ours, naming the verb and resource for RBAC refusals.
+pub fn classify_error(error: kube::Error, verb: &str, resource: &str, scope: &NamespaceScope) -> Error {
+    if api_code(&error) == Some(403) {
+        return Error::forbidden(verb, resource, scope.namespace(), &error);
+    }
+    Error::api(format!("{verb} {resource}"), error)
+}
+
+/// LISTs every page.
+async fn list_all<K>(api: &Api<K>, params: &ListParams) -> std::result::Result<Vec<K>, kube::Error>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let mut params = params.clone().limit(PAGE_SIZE);
+    let mut items = Vec::new();
+    loop {
+        let page: ObjectList<K> = api.list(&params).await?;
+        items.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(items),
+        }
+    }
+}
+
+fn label_params(selector: Option<&str>) -> ListParams {
+    match selector {
+        Some(selector) => ListParams::default().labels(selector),
+        None => ListParams::default(),
+    }
+}
+
+/// Lists the workloads of one kind in scope.
+pub async fn list_workloads(
+    client: &Client,
+    kind: &WorkloadKind,
+    scope: &NamespaceScope,
+    selector: Option<&str>,
+) -> Result<Vec<Workload>> {
+    let resource = api_resource(kind);
+    let api = dynamic_api(client, &resource, scope);
+    let objects =
+        list_all(&api, &label_params(selector)).await.map_err(|e| classify_error(e, "list", &kind.plural, scope))?;
+    objects
+        .into_iter()
+        .map(|object| {
+            let mut value = serde_json::to_value(&object).map_err(|e| Error::Failed(e.to_string()))?;
+            // Items in a list carry no apiVersion/kind; keep the object self-describing.
+            value["apiVersion"] = Value::String(kind.api_version());
+            value["kind"] = Value::String(kind.kind.clone());
+            Workload::from_object(kind.clone(), value).map_err(|e| Error::Failed(e.to_string()))
+        })
+        .collect()
+}
+
+pub async fn list_hpas(client: &Client, scope: &NamespaceScope) -> Result<Vec<HorizontalPodAutoscaler>> {
+    list_all(&typed_api::<HorizontalPodAutoscaler>(client, scope), &ListParams::default())
+        .await
+        .map_err(|e| classify_error(e, "list", "horizontalpodautoscalers.autoscaling", scope))
+}
+
+pub fn scaled_object_resource() -> ApiResource {
+    ApiResource {
+        group: "keda.sh".into(),
+        version: "v1alpha1".into(),
+        api_version: "keda.sh/v1alpha1".into(),
+        kind: "ScaledObject".into(),
+        plural: "scaledobjects".into(),
+    }
+}
+
+/// Lists KEDA ScaledObjects; `None` when KEDA's CRD is not installed, which is normal.
+pub async fn list_scaled_objects(client: &Client, scope: &NamespaceScope) -> Result<Option<Vec<Value>>> {
+    let api = dynamic_api(client, &scaled_object_resource(), scope);
+    match list_all(&api, &ListParams::default()).await {
+        Ok(objects) => Ok(Some(objects.into_iter().map(|o| serde_json::to_value(o).unwrap_or(Value::Null)).collect())),
+        Err(e) if api_code(&e) == Some(404) => Ok(None),
+        Err(e) => Err(classify_error(e, "list", "scaledobjects.keda.sh", scope)),
+    }
+}
+
+/// Reads the deployed Helm 3 release records of the given (namespace, release) pairs: one LIST
+/// of Secrets per namespace (or cluster-wide), then ConfigMaps only for releases not found.
+pub async fn helm_records(
+    client: &Client,
+    releases: &BTreeSet<(String, String)>,
+    all_namespaces: bool,
+) -> std::result::Result<Vec<ReleaseRecord>, String> {
+    let namespaces: BTreeSet<&str> = releases.iter().map(|(ns, _)| ns.as_str()).collect();
+    let scopes: Vec<NamespaceScope> = if all_namespaces && namespaces.len() > 1 {
+        vec![NamespaceScope::All]
+    } else {
+        namespaces.iter().map(|ns| NamespaceScope::Namespace(ns.to_string())).collect()
+    };
+    let params = ListParams::default().labels(helm::DEPLOYED_RECORDS_SELECTOR);
+    let wanted = |ns: &str, release: &str| releases.contains(&(ns.to_string(), release.to_string()));
+    let mut records = Vec::new();
+    let mut problems = Vec::new();
+    for scope in &scopes {
+        match list_all(&typed_api::<Secret>(client, scope), &params).await {
+            Ok(secrets) => {
+                for secret in secrets {
+                    let (ns, name) = meta_names(&secret.metadata);
+                    let release =
+                        secret.metadata.labels.as_ref().and_then(|l| l.get("name")).cloned().unwrap_or_default();
+                    if !wanted(&ns, &release) {
+                        continue;
+                    }
+                    let Some(payload) = secret.data.as_ref().and_then(|d| d.get("release")) else { continue };
+                    match ReleaseRecord::decode(
+                        Driver::Secret,
+                        &name,
+                        &ns,
+                        secret.metadata.resource_version.clone(),
+                        &payload.0,
+                    ) {
+                        Ok(record) => records.push(record),
+                        Err(e) => problems.push(format!("Secret {ns}/{name}: {e}")),
+                    }
+                }
+            }
+            Err(e) => problems.push(classify_error(e, "list", "secrets", scope).to_string()),
+        }
+    }
+    let missing: BTreeSet<&(String, String)> = releases
+        .iter()
+        .filter(|(ns, release)| !records.iter().any(|r| &r.namespace == ns && &r.release == release))
+        .collect();
+    if !missing.is_empty() {
+        for scope in &scopes {
+            // The configmap driver is rare; a refusal here only matters if the release is missing.
+            if let Ok(maps) = list_all(&typed_api::<ConfigMap>(client, scope), &params).await {
+                for map in maps {
+                    let (ns, name) = meta_names(&map.metadata);
+                    let release = map.metadata.labels.as_ref().and_then(|l| l.get("name")).cloned().unwrap_or_default();
+                    if !missing.contains(&(ns.clone(), release)) {
+                        continue;
+                    }
+                    let Some(payload) = map.data.as_ref().and_then(|d| d.get("release")) else { continue };
+                    match ReleaseRecord::decode(
+                        Driver::ConfigMap,
+                        &name,
+                        &ns,
+                        map.metadata.resource_version.clone(),
+                        payload.as_bytes(),
+                    ) {
+                        Ok(record) => records.push(record),
+                        Err(e) => problems.push(format!("ConfigMap {ns}/{name}: {e}")),
+                    }
+                }
+            }
+        }
+    }
+    if records.is_empty() && !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    Ok(records)
+}
+
+fn meta_names(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
+    (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+}
+
+/// Resolves a resource type as kubectl accepts it (`deploy`, `deployments.apps`,
+/// `rollouts.argoproj.io`, `Rollout`) to a namespaced kind that has a `/scale` subresource.
+pub async fn resolve_kind(client: &Client, type_name: &str) -> Result<WorkloadKind> {
+    let lowered = type_name.to_lowercase();
+    match lowered.as_str() {
+        "deploy" | "deployment" | "deployments" | "deployment.apps" | "deployments.apps" => {
+            return Ok(WorkloadKind::deployment());
+        }
+        "sts" | "statefulset" | "statefulsets" | "statefulset.apps" | "statefulsets.apps" => {
+            return Ok(WorkloadKind::stateful_set());
+        }
+        _ => {}
+    }
+    let (resource_name, group) = match lowered.split_once('.') {
+        Some((name, group)) => (name.to_string(), Some(group.to_string())),
+        None => (lowered.clone(), None),
+    };
+    let candidates: Vec<(ApiResource, discovery::ApiCapabilities)> = match &group {
+        Some(group) => match discovery::group(client, group).await {
+            Ok(found) => found.recommended_resources(),
+            Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
+            Err(e) => return Err(Error::api("discovery", e)),
+        },
+        None => {
+            let found =
+                Discovery::new(client.clone()).run_aggregated().await.map_err(|e| Error::api("discovery", e))?;
+            found.groups().flat_map(|g| g.recommended_resources()).collect()
+        }
+    };
+    let matches = |resource: &ApiResource| {
+        resource.plural == resource_name
+            || resource.kind.to_lowercase() == resource_name
+            || format!("{}s", resource.kind.to_lowercase()) == resource_name
+    };
+    let Some((resource, capabilities)) = candidates.into_iter().find(|(r, _)| matches(r)) else {
+        return Err(Error::UnknownResourceType(type_name.to_string()));
+    };
+    if !capabilities.subresources.iter().any(|(sub, _)| sub.plural == "scale") {
+        return Err(Error::NoScaleSubresource(format!(
+            "{} has no /scale subresource, so no autoscaler can own its replicas",
+            resource.plural
+        )));
+    }
+    if capabilities.scope != Scope::Namespaced {
+        return Err(Error::Usage(format!("{} is not namespaced", resource.plural)));
+    }
+    Ok(WorkloadKind { group: resource.group, version: resource.version, kind: resource.kind, plural: resource.plural })
+}

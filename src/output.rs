@@ -1,0 +1,90 @@
+//! Data goes to stdout, diagnostics to stderr; colour only where a person is looking; a closed
+//! pipe (`| head`) ends output quietly instead of failing.
+
+use std::io::{self, IsTerminal, Write};
+
+use console::Style;
+use serde::Serialize;
+
+use crate::cli::{OutputFormat, UiArgs};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    stdout_color: bool,
+    stderr_color: bool,
+    stderr_terminal: bool,
+}
+
+impl Printer {
+    pub fn new(ui: &UiArgs) -> Self {
+        let color_allowed = !ui.no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let stdout_terminal = io::stdout().is_terminal();
+        let stderr_terminal = io::stderr().is_terminal();
+        // `console` decides on its own otherwise; keep it in line with our choice.
+        console::set_colors_enabled(color_allowed && stdout_terminal);
+        console::set_colors_enabled_stderr(color_allowed && stderr_terminal);
+        Self {
+            stdout_color: color_allowed && stdout_terminal,
+            stderr_color: color_allowed && stderr_terminal,
+            stderr_terminal,
+        }
+    }
+
+    /// A printer that never colours, for tests and snapshots.
+    pub fn plain() -> Self {
+        Self { stdout_color: false, stderr_color: false, stderr_terminal: false }
+    }
+
+    pub fn stdout_color(&self) -> bool {
+        self.stdout_color
+    }
+
+    pub fn stderr_is_terminal(&self) -> bool {
+        self.stderr_terminal
+    }
+
+    /// Writes data to stdout. A broken pipe means the reader has what it wanted.
+    pub fn data(&self, text: &str) -> Result<()> {
+        let mut out = io::stdout().lock();
+        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(Error::Io { path: "<stdout>".into(), source: e }),
+        }
+    }
+
+    /// Writes a diagnostic line to stderr.
+    pub fn note(&self, text: &str) {
+        let _ = writeln!(io::stderr().lock(), "{text}");
+    }
+
+    pub fn warn(&self, text: &str) {
+        let label = self.paint_err(Style::new().yellow().bold(), "warning:");
+        self.note(&format!("{label} {text}"));
+    }
+
+    pub fn paint(&self, style: Style, text: &str) -> String {
+        if self.stdout_color { style.force_styling(true).apply_to(text).to_string() } else { text.to_string() }
+    }
+
+    pub fn paint_err(&self, style: Style, text: &str) -> String {
+        if self.stderr_color { style.force_styling(true).apply_to(text).to_string() } else { text.to_string() }
+    }
+
+    /// Writes a machine-readable document in the requested format; `Text` is the caller's job.
+    pub fn document<T: Serialize>(&self, format: OutputFormat, value: &T) -> Result<()> {
+        match format {
+            OutputFormat::Json => {
+                let mut text = serde_json::to_string_pretty(value).map_err(|e| Error::Failed(e.to_string()))?;
+                text.push('\n');
+                self.data(&text)
+            }
+            OutputFormat::Yaml => {
+                let text = serde_saphyr::to_string(value).map_err(|e| Error::Failed(e.to_string()))?;
+                self.data(&text)
+            }
+            OutputFormat::Text => unreachable!("text output is rendered by each command"),
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Shared harness: the local control plane's kubeconfigs and binaries, a namespace per test,
+//! real kubectl, server-side apply as a named manager, and fixture capture.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::{Value, json};
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn cluster_dir() -> PathBuf {
+    repo_root().join("target/cluster")
+}
+
+pub fn admin_kubeconfig() -> PathBuf {
+    let path = cluster_dir().join("admin.kubeconfig");
+    assert!(
+        path.is_file(),
+        "the local control plane is not up ({} is missing): run `cargo xtask cluster up` or `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+pub fn viewer_kubeconfig() -> PathBuf {
+    cluster_dir().join("viewer.kubeconfig")
+}
+
+pub fn kubectl_bin() -> PathBuf {
+    cluster_dir().join("bin/kubectl")
+}
+
+pub fn plugin_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kubectl-hpa_migrate"))
+}
+
+pub async fn client_for(kubeconfig: &Path) -> Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("reading the test kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("loading the test kubeconfig");
+    Client::try_from(config).expect("building a client")
+}
+
+/// A namespace of the test's own, deleted (without waiting) when the test ends.
+pub struct TestNamespace {
+    pub name: String,
+    pub client: Client,
+}
+
+impl TestNamespace {
+    pub async fn new(prefix: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let unique =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() % 1_000_000;
+        let name = format!("{prefix}-{}-{unique}", COUNTER.fetch_add(1, Ordering::Relaxed));
+        let client = client_for(&admin_kubeconfig()).await;
+        let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+        Self { name, client }
+    }
+
+    pub fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    pub async fn deployment(&self, name: &str) -> Deployment {
+        self.deployments().get(name).await.unwrap_or_else(|e| panic!("getting deployment {name}: {e}"))
+    }
+
+    pub async fn deployment_value(&self, name: &str) -> Value {
+        serde_json::to_value(self.deployment(name).await).unwrap()
+    }
+
+    /// Server-side apply of `object` as field manager `manager`, forced like Flux.
+    pub async fn apply(&self, manager: &str, object: &Value) -> Value {
+        let api_version = object["apiVersion"].as_str().unwrap();
+        let kind = object["kind"].as_str().unwrap();
+        let name = object["metadata"]["name"].as_str().unwrap();
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        // Every kind the tests apply pluralises by adding "s".
+        let plural = format!("{}s", kind.to_lowercase());
+        let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, &plural);
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.name, &resource);
+        let applied = api
+            .patch(name, &PatchParams::apply(manager).force(), &Patch::Apply(object))
+            .await
+            .unwrap_or_else(|e| panic!("server-side apply of {kind}/{name} as {manager}: {e}"));
+        serde_json::to_value(applied).unwrap()
+    }
+
+    /// Runs the real kubectl as admin in this namespace.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        kubectl(&admin_kubeconfig(), &all, stdin)
+    }
+
+    /// Runs the plugin binary against the control plane in this namespace.
+    pub fn plugin(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        let mut command = Command::new(plugin_bin());
+        command.arg("--kubeconfig").arg(kubeconfig).args(["-n", &self.name]).args(args);
+        run_hermetic(command, None)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let _ = Command::new(kubectl_bin())
+            .arg("--kubeconfig")
+            .arg(cluster_dir().join("admin.kubeconfig"))
+            .args(["delete", "namespace", &self.name, "--wait=false"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Runs a command with a clean environment: no user kubeconfig, no colour preferences leaking in.
+pub fn run_hermetic(mut command: Command, stdin: Option<&str>) -> Output {
+    command
+        .env_remove("KUBECONFIG")
+        .env_remove("NO_COLOR")
+        .env("HOME", std::env::temp_dir().join("hpa-migrate-test-home"))
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawning a test command");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut command = Command::new(kubectl_bin());
+    command.arg("--kubeconfig").arg(kubeconfig).args(args);
+    run_hermetic(command, stdin)
+}
+
+pub fn assert_success(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Polls `probe` until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {}s waiting for {what}", timeout.as_secs());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A Deployment manifest as a deploy tool would apply it, with or without `replicas`.
+pub fn deployment_manifest(name: &str, replicas: Option<i64>) -> Value {
+    let mut spec = json!({
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}
+        }
+    });
+    if let Some(replicas) = replicas {
+        spec["replicas"] = json!(replicas);
+    }
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": spec})
+}
+
+/// The replicas-only object of the Kubernetes docs' ownership transfer.
+pub fn replicas_only(api_version: &str, kind: &str, name: &str, replicas: i64) -> Value {
+    json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "spec": {"replicas": replicas}})
+}
+
+pub fn hpa_manifest(name: &str, target_kind: &str, target: &str, min: i64, max: i64) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": target_kind, "name": target},
+            "minReplicas": min,
+            "maxReplicas": max,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
+        }
+    })
+}
+
+pub fn spec_replicas(object: &Value) -> Option<i64> {
+    object.pointer("/spec/replicas").and_then(Value::as_i64)
+}
+
+/// The managers whose managedFields entry owns `.spec.replicas`.
+pub fn replica_managers(object: &Value) -> Vec<(String, String, Option<String>)> {
+    object
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.pointer("/fieldsV1/f:spec/f:replicas").is_some())
+        .map(|e| {
+            (
+                e["manager"].as_str().unwrap_or_default().to_string(),
+                e["operation"].as_str().unwrap_or_default().to_string(),
+                e.get("subresource").and_then(Value::as_str).map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+/// With HPA_MIGRATE_UPDATE_FIXTURES=1 (`cargo xtask fixtures`), saves a real server object
+/// under tests/fixtures/ for the unit tests of the pure core.
+pub fn capture_fixture(name: &str, object: &Value) {
+    if std::env::var_os("HPA_MIGRATE_UPDATE_FIXTURES").is_none() {
+        return;
+    }
+    let path = repo_root().join("tests/fixtures").join(format!("{name}.json"));
+    let mut text = serde_json::to_string_pretty(object).unwrap();
+    text.push('\n');
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}

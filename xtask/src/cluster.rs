@@ -1,0 +1,405 @@
+//! A real local control plane: etcd, kube-apiserver and kube-controller-manager built from the
+//! pinned Go modules in `tests/cluster/` and started on free 127.0.0.1 ports.
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::gobuild::{GoBinary, GoModule, required_version};
+use crate::workspace_root;
+
+const COMPONENTS: [&str; 3] = ["etcd", "kube-apiserver", "kube-controller-manager"];
+
+/// Controllers the tool's behaviour depends on; nothing else runs, to keep the plane light.
+const CONTROLLERS: &str = "deployment-controller,replicaset-controller,statefulset-controller,\
+horizontal-pod-autoscaler-controller,serviceaccount-controller,serviceaccount-token-controller,\
+garbage-collector-controller,namespace-controller,root-ca-certificate-publisher-controller,\
+clusterrole-aggregation-controller";
+
+pub struct Paths {
+    pub bin: PathBuf,
+    pub state: PathBuf,
+    pub admin_kubeconfig: PathBuf,
+    pub viewer_kubeconfig: PathBuf,
+}
+
+impl Paths {
+    pub fn new() -> Self {
+        let root = workspace_root().join("target/cluster");
+        Self {
+            bin: root.join("bin"),
+            state: root.join("state"),
+            admin_kubeconfig: root.join("admin.kubeconfig"),
+            viewer_kubeconfig: root.join("viewer.kubeconfig"),
+        }
+    }
+
+    pub fn kubectl(&self) -> PathBuf {
+        self.bin.join("kubectl")
+    }
+
+    fn pid_file(&self, component: &str) -> PathBuf {
+        self.state.join(format!("{component}.pid"))
+    }
+
+    fn log_file(&self, component: &str) -> PathBuf {
+        self.state.join(format!("{component}.log"))
+    }
+}
+
+pub fn control_plane_module(paths: &Paths) -> Result<GoModule<'static>> {
+    const BINARIES: &[GoBinary] = &[
+        GoBinary { package: "go.etcd.io/etcd/server/v3", name: "etcd" },
+        GoBinary { package: "k8s.io/kubernetes/cmd/kube-apiserver", name: "kube-apiserver" },
+        GoBinary { package: "k8s.io/kubernetes/cmd/kube-controller-manager", name: "kube-controller-manager" },
+        GoBinary { package: "k8s.io/kubernetes/cmd/kubectl", name: "kubectl" },
+    ];
+    let dir = workspace_root().join("tests/cluster");
+    let kube_version = required_version(&dir.join("go.mod"), "k8s.io/kubernetes")?;
+    let etcd_version = required_version(&dir.join("go.mod"), "go.etcd.io/etcd/server/v3")?;
+    let mut parts = kube_version.trim_start_matches('v').split('.');
+    let (major, minor) = (parts.next().unwrap_or("1"), parts.next().unwrap_or("0"));
+    // kubectl reports the client version from client-go, the servers from component-base.
+    let mut ldflags = String::from("-s -w");
+    for package in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
+        ldflags.push_str(&format!(
+            " -X {package}.gitVersion={kube_version} -X {package}.gitMajor={major} -X {package}.gitMinor={minor} \
+             -X {package}.gitTreeState=clean -X {package}.gitCommit=0000000000000000000000000000000000000000 \
+             -X {package}.buildDate=1970-01-01T00:00:00Z"
+        ));
+    }
+    ldflags.push_str(&format!(" -X go.etcd.io/etcd/api/v3/version.GitSHA={etcd_version}"));
+    Ok(GoModule { label: "control plane", dir, binaries: BINARIES, ldflags, out_dir: paths.bin.clone() })
+}
+
+pub fn build(paths: &Paths) -> Result<()> {
+    control_plane_module(paths)?.ensure_built()
+}
+
+/// True when every component's process is alive and the API server answers `/readyz`.
+pub fn is_up(paths: &Paths) -> bool {
+    COMPONENTS.iter().all(|c| read_pid(&paths.pid_file(c)).is_some_and(process_alive))
+        && paths.admin_kubeconfig.is_file()
+        && readyz(paths)
+}
+
+fn readyz(paths: &Paths) -> bool {
+    Command::new(paths.kubectl())
+        .arg("--kubeconfig")
+        .arg(&paths.admin_kubeconfig)
+        .args(["get", "--raw", "/readyz", "--request-timeout=5s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"ok"))
+}
+
+/// Starts the control plane. Returns false if it was already up (nothing started).
+pub fn up(paths: &Paths) -> Result<bool> {
+    build(paths)?;
+    if is_up(paths) {
+        eprintln!("xtask: the control plane is already up ({})", paths.admin_kubeconfig.display());
+        return Ok(false);
+    }
+    // A half-dead plane from an earlier run: stop what is left and start clean.
+    down(paths)?;
+    let started = Instant::now();
+    match start(paths) {
+        Ok(()) => {
+            eprintln!(
+                "xtask: control plane up in {:.1}s; export KUBECONFIG={}",
+                started.elapsed().as_secs_f64(),
+                paths.admin_kubeconfig.display()
+            );
+            Ok(true)
+        }
+        Err(error) => {
+            let _ = down(paths);
+            Err(error)
+        }
+    }
+}
+
+fn start(paths: &Paths) -> Result<()> {
+    fs::create_dir_all(&paths.state)?;
+    let pki = paths.state.join("pki");
+    fs::create_dir_all(&pki)?;
+    let certs = crate::pki::generate(&pki)?;
+
+    let etcd_client = free_port()?;
+    let etcd_peer = free_port()?;
+    let apiserver_port = free_port()?;
+    let server = format!("https://127.0.0.1:{apiserver_port}");
+
+    let admin_token = random_token();
+    let viewer_token = random_token();
+    let controller_manager_token = random_token();
+    let tokens = paths.state.join("tokens.csv");
+    fs::write(
+        &tokens,
+        format!(
+            "{admin_token},admin,admin,\"system:masters\"\n\
+             {viewer_token},viewer,viewer\n\
+             {controller_manager_token},system:kube-controller-manager,system:kube-controller-manager\n"
+        ),
+    )?;
+    let audit_policy = paths.state.join("audit-policy.yaml");
+    fs::write(&audit_policy, AUDIT_POLICY)?;
+
+    write_kubeconfig(&paths.admin_kubeconfig, &server, &certs.ca_pem, "admin", &admin_token)?;
+    write_kubeconfig(&paths.viewer_kubeconfig, &server, &certs.ca_pem, "viewer", &viewer_token)?;
+    let controller_manager_kubeconfig = paths.state.join("controller-manager.kubeconfig");
+    write_kubeconfig(
+        &controller_manager_kubeconfig,
+        &server,
+        &certs.ca_pem,
+        "system:kube-controller-manager",
+        &controller_manager_token,
+    )?;
+
+    let mut children: Vec<(&str, Child)> = Vec::new();
+    let result = (|| -> Result<()> {
+        let etcd_url = format!("http://127.0.0.1:{etcd_client}");
+        let peer_url = format!("http://127.0.0.1:{etcd_peer}");
+        children.push((
+            "etcd",
+            spawn(paths, "etcd", |c| {
+                c.arg("--name=default")
+                    .arg(format!("--data-dir={}", paths.state.join("etcd").display()))
+                    .arg(format!("--listen-client-urls={etcd_url}"))
+                    .arg(format!("--advertise-client-urls={etcd_url}"))
+                    .arg(format!("--listen-peer-urls={peer_url}"))
+                    .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+                    .arg(format!("--initial-cluster=default={peer_url}"))
+                    // A throw-away test store: durability buys nothing and fsync costs seconds.
+                    .arg("--unsafe-no-fsync=true")
+                    .arg("--log-level=warn");
+            })?,
+        ));
+        wait_for(&mut children, paths, Duration::from_secs(30), "etcd to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", etcd_client)).is_ok()
+        })?;
+
+        children.push((
+            "kube-apiserver",
+            spawn(paths, "kube-apiserver", |c| {
+                c.arg(format!("--etcd-servers={etcd_url}"))
+                    .arg("--bind-address=127.0.0.1")
+                    // The machine has no default route; the apiserver otherwise fails to pick an address.
+                    .arg("--advertise-address=127.0.0.1")
+                    .arg(format!("--secure-port={apiserver_port}"))
+                    .arg(format!("--cert-dir={}", pki.display()))
+                    .arg(format!("--tls-cert-file={}", certs.serving_cert.display()))
+                    .arg(format!("--tls-private-key-file={}", certs.serving_key.display()))
+                    .arg(format!("--client-ca-file={}", certs.ca_cert.display()))
+                    .arg(format!("--token-auth-file={}", tokens.display()))
+                    .arg("--authorization-mode=RBAC")
+                    .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+                    .arg(format!("--service-account-key-file={}", certs.service_account_public_key.display()))
+                    .arg(format!("--service-account-signing-key-file={}", certs.service_account_key.display()))
+                    .arg("--service-cluster-ip-range=10.0.0.0/24")
+                    .arg(format!("--audit-policy-file={}", audit_policy.display()))
+                    .arg(format!("--audit-log-path={}", paths.state.join("audit.log").display()))
+                    .arg("--audit-log-format=json")
+                    .arg("--profiling=false");
+            })?,
+        ));
+        wait_for(&mut children, paths, Duration::from_secs(90), "kube-apiserver /readyz", || readyz(paths))?;
+
+        for manifest in ["deploy/rbac/reader.yaml", "tests/cluster/viewer-binding.yaml"] {
+            kubectl(paths, &["apply", "-f"], Some(&workspace_root().join(manifest)))?;
+        }
+
+        children.push((
+            "kube-controller-manager",
+            spawn(paths, "kube-controller-manager", |c| {
+                c.arg(format!("--kubeconfig={}", controller_manager_kubeconfig.display()))
+                    .arg(format!("--authentication-kubeconfig={}", controller_manager_kubeconfig.display()))
+                    .arg(format!("--authorization-kubeconfig={}", controller_manager_kubeconfig.display()))
+                    .arg("--bind-address=127.0.0.1")
+                    .arg("--secure-port=0")
+                    .arg("--use-service-account-credentials=true")
+                    .arg(format!("--service-account-private-key-file={}", certs.service_account_key.display()))
+                    .arg(format!("--root-ca-file={}", certs.ca_cert.display()))
+                    .arg(format!("--controllers={CONTROLLERS}"))
+                    // Tests wait for the HPA controller; the default 15 s would make them slow.
+                    .arg("--horizontal-pod-autoscaler-sync-period=1s")
+                    .arg("--leader-elect=false");
+            })?,
+        ));
+        // Pods can only be created once the namespace's `default` ServiceAccount exists, which
+        // proves the controller manager is running and writing.
+        wait_for(&mut children, paths, Duration::from_secs(90), "the default ServiceAccount", || {
+            kubectl(paths, &["get", "serviceaccount", "default", "-n", "default"], None).is_ok()
+        })?;
+        Ok(())
+    })();
+    if let Err(error) = result {
+        for (_, child) in children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        return Err(error);
+    }
+    Ok(())
+}
+
+/// Polls `ready` until it holds; fails early, with the log tail, if a component exits.
+fn wait_for(
+    children: &mut [(&str, Child)],
+    paths: &Paths,
+    timeout: Duration,
+    what: &str,
+    mut ready: impl FnMut() -> bool,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        for (name, child) in children.iter_mut() {
+            if let Some(status) = child.try_wait()? {
+                bail!("{name} exited ({status}) while waiting for {what}\n{}", log_tail(paths, name));
+            }
+        }
+        if ready() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let (name, _) = children.last().expect("at least one component started");
+            bail!("timed out after {}s waiting for {what}\n{}", timeout.as_secs(), log_tail(paths, name));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn log_tail(paths: &Paths, component: &str) -> String {
+    let text = fs::read_to_string(paths.log_file(component)).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+    format!("--- last lines of {} ---\n{tail}", paths.log_file(component).display())
+}
+
+fn spawn(paths: &Paths, component: &str, configure: impl FnOnce(&mut Command)) -> Result<Child> {
+    let log = fs::File::create(paths.log_file(component))?;
+    let mut command = Command::new(paths.bin.join(component));
+    configure(&mut command);
+    command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    // A session of its own: the plane outlives `cargo xtask cluster up` and ignores the
+    // terminal's Ctrl-C; `cluster down` stops it by pid.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = command.spawn().with_context(|| format!("starting {component}"))?;
+    fs::write(paths.pid_file(component), child.id().to_string())?;
+    Ok(child)
+}
+
+pub fn kubectl(paths: &Paths, args: &[&str], file: Option<&Path>) -> Result<String> {
+    let mut command = Command::new(paths.kubectl());
+    command.arg("--kubeconfig").arg(&paths.admin_kubeconfig).args(args);
+    if let Some(file) = file {
+        command.arg(file);
+    }
+    let output = command.output().context("running kubectl")?;
+    if !output.status.success() {
+        bail!("kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Stops every component (controller manager first, etcd last) and waits for them to exit.
+pub fn down(paths: &Paths) -> Result<()> {
+    let mut stopped = 0;
+    for component in COMPONENTS.iter().rev() {
+        let pid_file = paths.pid_file(component);
+        if let Some(pid) = read_pid(&pid_file) {
+            if process_alive(pid) {
+                stop_process(pid);
+                stopped += 1;
+            }
+            let _ = fs::remove_file(&pid_file);
+        }
+    }
+    if stopped > 0 {
+        eprintln!("xtask: control plane stopped ({stopped} processes)");
+    }
+    if paths.state.exists() {
+        fs::remove_dir_all(&paths.state).with_context(|| format!("removing {}", paths.state.display()))?;
+    }
+    Ok(())
+}
+
+fn stop_process(pid: i32) {
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while process_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if process_alive(pid) {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        while process_alive(pid) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn process_alive(pid: i32) -> bool {
+    // A zombie still answers kill(0); it is not running, so look at its state too.
+    let status = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = status.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+    let signalable = unsafe { libc::kill(pid, 0) == 0 };
+    signalable && state.is_some_and(|s| s != "Z")
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 24];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .expect("reading /dev/urandom");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_kubeconfig(path: &Path, server: &str, ca_pem: &str, user: &str, token: &str) -> Result<()> {
+    use base64::Engine as _;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let context = "hpa-migrate-local";
+    fs::write(
+        path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {context}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
+             users:\n- name: {user}\n  user:\n    token: {token}\n\
+             contexts:\n- name: {context}\n  context:\n    cluster: {context}\n    user: {user}\n    namespace: default\n\
+             current-context: {context}\n"
+        ),
+    )?;
+    Ok(())
+}
+
+/// Records who called the API server (users `admin` and `viewer` only, so controllers do not
+/// drown it): the benchmark counts requests per user agent from it.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  users: [admin, viewer]
+- level: None
+";
+
+pub fn env(paths: &Paths) {
+    println!("export KUBECONFIG={}", paths.admin_kubeconfig.display());
+}
