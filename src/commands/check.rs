@@ -27,6 +27,8 @@ pub struct CheckReport {
     /// Whether the KEDA ScaledObject CRD is installed (ScaledObjects were looked for).
     pub keda_installed: bool,
     pub summary: Summary,
+    /// Findings that belong to no workload, such as an autoscaler whose target does not exist.
+    pub warnings: Vec<String>,
     pub workloads: Vec<Assessment>,
 }
 
@@ -125,6 +127,11 @@ pub async fn collect(
             .await?;
     let listed: Vec<Workload> = lists.into_iter().flatten().collect();
 
+    let mut warnings = Vec::new();
+    if targets.is_empty() && selector.is_none() {
+        warnings = orphaned_autoscalers(&hpas, &scaled_objects, &listed);
+    }
+
     let workloads: Vec<Workload> = if targets.is_empty() {
         listed
             .into_iter()
@@ -178,8 +185,47 @@ pub async fn collect(
         kind: "CheckReport",
         keda_installed,
         summary: Summary { total: assessments.len(), safe, needs_action: assessments.len() - safe },
+        warnings,
         workloads: assessments,
     })
+}
+
+/// Autoscalers whose target is not among the listed workloads: they scale nothing.
+fn orphaned_autoscalers(
+    hpas: &[k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler],
+    scaled_objects: &[serde_json::Value],
+    workloads: &[Workload],
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for scaled_object in scaled_objects {
+        if !workloads.iter().any(|w| autoscaler::scaled_object_targets(scaled_object, w)) {
+            let text = |p: &str| scaled_object.pointer(p).and_then(|v| v.as_str()).unwrap_or_default();
+            found.push(format!(
+                "scaledobject/{} in {} targets {}/{}, which does not exist",
+                text("/metadata/name"),
+                text("/metadata/namespace"),
+                scaled_object.pointer("/spec/scaleTargetRef/kind").and_then(|v| v.as_str()).unwrap_or("Deployment"),
+                text("/spec/scaleTargetRef/name")
+            ));
+        }
+    }
+    for hpa in hpas.iter().filter(|h| autoscaler::owning_scaled_object(h).is_none()) {
+        if !workloads.iter().any(|w| autoscaler::hpa_targets(hpa, w)) {
+            let target = &hpa.spec.scale_target_ref;
+            let state = autoscaler::hpa_state(hpa);
+            let able = state.conditions.iter().find(|c| c.type_ == "AbleToScale" && c.status == "False");
+            found.push(format!(
+                "hpa/{} in {} targets {}/{}, which does not exist{}",
+                state.name,
+                hpa.metadata.namespace.as_deref().unwrap_or_default(),
+                target.kind,
+                target.name,
+                able.map(|c| format!(" (AbleToScale=False: {})", c.reason.as_deref().unwrap_or_default()))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    found
 }
 
 /// The distinct (apiVersion, kind) pairs autoscalers point at.
@@ -254,7 +300,7 @@ fn autoscaler_cell(autoscalers: &[Autoscaler]) -> String {
 /// The human report: a table, then for every workload that is not `safe` (or has warnings)
 /// the reason, warnings and next command.
 pub fn render_text(report: &CheckReport, printer: &Printer) -> String {
-    if report.workloads.is_empty() {
+    if report.workloads.is_empty() && report.warnings.is_empty() {
         return String::new();
     }
     let mut table = Table::new();
@@ -292,7 +338,55 @@ pub fn render_text(report: &CheckReport, printer: &Printer) -> String {
         }
         out.push_str(&format!("  next: {}\n", printer.paint(Style::new().bold(), &a.next)));
     }
+    for warning in &report.warnings {
+        out.push_str(&format!("\n{} {warning}", printer.paint(Style::new().yellow(), "warning:")));
+    }
+    if !report.warnings.is_empty() {
+        out.push('\n');
+    }
     let s = &report.summary;
     out.push_str(&format!("\n{} workload(s): {} safe, {} need action\n", s.total, s.safe, s.needs_action));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::fixtures::{deployment, hpa};
+
+    fn report(names: &[&str]) -> CheckReport {
+        let mut workloads = Vec::new();
+        let mut hpas = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let mut workload = deployment(name);
+            workload.metadata.namespace = Some("shop".into());
+            workload.metadata.name = Some(format!("app-{i}"));
+            hpas.push(hpa("hpa-min3-rescaled", "shop", workload.name()));
+            workloads.push(workload);
+        }
+        let cluster = core::Cluster { hpas: &hpas, ..core::Cluster::default() };
+        let assessments: Vec<Assessment> = workloads.iter().map(|w| core::analyze(w, &cluster)).collect();
+        let safe = assessments.iter().filter(|a| a.verdict == Verdict::Safe).count();
+        CheckReport {
+            api_version: REPORT_API_VERSION,
+            kind: "CheckReport",
+            keda_installed: false,
+            summary: Summary { total: assessments.len(), safe, needs_action: assessments.len() - safe },
+            warnings: vec!["hpa/old in shop targets Deployment/gone, which does not exist".into()],
+            workloads: assessments,
+        }
+    }
+
+    #[test]
+    fn text_report() {
+        let report =
+            report(&["flux-ssa-owns-replicas", "hpa-rescaled", "kubectl-csa-owns-replicas", "handover-sole-owner"]);
+        insta::assert_snapshot!(render_text(&report, &Printer::plain()));
+    }
+
+    #[test]
+    fn text_report_has_no_escape_codes_without_a_terminal() {
+        let report = report(&["flux-ssa-owns-replicas"]);
+        assert!(!render_text(&report, &Printer::plain()).contains('\u{1b}'));
+    }
 }

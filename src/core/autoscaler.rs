@@ -1,7 +1,9 @@
 //! Which autoscalers target a workload and whether they can act.
 //!
 //! An HPA targets a workload through `spec.scaleTargetRef` (group of `apiVersion`, `kind`,
-//! `name`) in the same namespace. A KEDA ScaledObject does the same through its own
+//! `name`) in the same namespace. The HPA controller resolves the target through a REST mapper
+//! that ignores the version and the case of the kind (seen on the real controller: an HPA with
+//! `apps/v1beta2` and `kind: deployment` scales an `apps/v1` Deployment), so matching does too. A KEDA ScaledObject does the same through its own
 //! `spec.scaleTargetRef` (apiVersion defaults to `apps/v1`, kind to `Deployment`) and drives an
 //! HPA it owns (`status.hpaName`, default `keda-hpa-<name>`); the pair counts as one autoscaler.
 
@@ -106,7 +108,7 @@ pub fn hpa_targets(hpa: &HorizontalPodAutoscaler, workload: &Workload) -> bool {
     let target = &hpa.spec.scale_target_ref;
     hpa.metadata.namespace.as_deref() == Some(workload.namespace())
         && target.name == workload.name()
-        && target.kind == workload.kind.kind
+        && target.kind.eq_ignore_ascii_case(&workload.kind.kind)
         && group_of(target.api_version.as_deref().unwrap_or("")) == workload.kind.group
 }
 
@@ -115,7 +117,7 @@ pub fn scaled_object_targets(scaled_object: &Value, workload: &Workload) -> bool
     let text = |key: &str| target.and_then(|t| t.get(key)).and_then(Value::as_str);
     scaled_object.pointer("/metadata/namespace").and_then(Value::as_str) == Some(workload.namespace())
         && text("name") == Some(workload.name())
-        && text("kind").unwrap_or("Deployment") == workload.kind.kind
+        && text("kind").unwrap_or("Deployment").eq_ignore_ascii_case(&workload.kind.kind)
         && group_of(text("apiVersion").unwrap_or("apps/v1")) == workload.kind.group
 }
 

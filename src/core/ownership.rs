@@ -73,6 +73,10 @@ impl Mechanism {
 /// with `kubectl`: Flux deletes such entries before each apply.
 pub const DEFAULT_HANDOVER_MANAGER: &str = "hpa-migrate-handover";
 
+/// The temporary manager name the Kubernetes docs use in "Transferring ownership"; people who
+/// followed the docs by hand have it.
+pub const DOCS_HANDOVER_MANAGER: &str = "handover-to-hpa";
+
 /// One managedFields entry that owns `.spec.replicas`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -105,7 +109,9 @@ impl ReplicaOwner {
 /// Classifies a managedFields entry by its manager name, operation and subresource.
 pub fn classify(manager: &str, operation: &str, subresource: Option<&str>, handover_managers: &[String]) -> Mechanism {
     let via_scale = subresource == Some("scale");
-    if handover_managers.iter().any(|m| m == manager) || manager == DEFAULT_HANDOVER_MANAGER {
+    if handover_managers.iter().any(|m| m == manager)
+        || [DEFAULT_HANDOVER_MANAGER, DOCS_HANDOVER_MANAGER].contains(&manager)
+    {
         return Mechanism::Handover;
     }
     match manager {

@@ -121,7 +121,7 @@ pub fn assess(
                 }
                 (
                     Verdict::StripNeeded,
-                    format!("{} is in charge, but {} still own(s) replicas", autoscaler.label(), names.join(", ")),
+                    format!("{} is in charge, but replicas is still owned by {}", autoscaler.label(), names.join(", ")),
                     command,
                 )
             }

@@ -248,3 +248,65 @@ pub fn capture_fixture(name: &str, object: &Value) {
     text.push('\n');
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
+
+/// Runs the plugin and parses its `-o json` output; returns the document and the exit code.
+pub fn plugin_json(ns: &TestNamespace, kubeconfig: &Path, args: &[&str]) -> (Value, i32) {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["-o", "json"]);
+    let output = ns.plugin(kubeconfig, &all);
+    let document = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "plugin {args:?} printed no JSON ({e}):\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (document, output.status.code().unwrap_or(-1))
+}
+
+/// Waits until the HPA controller has written conditions on the HPA and returns them as
+/// (type, status, reason) triples.
+pub async fn hpa_conditions(
+    ns: &TestNamespace,
+    name: &str,
+    ready: impl Fn(&[(String, String, String)]) -> bool,
+) -> Vec<(String, String, String)> {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    let api = Api::<HorizontalPodAutoscaler>::namespaced(ns.client.clone(), &ns.name);
+    eventually(Duration::from_secs(60), &format!("conditions on HPA {name}"), || async {
+        let hpa = api.get(name).await.ok()?;
+        let conditions: Vec<(String, String, String)> =
+            hpa.status?.conditions?.into_iter().map(|c| (c.type_, c.status, c.reason.unwrap_or_default())).collect();
+        ready(&conditions).then_some(conditions)
+    })
+    .await
+}
+
+/// Both AbleToScale and ScalingActive have been reported: the HPA controller has judged it.
+pub fn judged(conditions: &[(String, String, String)]) -> bool {
+    conditions.iter().any(|c| c.0 == "ScalingActive")
+        || conditions.iter().any(|c| c.0 == "AbleToScale" && c.1 == "False")
+}
+
+/// Installs the minimal KEDA ScaledObject CRD (idempotent) and waits until it is served.
+pub async fn install_keda_crd() {
+    install_crd("tests/cluster/keda-scaledobject-crd.yaml", "scaledobjects.keda.sh").await;
+}
+
+/// Installs a CRD from the repo (idempotent) and waits until it is established.
+pub async fn install_crd(path: &str, name: &str) {
+    let crd = repo_root().join(path);
+    let output = kubectl(&admin_kubeconfig(), &["apply", "--server-side", "-f", crd.to_str().unwrap()], None);
+    assert_success(&output, &format!("installing CRD {name}"));
+    let crd = format!("crd/{name}");
+    let output = kubectl(&admin_kubeconfig(), &["wait", "--for=condition=Established", &crd, "--timeout=60s"], None);
+    assert_success(&output, &format!("waiting for CRD {name}"));
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

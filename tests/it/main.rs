@@ -1,5 +1,6 @@
 //! Integration tests against the real local control plane (`cargo xtask cluster up`).
 //! One binary, so the crate links once; each test works in a namespace of its own.
 
+mod check;
 mod common;
 mod foundation;
