@@ -153,6 +153,8 @@ pub fn document_is(doc: &Value, workload: &Workload, release_namespace: &str) ->
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{deployment, load};
+    use super::super::workload::WorkloadKind;
     use super::*;
 
     #[test]
@@ -167,5 +169,58 @@ mod tests {
         let docs = split_documents(manifest);
         assert_eq!(docs, vec!["", "# Source: a\nkind: A\n", "kind: B\nvalue: \"---\"\n"]);
         assert_eq!(docs.concat().len() + 8, manifest.len());
+    }
+
+    /// A record captured from the real server (`tests/it/helm.rs`), decoded the way the tool
+    /// reads it: a typed Secret (Kubernetes' base64 already undone) or ConfigMap.
+    fn captured_record(fixture: &str, driver: Driver) -> ReleaseRecord {
+        use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+        let object = load(fixture);
+        let (metadata, payload) = match driver {
+            Driver::Secret => {
+                let secret: Secret = serde_json::from_value(object).unwrap();
+                let payload = secret.data.as_ref().unwrap()["release"].0.clone();
+                (secret.metadata, payload)
+            }
+            Driver::ConfigMap => {
+                let map: ConfigMap = serde_json::from_value(object).unwrap();
+                let payload = map.data.as_ref().unwrap()["release"].clone().into_bytes();
+                (map.metadata, payload)
+            }
+        };
+        let (name, namespace) = (metadata.name.unwrap(), metadata.namespace.unwrap());
+        let record = ReleaseRecord::decode(driver, &name, &namespace, metadata.resource_version, &payload).unwrap();
+        assert_eq!((record.release.as_str(), record.revision), ("web", 1));
+        assert_eq!(record.object_name, "sh.helm.release.v1.web.v1");
+        record
+    }
+
+    /// The captured Deployment, moved into `namespace` (each capture ran in a namespace of its own).
+    fn deployment_in(fixture: &str, namespace: &str) -> Workload {
+        let mut object = load(fixture);
+        object["metadata"]["namespace"] = namespace.into();
+        Workload::from_object(WorkloadKind::deployment(), object).unwrap()
+    }
+
+    #[test]
+    fn captured_helm3_secret_sets_replicas_for_its_deployment() {
+        let record = captured_record("helm3-release-secret", Driver::Secret);
+        assert_eq!(record.replicas_for(&deployment("helm3-deployment")), Some(5.into()));
+        assert_eq!(release_of(&deployment("helm3-deployment")), Some(("web".into(), record.namespace.clone())));
+    }
+
+    #[test]
+    fn captured_helm3_configmap_sets_replicas_in_its_namespace_only() {
+        let record = captured_record("helm3-release-configmap", Driver::ConfigMap);
+        assert_eq!(record.replicas_for(&deployment_in("helm3-deployment", &record.namespace)), Some(5.into()));
+        assert_eq!(record.replicas_for(&deployment_in("helm3-deployment", "elsewhere")), None);
+    }
+
+    #[test]
+    fn captured_helm4_secret_has_the_same_format() {
+        let record = captured_record("helm4-release-secret", Driver::Secret);
+        assert_eq!(record.replicas_for(&deployment("helm4-deployment")), Some(5.into()));
+        let release: Value = serde_json::from_str(&record.json).unwrap();
+        assert_eq!(release["apply_method"], "ssa");
     }
 }

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod gobuild;
+mod helm;
 mod pki;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ commands:
   cluster down     stop the local control plane, leaving nothing running
   cluster env      print `export KUBECONFIG=...` for the admin kubeconfig
   cluster build    build the control-plane binaries only
+  tools helm       build the Helm 3 and Helm 4 CLIs the integration tests run
   test             formatting, clippy, unit tests, then integration tests on the control plane
   fixtures         re-capture tests/fixtures/ from the real control plane";
 
@@ -40,9 +42,16 @@ fn run(args: &[&str]) -> Result<()> {
         }
         ["cluster", "build"] => cluster::build(&paths),
         ["test"] => test(&paths),
-        ["fixtures"] => with_cluster(&paths, || {
-            cargo(&["test", "--locked", "--test", "it", "--", "foundation::"], &[("HPA_MIGRATE_UPDATE_FIXTURES", "1")])
-        }),
+        ["tools", "helm"] => helm::build(),
+        ["fixtures"] => {
+            helm::build()?;
+            with_cluster(&paths, || {
+                cargo(
+                    &["test", "--locked", "--test", "it", "--", "foundation::", "helm::"],
+                    &[("HPA_MIGRATE_UPDATE_FIXTURES", "1")],
+                )
+            })
+        }
         ["-h" | "--help" | "help"] | [] => {
             println!("{USAGE}");
             Ok(())
@@ -59,6 +68,7 @@ fn test(paths: &cluster::Paths) -> Result<()> {
     // Build the test binary before the plane starts so compilation and the plane do not
     // compete for the two cores while tests wait on controllers.
     cargo(&["test", "--locked", "--test", "it", "--no-run"], &[])?;
+    helm::build()?;
     with_cluster(paths, || {
         // Integration tests mostly wait on controllers, so run more of them than there are cores.
         cargo(&["test", "--locked", "--test", "it"], &[("RUST_TEST_THREADS", "8")])
