@@ -5,4 +5,5 @@ mod check;
 mod common;
 mod foundation;
 mod helm;
+mod krew;
 mod tools;

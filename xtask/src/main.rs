@@ -1,8 +1,10 @@
 //! `cargo xtask`: the project's own automation (control plane, test suite, fixtures).
 
 mod cluster;
+mod dist;
 mod gobuild;
 mod helm;
+mod krew;
 mod pki;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +21,9 @@ commands:
   cluster env      print `export KUBECONFIG=...` for the admin kubeconfig
   cluster build    build the control-plane binaries only
   tools helm       build the Helm 3 and Helm 4 CLIs the integration tests run
+  tools krew       build kubectl-krew and validate-krew-manifest for the distribution tests
+  dist [--target TRIPLE]
+                   release build and krew archive under target/dist/; updates plugin.yaml's sha256
   test             formatting, clippy, unit tests, then integration tests on the control plane
   fixtures         re-capture tests/fixtures/ from the real control plane";
 
@@ -42,6 +47,9 @@ fn run(args: &[&str]) -> Result<()> {
         }
         ["cluster", "build"] => cluster::build(&paths),
         ["test"] => test(&paths),
+        ["tools", "krew"] => krew::build(),
+        ["dist"] => dist::dist(None),
+        ["dist", "--target", triple] => dist::dist(Some(triple)),
         ["tools", "helm"] => helm::build(),
         ["fixtures"] => {
             helm::build()?;
@@ -68,6 +76,9 @@ fn test(paths: &cluster::Paths) -> Result<()> {
     // Build the test binary before the plane starts so compilation and the plane do not
     // compete for the two cores while tests wait on controllers.
     cargo(&["test", "--locked", "--test", "it", "--no-run"], &[])?;
+    // The krew tests install the release archive that `dist` packs, with the real krew.
+    krew::build()?;
+    dist::dist(None)?;
     helm::build()?;
     with_cluster(paths, || {
         // Integration tests mostly wait on controllers, so run more of them than there are cores.
