@@ -91,6 +91,12 @@ pub enum OutputFormat {
 pub enum Verb {
     /// Who owns .spec.replicas, is the autoscaler really in charge, and what to do next
     Check(CheckArgs),
+    /// Hand .spec.replicas over: strip the deploy tools' ownership (guarded, confirmed, backed up)
+    Strip(StripArgs),
+    /// Put back what a strip changed, from its backup file
+    Restore(RestoreArgs),
+    /// Let Flux reconcile objects again after `strip --pause-flux`
+    Resume(ResumeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -108,4 +114,81 @@ pub struct CheckArgs {
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum StripMethodArg {
+    /// What `check` found, per workload: possibly several methods at once
+    #[default]
+    Auto,
+    /// Remove .spec.replicas from the deploy tools' managedFields entries
+    ManagedFields,
+    /// Remove spec.replicas from the kubectl.kubernetes.io/last-applied-configuration annotation
+    LastApplied,
+    /// Remove spec.replicas of this object from the deployed Helm 3 release manifest
+    HelmRelease,
+    /// Server-side apply a replicas-only object with a temporary manager (the Kubernetes docs' method)
+    Handover,
+}
+
+#[derive(Debug, Args)]
+pub struct StripArgs {
+    /// Workloads, as for `check`. Without TARGET, -l SELECTOR picks the workloads autoscalers target
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// How to hand replicas over
+    #[arg(long, value_enum, default_value_t)]
+    pub method: StripMethodArg,
+
+    /// managed-fields: the managers to strip (default: every deploy tool that owns replicas).
+    /// handover: the temporary manager (default: hpa-migrate-handover). Repeatable
+    #[arg(long = "field-manager", value_name = "NAME")]
+    pub field_managers: Vec<String>,
+
+    /// Send the exact changes as a server-side dry run: nothing is persisted
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation (required without a terminal)
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    /// Where backups go (default: $XDG_STATE_HOME/kubectl-hpa-migrate/backups)
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+
+    /// Also set kustomize.toolkit.fluxcd.io/reconcile=disabled, so Flux cannot re-take ownership
+    #[arg(long)]
+    pub pause_flux: bool,
+
+    /// Strip even though no autoscaler is in charge
+    #[arg(long)]
+    pub force: bool,
+
+    /// Output format of the summary
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A backup file written by `strip`
+    #[arg(value_name = "BACKUP_FILE")]
+    pub backup: PathBuf,
+
+    /// Send the restore as a server-side dry run: nothing is persisted
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation (required without a terminal)
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Workloads paused with `strip --pause-flux`
+    #[arg(value_name = "TARGET", required = true)]
+    pub targets: Vec<String>,
 }

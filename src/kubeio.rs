@@ -273,3 +273,84 @@ pub async fn resolve_kind(client: &Client, type_name: &str) -> Result<WorkloadKi
     }
     Ok(WorkloadKind { group: resource.group, version: resource.version, kind: resource.kind, plural: resource.plural })
 }
+
+/// The API of one workload kind in one namespace.
+pub fn workload_api(client: &Client, kind: &WorkloadKind, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), namespace, &api_resource(kind))
+}
+
+fn to_value(object: DynamicObject) -> Value {
+    serde_json::to_value(object).unwrap_or(Value::Null)
+}
+
+/// GETs one object as JSON.
+pub async fn get_object(api: &Api<DynamicObject>, name: &str) -> std::result::Result<Value, kube::Error> {
+    api.get(name).await.map(to_value)
+}
+
+/// Sends a JSON patch (server-side dry run when asked) and returns the object the server wrote.
+pub async fn json_patch(
+    api: &Api<DynamicObject>,
+    name: &str,
+    patch: json_patch::Patch,
+    dry_run: bool,
+) -> std::result::Result<Value, kube::Error> {
+    let mut params =
+        kube::api::PatchParams { field_manager: Some(crate::core::patch::FIELD_MANAGER.into()), ..Default::default() };
+    params.dry_run = dry_run;
+    api.patch(name, &params, &kube::api::Patch::Json::<()>(patch)).await.map(to_value)
+}
+
+/// Server-side apply without force: a conflict is an error, never a silent takeover.
+pub async fn apply(
+    api: &Api<DynamicObject>,
+    name: &str,
+    manager: &str,
+    body: &Value,
+    dry_run: bool,
+) -> std::result::Result<Value, kube::Error> {
+    let mut params = kube::api::PatchParams::apply(manager);
+    params.dry_run = dry_run;
+    api.patch(name, &params, &kube::api::Patch::Apply(body)).await.map(to_value)
+}
+
+pub fn release_record_api(client: &Client, driver: Driver, namespace: &str) -> Api<DynamicObject> {
+    let (kind, plural) = match driver {
+        Driver::Secret => ("Secret", "secrets"),
+        Driver::ConfigMap => ("ConfigMap", "configmaps"),
+    };
+    let resource = ApiResource {
+        group: String::new(),
+        version: "v1".into(),
+        api_version: "v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
+/// Asks the API server whether the current identity may `verb` the resource in `namespace`.
+pub async fn can_i(client: &Client, verb: &str, group: &str, resource: &str, namespace: &str) -> Result<bool> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(verb.into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                namespace: Some(namespace.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let answer = api
+        .create(&kube::api::PostParams::default(), &review)
+        .await
+        .map_err(|e| Error::api("asking the API server for permissions", e))?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}

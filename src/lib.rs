@@ -4,6 +4,7 @@
 //! Layers: [`cli`] parses, [`commands`] runs one verb each, [`core`] holds the pure analysis
 //! (ownership, autoscalers, verdicts, patches) and [`kubeio`] is the thin layer over kube-rs.
 
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod commands;

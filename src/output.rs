@@ -72,6 +72,24 @@ impl Printer {
         if self.stderr_color { style.force_styling(true).apply_to(text).to_string() } else { text.to_string() }
     }
 
+    /// Asks a yes/no question on the terminal; without one, refuses unless `yes` was given.
+    pub fn confirm(&self, yes: bool, question: &str) -> Result<()> {
+        if yes {
+            return Ok(());
+        }
+        if !(io::stdin().is_terminal() && self.stderr_terminal) {
+            return Err(Error::NotConfirmed(
+                "refusing to change anything without confirmation: there is no terminal to ask on; review with --dry-run, then re-run with --yes".into(),
+            ));
+        }
+        let answer = dialoguer::Confirm::new()
+            .with_prompt(question)
+            .default(false)
+            .interact_on(&console::Term::stderr())
+            .map_err(|e| Error::NotConfirmed(format!("no answer: {e}")))?;
+        if answer { Ok(()) } else { Err(Error::NotConfirmed("declined; nothing was changed".into())) }
+    }
+
     /// Writes a machine-readable document in the requested format; `Text` is the caller's job.
     pub fn document<T: Serialize>(&self, format: OutputFormat, value: &T) -> Result<()> {
         match format {

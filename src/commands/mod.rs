@@ -1,6 +1,8 @@
 //! One module per verb. Each takes parsed arguments and a connection and returns an exit status.
 
 pub mod check;
+pub mod restore;
+pub mod strip;
 mod targets;
 
 use crate::cli::{Cli, Verb};
@@ -17,6 +19,20 @@ pub async fn dispatch(cli: Cli, printer: Printer) -> Result<ExitStatus> {
             let connection = client::connect(&cli.kube).await?;
             let scope = scope(&cli.kube, &connection);
             check::run(&connection.client, &scope, cli.kube.selector.as_deref(), &args, &printer).await
+        }
+        Verb::Strip(args) => {
+            let connection = client::connect(&cli.kube).await?;
+            let scope = scope(&cli.kube, &connection);
+            strip::run(&connection.client, &scope, cli.kube.selector.as_deref(), &args, &printer).await
+        }
+        Verb::Restore(args) => {
+            let connection = client::connect(&cli.kube).await?;
+            restore::run(&connection.client, &args, &printer).await
+        }
+        Verb::Resume(args) => {
+            let connection = client::connect(&cli.kube).await?;
+            let scope = scope(&cli.kube, &connection);
+            strip::resume(&connection.client, &scope, &args.targets, &printer).await
         }
     }
 }

@@ -83,6 +83,10 @@ pub struct HelmInfo {
     /// The replicas the deployed release manifest sets for this object, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest_replicas: Option<Value>,
+    /// Helm 4's apply method of the release (`ssa`: upgrades are server-side applies, and the
+    /// stored manifest plays no part).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apply_method: Option<String>,
     /// Set when the record could not be read (missing, forbidden, undecodable).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -141,13 +145,21 @@ pub fn helm_info(
     record: Result<Option<&ReleaseRecord>, String>,
 ) -> HelmInfo {
     let (name, namespace) = release;
-    let mut info =
-        HelmInfo { release: name, namespace, driver: None, revision: None, manifest_replicas: None, problem: None };
+    let mut info = HelmInfo {
+        release: name,
+        namespace,
+        driver: None,
+        revision: None,
+        manifest_replicas: None,
+        apply_method: None,
+        problem: None,
+    };
     match record {
         Ok(Some(record)) => {
             info.driver = Some(record.driver);
             info.revision = Some(record.revision);
             info.manifest_replicas = record.replicas_for(workload);
+            info.apply_method = record.apply_method.clone();
         }
         Ok(None) => info.problem = Some("no deployed release record found (Secret or ConfigMap)".into()),
         Err(problem) => info.problem = Some(problem),
@@ -162,12 +174,17 @@ pub fn helm_info(
 ///   into Apply owners when the tool migrates to server-side apply (kubectl's and Argo CD's
 ///   client-side-apply upgrade), so they are stripped too.
 /// - Any other manager that *applies* replicas: it would drop the field the same way.
+///   An applier that shares ownership with the autoscaler or a handover manager is no hazard:
+///   when it stops sending the field, the co-owner keeps it (server-side apply only removes a
+///   field no one else owns). [`covered_appliers`] names those for a warning.
 /// - The last-applied annotation with replicas: the three-way merge sends `replicas: null`.
 /// - A Helm 3 release manifest with replicas: Helm sends `replicas: null`.
 pub fn hazards(owners: &[ReplicaOwner], info: &DeployInfo) -> Vec<Hazard> {
+    let covered = covered_appliers(owners);
     let mut found: Vec<Hazard> = owners
         .iter()
         .filter(|o| o.mechanism.is_deploy_tool() || (o.mechanism == Mechanism::Other && o.is_apply()))
+        .filter(|o| !covered.contains(o))
         .map(|o| Hazard {
             mechanism: o.mechanism,
             source: HazardSource::ManagedFields,
@@ -188,6 +205,7 @@ pub fn hazards(owners: &[ReplicaOwner], info: &DeployInfo) -> Vec<Hazard> {
     }
     if let Some(helm) = &info.helm
         && let Some(replicas) = &helm.manifest_replicas
+        && helm.apply_method.as_deref() != Some("ssa")
     {
         found.push(Hazard {
             mechanism: Mechanism::Helm,
@@ -200,4 +218,16 @@ pub fn hazards(owners: &[ReplicaOwner], info: &DeployInfo) -> Vec<Hazard> {
         });
     }
     found
+}
+
+/// Appliers whose ownership of replicas is shared with the autoscaler or a handover manager.
+pub fn covered_appliers(owners: &[ReplicaOwner]) -> Vec<&ReplicaOwner> {
+    let co_owned = owners.iter().any(|o| matches!(o.mechanism, Mechanism::Autoscaler | Mechanism::Handover));
+    if !co_owned {
+        return Vec::new();
+    }
+    owners
+        .iter()
+        .filter(|o| o.is_apply() && !matches!(o.mechanism, Mechanism::Autoscaler | Mechanism::Handover))
+        .collect()
 }

@@ -38,6 +38,10 @@ pub struct ReleaseRecord {
     pub release: String,
     pub revision: i64,
     pub resource_version: Option<String>,
+    /// Helm 4's `apply_method` (`ssa` or `csa`); absent in Helm 3 records.
+    pub apply_method: Option<String>,
+    /// The `release` payload exactly as stored (Helm's base64 text).
+    pub payload: Vec<u8>,
     /// The release JSON exactly as stored (after base64 and gzip are undone).
     pub json: String,
     pub manifest: String,
@@ -95,6 +99,8 @@ impl ReleaseRecord {
             release: value.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
             revision: value.get("version").and_then(Value::as_i64).unwrap_or_default(),
             resource_version,
+            apply_method: value.get("apply_method").and_then(Value::as_str).map(str::to_string),
+            payload: payload.to_vec(),
             json,
             manifest,
         })

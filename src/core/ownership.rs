@@ -171,18 +171,33 @@ pub fn remove_field(fields: &mut Value, path: &[&str]) -> bool {
         let Some(map) = node.as_object_mut() else { return false };
         let Some((first, rest)) = path.split_first() else { return false };
         if rest.is_empty() {
-            return map.remove(*first).is_some();
+            return map.shift_remove(*first).is_some();
         }
         let Some(child) = map.get_mut(*first) else { return false };
         let removed = remove(child, rest);
         // A parent is only a member in its own right through its "." marker; emptied of its
         // children it must go, or it would claim the whole subtree.
         if removed && child.as_object().is_some_and(|m| m.is_empty()) {
-            map.remove(*first);
+            map.shift_remove(*first);
         }
         removed
     }
     remove(fields, path)
+}
+
+/// The canonical form of a `fieldsV1` set for comparison: a node holding nothing but its "."
+/// marker is the same member as an empty node. (Seen on the real server: when a field moves to
+/// another manager, `{".": {}, "f:x": {}}` is written back as `{}`, not `{".": {}}`.)
+pub fn canonical_fields(fields: &Value) -> Value {
+    match fields {
+        Value::Object(map) => {
+            if map.len() == 1 && map.get(".").is_some_and(|v| v.as_object().is_some_and(|m| m.is_empty())) {
+                return Value::Object(serde_json::Map::new());
+            }
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), canonical_fields(v))).collect())
+        }
+        other => other.clone(),
+    }
 }
 
 /// Whether a `fieldsV1` set is empty: an entry holding it owns nothing and must be dropped.
@@ -222,6 +237,15 @@ mod tests {
         let mut fields = json!({"f:spec": {"f:paused": {}}});
         assert!(!remove_field(&mut fields, &REPLICAS_PATH));
         assert_eq!(fields, json!({"f:spec": {"f:paused": {}}}));
+    }
+
+    #[test]
+    fn a_lone_marker_is_the_same_member_as_an_empty_node() {
+        let written = json!({"f:metadata": {"f:annotations": {".": {}}}, "f:spec": {".": {}, "f:paused": {}}});
+        assert_eq!(
+            canonical_fields(&written),
+            json!({"f:metadata": {"f:annotations": {}}, "f:spec": {".": {}, "f:paused": {}}})
+        );
     }
 
     #[test]

@@ -88,6 +88,18 @@ pub fn assess(
                 .to_string(),
         );
     }
+    for applier in super::deploy::covered_appliers(&owners) {
+        warnings.push(format!(
+            "{} still applies replicas, but shares it with {}: removing replicas from its manifest keeps the field",
+            applier.label(),
+            owners
+                .iter()
+                .filter(|o| matches!(o.mechanism, Mechanism::Autoscaler | Mechanism::Handover))
+                .map(|o| o.manager.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     if let Some(helm) = deploy.helm.as_ref().and_then(|h| h.problem.as_ref().map(|p| (h, p))) {
         warnings.push(format!("Helm release {}/{}: {}", helm.0.namespace, helm.0.release, helm.1));
     }

@@ -6,4 +6,6 @@ mod common;
 mod foundation;
 mod helm;
 mod krew;
+mod strip;
+mod strip_helm;
 mod tools;

@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's own automation (control plane, test suite, fixtures).
 
+mod bench;
 mod cluster;
 mod dist;
 mod gobuild;
@@ -24,6 +25,7 @@ commands:
   tools krew       build kubectl-krew and validate-krew-manifest for the distribution tests
   dist [--target TRIPLE]
                    release build and krew archive under target/dist/; updates plugin.yaml's sha256
+  bench check      `check -A` against the per-object kubectl + jq loop, N = 100 and 1,000
   test             formatting, clippy, unit tests, then integration tests on the control plane
   fixtures         re-capture tests/fixtures/ from the real control plane";
 
@@ -47,6 +49,7 @@ fn run(args: &[&str]) -> Result<()> {
         }
         ["cluster", "build"] => cluster::build(&paths),
         ["test"] => test(&paths),
+        ["bench", "check"] => bench::check(&paths),
         ["tools", "krew"] => krew::build(),
         ["dist"] => dist::dist(None),
         ["dist", "--target", triple] => dist::dist(Some(triple)),

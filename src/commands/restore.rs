@@ -1,0 +1,233 @@
+//! `restore BACKUP_FILE`: puts back exactly what a strip changed, with the same diff,
+//! confirmation, dry run and guards.
+//!
+//! Annotations go first and managedFields last, in two guarded patches: the API server
+//! attributes any field a patch changes to the patch's manager, so restoring both in one patch
+//! would leave an extra entry; a patch that only replaces managedFields changes no field and
+//! leaves the restored set exactly as backed up.
+
+use base64::Engine as _;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject};
+use serde_json::Value;
+
+use crate::backup::Backup;
+use crate::cli::RestoreArgs;
+use crate::core::patch;
+use crate::error::{Error, ExitStatus, Result, api_code};
+use crate::kubeio::{self, NamespaceScope};
+use crate::output::Printer;
+
+pub async fn run(client: &Client, args: &RestoreArgs, printer: &Printer) -> Result<ExitStatus> {
+    let backup = Backup::read(&args.backup)?;
+    let reference = &backup.object;
+    let (group, version) = reference.api_version.rsplit_once('/').unwrap_or(("", reference.api_version.as_str()));
+    let resource = ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: reference.api_version.clone(),
+        kind: reference.kind.clone(),
+        plural: reference.resource.clone(),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &reference.namespace, &resource);
+    let scope = NamespaceScope::Namespace(reference.namespace.clone());
+    let label = format!("{}/{}/{}", reference.namespace, reference.kind.to_lowercase(), reference.name);
+    let live = kubeio::get_object(&api, &reference.name).await.map_err(|e| match api_code(&e) {
+        Some(404) => Error::NotFound {
+            kind: reference.kind.clone(),
+            name: reference.name.clone(),
+            namespace: reference.namespace.clone(),
+        },
+        _ => kubeio::classify_error(e, "get", &reference.resource, &scope),
+    })?;
+    let live_uid = live.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
+    if live_uid != reference.uid {
+        return Err(Error::Usage(format!(
+            "{label} was deleted and recreated since the backup (uid {live_uid}, backup {}); refusing to restore onto another object",
+            reference.uid
+        )));
+    }
+    let group_for_rbac = if group.is_empty() { String::new() } else { group.to_string() };
+    if !kubeio::can_i(client, "patch", &group_for_rbac, &reference.resource, &reference.namespace).await? {
+        return Err(Error::Forbidden {
+            verb: "patch".into(),
+            resource: if group.is_empty() {
+                reference.resource.clone()
+            } else {
+                format!("{}.{group}", reference.resource)
+            },
+            scope: format!(" in namespace \"{}\"", reference.namespace),
+            user_hint: String::new(),
+            message: "nothing was changed".into(),
+        });
+    }
+
+    let diff = render_diff(&backup, &live);
+    if diff.is_empty() {
+        printer.data(&format!("unchanged {label}: it already matches the backup\n"))?;
+        return Ok(ExitStatus::Success);
+    }
+    printer.data(&format!("restore {label} from {}\n{diff}\n", args.backup.display()))?;
+    if !args.dry_run {
+        printer.confirm(args.yes, "Restore this object?")?;
+    }
+
+    let mut object = live;
+    if let Some(payload) = &backup.release_payload {
+        let encoded = match reference.kind.as_str() {
+            "Secret" => base64::engine::general_purpose::STANDARD.encode(payload),
+            _ => payload.clone(),
+        };
+        let build = |object: &Value| {
+            let current = object.pointer("/data/release").cloned().unwrap_or(Value::Null);
+            let operations = serde_json::json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": version_of(object)?},
+                {"op": "test", "path": "/data/release", "value": current},
+                {"op": "replace", "path": "/data/release", "value": encoded},
+            ]);
+            serde_json::from_value(operations).map_err(|e| Error::Failed(e.to_string()))
+        };
+        object = send(&api, &reference.name, object, build, args.dry_run, &scope, &reference.resource).await?;
+        if object.pointer("/data/release").and_then(Value::as_str) != Some(encoded.as_str()) {
+            return Err(Error::Failed(format!("{label}: the release record is not as backed up after the restore")));
+        }
+    }
+    if !backup.annotations.is_empty() {
+        let build = |object: &Value| {
+            let parts: Vec<patch::PatchPart> = backup
+                .annotations
+                .iter()
+                .map(|(key, value)| patch::annotation_part(object, key, value.as_str()))
+                .collect();
+            Ok(patch::combine(&version_of(object)?, &parts))
+        };
+        object = send(&api, &reference.name, object, build, args.dry_run, &scope, &reference.resource).await?;
+        for (key, value) in &backup.annotations {
+            if object.pointer(&patch::annotation_path(key)).and_then(Value::as_str) != value.as_str() {
+                return Err(Error::Failed(format!("{label}: annotation {key} is not as backed up after the restore")));
+            }
+        }
+    }
+    if let Some(entries) = &backup.managed_fields {
+        let build = |object: &Value| Ok(patch::restore_managed_fields_patch(&version_of(object)?, entries));
+        object = send(&api, &reference.name, object, build, args.dry_run, &scope, &reference.resource).await?;
+        let restored = object.pointer("/metadata/managedFields").cloned().unwrap_or(Value::Null);
+        if !patch::same_entries(&restored, entries) {
+            return Err(Error::Failed(format!(
+                "{label}: the API server did not take the backed-up managedFields; nothing else was changed by this step"
+            )));
+        }
+    }
+    let verb = if args.dry_run { "dry run: would restore" } else { "restored" };
+    printer.data(&format!("{verb} {label} from {}\n", args.backup.display()))?;
+    Ok(ExitStatus::Success)
+}
+
+/// Sends one guarded patch built from the object as last read, and returns the object as
+/// stored (re-read), or as the dry run would store it. The target state is fixed by the backup,
+/// so on a conflict (the deployment controller writes status right after an annotation change)
+/// the object is re-read and the patch rebuilt against it.
+async fn send(
+    api: &Api<DynamicObject>,
+    name: &str,
+    mut object: Value,
+    build: impl Fn(&Value) -> Result<json_patch::Patch>,
+    dry_run: bool,
+    scope: &NamespaceScope,
+    resource: &str,
+) -> Result<Value> {
+    const MAX_ATTEMPTS: u32 = 5;
+    for attempt in 1..=MAX_ATTEMPTS {
+        match kubeio::json_patch(api, name, build(&object)?, dry_run).await {
+            Ok(written) if dry_run => return Ok(written),
+            Ok(_) => {
+                return kubeio::get_object(api, name).await.map_err(|e| Error::api(format!("re-reading {name}"), e));
+            }
+            Err(e) if matches!(api_code(&e), Some(409 | 422)) && attempt < MAX_ATTEMPTS => {
+                object =
+                    kubeio::get_object(api, name).await.map_err(|e| Error::api(format!("re-reading {name}"), e))?;
+            }
+            Err(e) if matches!(api_code(&e), Some(409 | 422)) => {
+                return Err(Error::Conflict(format!(
+                    "{name} kept changing while restoring; re-run to review the new diff"
+                )));
+            }
+            Err(e) if api_code(&e) == Some(403) => return Err(kubeio::classify_error(e, "patch", resource, scope)),
+            Err(e) => return Err(Error::api(format!("restoring {name}"), e)),
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+fn version_of(object: &Value) -> Result<String> {
+    patch::resource_version(object).map_err(|e| Error::Failed(e.to_string()))
+}
+
+fn render_diff(backup: &Backup, live: &Value) -> String {
+    let mut out = String::new();
+    let mut section = |title: &str, before: String, after: String| {
+        if before == after {
+            return;
+        }
+        out.push_str(&format!("  {title}\n"));
+        for change in similar::TextDiff::from_lines(&before, &after).iter_all_changes() {
+            let sign = match change.tag() {
+                similar::ChangeTag::Delete => "-",
+                similar::ChangeTag::Insert => "+",
+                similar::ChangeTag::Equal => " ",
+            };
+            out.push_str(&format!("    {sign} {}\n", change.value().trim_end_matches('\n')));
+        }
+    };
+    if let Some(entries) = &backup.managed_fields {
+        let current = live.pointer("/metadata/managedFields").cloned().unwrap_or(Value::Null);
+        if !patch::same_entries(&current, entries) {
+            section("managedFields", yaml(&strip_times(&current)), yaml(&strip_times(entries)));
+        }
+    }
+    for (key, value) in &backup.annotations {
+        let current = live.pointer(&patch::annotation_path(key)).cloned().unwrap_or(Value::Null);
+        section(&format!("annotation {key}"), format!("{}\n", text_of(&current)), format!("{}\n", text_of(value)));
+    }
+    if let Some(payload) = &backup.release_payload {
+        let current = match backup.object.kind.as_str() {
+            "Secret" => live
+                .pointer("/data/release")
+                .and_then(Value::as_str)
+                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned()),
+            _ => live.pointer("/data/release").and_then(Value::as_str).map(str::to_string),
+        }
+        .unwrap_or_default();
+        if &current != payload {
+            let manifest = |payload: &str| {
+                crate::core::helm::decode_payload(payload.as_bytes())
+                    .ok()
+                    .and_then(|json| serde_json::from_str::<Value>(&json).ok())
+                    .and_then(|v| v.get("manifest").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_default()
+            };
+            section("Helm release manifest", manifest(&current), manifest(payload));
+        }
+    }
+    out
+}
+
+fn text_of(value: &Value) -> String {
+    value.as_str().map(str::to_string).unwrap_or_else(|| "(absent)".into())
+}
+
+/// Entry times make a diff noisy without saying anything about ownership.
+fn strip_times(entries: &Value) -> Value {
+    let mut entries = entries.clone();
+    for entry in entries.as_array_mut().into_iter().flatten() {
+        if let Some(map) = entry.as_object_mut() {
+            map.shift_remove("time");
+        }
+    }
+    entries
+}
+
+fn yaml(value: &Value) -> String {
+    serde_saphyr::to_string(value).unwrap_or_else(|_| value.to_string())
+}
