@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::core::helm::{self, Driver, ReleaseRecord};
+use crate::core::ownership;
 use crate::core::workload::{Workload, WorkloadKind};
 use crate::error::{Error, Result, api_code};
 
@@ -94,7 +95,8 @@ fn label_params(selector: Option<&str>) -> ListParams {
     }
 }
 
-/// Lists the workloads of one kind in scope.
+/// Lists the workloads of one kind in scope. Each page is turned into workloads as it comes,
+/// so a large namespace is never held twice in memory.
 pub async fn list_workloads(
     client: &Client,
     kind: &WorkloadKind,
@@ -103,18 +105,26 @@ pub async fn list_workloads(
 ) -> Result<Vec<Workload>> {
     let resource = api_resource(kind);
     let api = dynamic_api(client, &resource, scope);
-    let objects =
-        list_all(&api, &label_params(selector)).await.map_err(|e| classify_error(e, "list", &kind.plural, scope))?;
-    objects
-        .into_iter()
-        .map(|object| {
-            let mut value = serde_json::to_value(&object).map_err(|e| Error::Failed(e.to_string()))?;
-            // Items in a list carry no apiVersion/kind; keep the object self-describing.
-            value["apiVersion"] = Value::String(kind.api_version());
-            value["kind"] = Value::String(kind.kind.clone());
-            Workload::from_object(kind.clone(), value).map_err(|e| Error::Failed(e.to_string()))
-        })
-        .collect()
+    let mut params = label_params(selector).limit(PAGE_SIZE);
+    let mut workloads = Vec::new();
+    loop {
+        let page = api.list(&params).await.map_err(|e| classify_error(e, "list", &kind.plural, scope))?;
+        for object in page.items {
+            let mut metadata = object.metadata;
+            // The analysis reads only the entries that own replicas; the rest (status writers
+            // above all) is most of an object's size.
+            if let Some(entries) = metadata.managed_fields.as_mut() {
+                entries.retain(|e| {
+                    e.fields_v1.as_ref().is_some_and(|f| ownership::fields_contain(&f.0, &ownership::REPLICAS_PATH))
+                });
+            }
+            workloads.push(Workload::from_parts(kind.clone(), metadata, &object.data));
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(workloads),
+        }
+    }
 }
 
 pub async fn list_hpas(client: &Client, scope: &NamespaceScope) -> Result<Vec<HorizontalPodAutoscaler>> {

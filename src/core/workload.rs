@@ -49,8 +49,6 @@ pub struct Workload {
     pub kind: WorkloadKind,
     pub metadata: ObjectMeta,
     pub replicas: Replicas,
-    /// The raw object, for anything not extracted above.
-    pub object: Value,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -63,15 +61,21 @@ pub struct Replicas {
 
 impl Workload {
     /// Builds a workload from a full object as the server returns it.
-    pub fn from_object(kind: WorkloadKind, object: Value) -> Result<Self, serde_json::Error> {
-        let metadata: ObjectMeta = serde_json::from_value(object.get("metadata").cloned().unwrap_or(Value::Null))?;
-        let int = |pointer: &str| object.pointer(pointer).and_then(Value::as_i64);
+    pub fn from_object(kind: WorkloadKind, mut object: Value) -> Result<Self, serde_json::Error> {
+        let metadata: ObjectMeta =
+            serde_json::from_value(object.get_mut("metadata").map(Value::take).unwrap_or(Value::Null))?;
+        Ok(Self::from_parts(kind, metadata, &object))
+    }
+
+    /// Builds a workload from its metadata and the rest of the object (spec, status).
+    pub fn from_parts(kind: WorkloadKind, metadata: ObjectMeta, body: &Value) -> Self {
+        let int = |pointer: &str| body.pointer(pointer).and_then(Value::as_i64);
         let replicas = Replicas {
             spec: int("/spec/replicas"),
             status: int("/status/replicas"),
             ready: int("/status/readyReplicas").or_else(|| int("/status/replicas").map(|_| 0)),
         };
-        Ok(Self { kind, metadata, replicas, object })
+        Self { kind, metadata, replicas }
     }
 
     pub fn name(&self) -> &str {
