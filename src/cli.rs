@@ -93,6 +93,8 @@ pub enum Verb {
     Check(CheckArgs),
     /// Hand .spec.replicas over: strip the deploy tools' ownership (guarded, confirmed, backed up)
     Strip(StripArgs),
+    /// Prove, from history and by watching live, that replicas never dropped to the floor
+    Verify(VerifyArgs),
     /// Put back what a strip changed, from its backup file
     Restore(RestoreArgs),
     /// Let Flux reconcile objects again after `strip --pause-flux`
@@ -191,4 +193,51 @@ pub struct ResumeArgs {
     /// Workloads paused with `strip --pause-flux`
     #[arg(value_name = "TARGET", required = true)]
     pub targets: Vec<String>,
+}
+/// A duration written as 90s, 10m or 1h30m.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationArg(pub std::time::Duration);
+
+impl std::fmt::Display for DurationArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let seconds = self.0.as_secs();
+        match (seconds / 3600, seconds % 3600 / 60, seconds % 60) {
+            (h, 0, 0) if h > 0 => write!(f, "{h}h"),
+            (0, m, 0) if m > 0 => write!(f, "{m}m"),
+            (0, 0, s) => write!(f, "{s}s"),
+            (h, m, s) => write!(f, "{h}h{m}m{s}s"),
+        }
+    }
+}
+
+fn duration_arg(text: &str) -> Result<DurationArg, String> {
+    crate::commands::verify::parse_duration(text).map(DurationArg)
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Workloads (Deployments, StatefulSets), as for `check`
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// The period to judge from history (default: as far back as the evidence reaches)
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub since: Option<DurationArg>,
+
+    /// Watch live from now for this long; stops at the first drop. Without --since, only the
+    /// live period is judged
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub watch: Option<DurationArg>,
+
+    /// A drop is the desired replicas going from above this to this or below
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub floor: i64,
+
+    /// How long the API server keeps Events (kube-apiserver --event-ttl)
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "1h")]
+    pub event_ttl: DurationArg,
+
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: OutputFormat,
 }

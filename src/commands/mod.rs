@@ -4,6 +4,7 @@ pub mod check;
 pub mod restore;
 pub mod strip;
 mod targets;
+pub mod verify;
 
 use crate::cli::{Cli, Verb};
 use crate::client;
@@ -24,6 +25,11 @@ pub async fn dispatch(cli: Cli, printer: Printer) -> Result<ExitStatus> {
             let connection = client::connect(&cli.kube).await?;
             let scope = scope(&cli.kube, &connection);
             strip::run(&connection.client, &scope, cli.kube.selector.as_deref(), &args, &printer).await
+        }
+        Verb::Verify(args) => {
+            let connection = client::connect(&cli.kube).await?;
+            let scope = scope(&cli.kube, &connection);
+            verify::run(&connection.client, &scope, cli.kube.selector.as_deref(), &args, &printer).await
         }
         Verb::Restore(args) => {
             let connection = client::connect(&cli.kube).await?;

@@ -6,6 +6,7 @@ pub mod gojson;
 pub mod helm;
 pub mod ownership;
 pub mod patch;
+pub mod timeline;
 pub mod verdict;
 pub mod workload;
 

@@ -1,0 +1,258 @@
+//! `verify` on the real control plane: the real failure reproduced and found, the clean path
+//! passing, live watching, missing evidence, rollouts and StatefulSets.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+fn verify(ns: &TestNamespace, args: &[&str]) -> (Value, i32) {
+    let mut all = vec!["verify", "-o", "json"];
+    all.extend_from_slice(args);
+    let output = ns.plugin(&admin_kubeconfig(), &all);
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("verify {args:?} printed no JSON ({e}):\n{}\n{}", stdout(&output), stderr(&output)));
+    (report, output.status.code().unwrap_or(-1))
+}
+
+fn replicas_in_timeline(result: &Value) -> Vec<i64> {
+    result["history"]["timeline"]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["replicas"].as_i64().unwrap())
+        .collect()
+}
+
+async fn wait_for_replicas(ns: &TestNamespace, name: &str, replicas: i64) {
+    eventually(Duration::from_secs(60), &format!("{name} at {replicas} replicas"), || async {
+        (spec_replicas(&ns.deployment_value(name).await) == Some(replicas)).then_some(())
+    })
+    .await;
+}
+
+/// Flux-style workload at 5 with an HPA (min 3) that is judged but idle.
+async fn flux_workload_with_hpa(ns: &TestNamespace) {
+    ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
+    ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
+    hpa_conditions(ns, "web", judged).await;
+}
+
+fn strip_yes(ns: &TestNamespace) {
+    let dir = std::env::temp_dir().join(format!("hpa-migrate-backups-{}", ns.name));
+    let output =
+        ns.plugin(&admin_kubeconfig(), &["strip", "--yes", "deploy/web", "--backup-dir", dir.to_str().unwrap()]);
+    assert_success(&output, "strip");
+}
+
+#[tokio::test]
+async fn the_real_failure_is_found_in_history() {
+    let ns = TestNamespace::new("verify-drop").await;
+    flux_workload_with_hpa(&ns).await;
+    ns.apply("kustomize-controller", &deployment_manifest("web", None)).await;
+    wait_for_replicas(&ns, "web", 3).await;
+
+    let (report, code) = verify(&ns, &["deploy/web", "--since", "10m"]);
+    let result = &report["results"][0];
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(result["outcome"], "drop");
+    assert!(replicas_in_timeline(result).ends_with(&[5, 1, 3]), "timeline: {:?}", replicas_in_timeline(result));
+    let drop = &result["history"]["drops"][0];
+    assert_eq!((drop["from"].as_i64(), drop["to"].as_i64()), (Some(5), Some(1)));
+    assert_eq!(drop["cause"]["by"], "unordered");
+    assert!(
+        result["history"]["timeline"]["orders"].as_array().unwrap().iter().any(|o| o["size"] == 3),
+        "the HPA's order back to 3"
+    );
+
+    let events = ns.kubectl(&["get", "events", "-o", "json"], None);
+    assert_success(&events, "listing events");
+    capture_fixture("events-flux-drop", &serde_json::from_slice(&events.stdout).unwrap());
+    let sets = ns.kubectl(&["get", "replicasets", "-o", "json"], None);
+    capture_fixture("replicasets-flux-drop", &serde_json::from_slice(&sets.stdout).unwrap());
+}
+
+#[tokio::test]
+async fn the_clean_path_passes() {
+    let ns = TestNamespace::new("verify-clean").await;
+    flux_workload_with_hpa(&ns).await;
+    strip_yes(&ns);
+    ns.apply("kustomize-controller", &deployment_manifest("web", None)).await;
+    assert_eq!(spec_replicas(&ns.deployment_value("web").await), Some(5));
+
+    let (report, code) = verify(&ns, &["deploy/web", "--since", "10m"]);
+    assert_eq!(code, 0, "{report:#}");
+    let result = &report["results"][0];
+    assert_eq!(result["outcome"], "pass");
+    assert_eq!(result["history"]["covered"], true);
+    assert_eq!(result["endState"]["verdict"], "safe");
+}
+
+#[tokio::test]
+async fn a_deploy_tool_that_still_owns_replicas_is_at_risk() {
+    let ns = TestNamespace::new("verify-risk").await;
+    flux_workload_with_hpa(&ns).await;
+    let (report, code) = verify(&ns, &["deploy/web", "--since", "10m"]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["results"][0]["outcome"], "at-risk");
+    assert!(report["results"][0]["reason"].as_str().unwrap().contains("next deploy"), "{report:#}");
+}
+
+#[tokio::test]
+async fn a_live_watch_reports_the_drop_as_it_happens() {
+    let ns = TestNamespace::new("verify-live-drop").await;
+    flux_workload_with_hpa(&ns).await;
+    let mut watcher = Command::new(plugin_bin())
+        .arg("--kubeconfig")
+        .arg(admin_kubeconfig())
+        .args(["-n", &ns.name, "verify", "deploy/web", "--watch", "60s", "-o", "json"])
+        .env("HOME", std::env::temp_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let dropped_at = Instant::now();
+    ns.apply("kustomize-controller", &deployment_manifest("web", None)).await;
+    let output = tokio::task::spawn_blocking(move || watcher.wait_with_output().unwrap()).await.unwrap();
+    let elapsed = dropped_at.elapsed();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&output)));
+    assert_eq!(output.status.code(), Some(1), "{report:#}");
+    let result = &report["results"][0];
+    assert_eq!(result["outcome"], "drop");
+    assert_eq!(result["live"]["minimum"]["spec"], 1);
+    assert!(elapsed < Duration::from_secs(30), "stopped at the drop, not after 60 s ({elapsed:?})");
+}
+
+#[tokio::test]
+async fn a_live_watch_of_a_steady_workload_passes_after_the_duration() {
+    let ns = TestNamespace::new("verify-live-steady").await;
+    flux_workload_with_hpa(&ns).await;
+    strip_yes(&ns);
+    let started = Instant::now();
+    let (report, code) = verify(&ns, &["deploy/web", "--watch", "5s"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    let result = &report["results"][0];
+    assert_eq!(result["outcome"], "pass");
+    assert_eq!(result["live"]["minimum"]["spec"], 5);
+    assert!(result.get("history").is_none(), "without --since only the live period is judged");
+}
+
+#[tokio::test]
+async fn no_events_in_the_period_is_inconclusive() {
+    let ns = TestNamespace::new("verify-noevents").await;
+    flux_workload_with_hpa(&ns).await;
+    strip_yes(&ns);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (report, code) = verify(&ns, &["deploy/web", "--since", "1s"]);
+    assert_eq!(code, 3, "{report:#}");
+    assert_eq!(report["results"][0]["outcome"], "inconclusive");
+    assert!(report["results"][0]["reason"].as_str().unwrap().contains("no scaling events"));
+}
+
+/// What a kubelet would do: mark every Pod running and ready, so rollouts make progress.
+async fn mark_pods_ready(client: kube::Client, namespace: String, until: Instant) {
+    let pods: Api<Pod> = Api::namespaced(client, &namespace);
+    while Instant::now() < until {
+        for pod in pods.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default() {
+            let ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready"));
+            if !ready {
+                let status =
+                    json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
+                let name = pod.metadata.name.unwrap_or_default();
+                let _ = pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_rolling_update_is_not_a_drop() {
+    let ns = TestNamespace::new("verify-rollout").await;
+    let until = Instant::now() + Duration::from_secs(120);
+    let kubelet = tokio::spawn(mark_pods_ready(ns.client.clone(), ns.name.clone(), until));
+    flux_workload_with_hpa(&ns).await;
+    strip_yes(&ns);
+    let mut next = deployment_manifest("web", None);
+    next["spec"]["template"]["spec"]["containers"][0]["image"] = json!("registry.invalid/app:2");
+    ns.apply("kustomize-controller", &next).await;
+    eventually(Duration::from_secs(90), "the rollout to finish", || async {
+        let d = ns.deployment_value("web").await;
+        let status = &d["status"];
+        (status["updatedReplicas"] == 5 && status["replicas"] == 5 && status["readyReplicas"] == 5).then_some(())
+    })
+    .await;
+    kubelet.abort();
+
+    let (report, code) = verify(&ns, &["deploy/web", "--since", "10m"]);
+    let result = &report["results"][0];
+    let sets: Vec<String> = result["history"]["timeline"]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["source"].as_str().map(|s| s.split_whitespace().nth(7).unwrap_or_default().to_string()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert!(sets.len() >= 2, "the rollout moved two ReplicaSets: {report:#}");
+    assert!(replicas_in_timeline(result).iter().skip(1).all(|r| *r >= 4), "{:?}", replicas_in_timeline(result));
+    assert_eq!((code, result["outcome"].as_str()), (0, Some("pass")), "{report:#}");
+}
+
+#[tokio::test]
+async fn a_statefulset_scaled_down_is_a_drop() {
+    let ns = TestNamespace::new("verify-sts").await;
+    let sts = |replicas: Option<i64>| {
+        let mut object = json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "ingester"},
+            "spec": {
+                "serviceName": "ingester", "podManagementPolicy": "Parallel",
+                "selector": {"matchLabels": {"app": "ingester"}},
+                "template": {"metadata": {"labels": {"app": "ingester"}},
+                             "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}}
+            }
+        });
+        if let Some(replicas) = replicas {
+            object["spec"]["replicas"] = json!(replicas);
+        }
+        object
+    };
+    ns.apply("kustomize-controller", &sts(Some(4))).await;
+    let pods: Api<Pod> = Api::namespaced(ns.client.clone(), &ns.name);
+    eventually(Duration::from_secs(60), "4 ingester Pods", || async {
+        (pods.list(&ListParams::default()).await.ok()?.items.len() == 4).then_some(())
+    })
+    .await;
+    ns.apply("kustomize-controller", &sts(None)).await;
+    eventually(Duration::from_secs(60), "1 ingester Pod", || async {
+        (pods
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .count()
+            == 1)
+            .then_some(())
+    })
+    .await;
+
+    let (report, code) = verify(&ns, &["sts/ingester", "--since", "10m"]);
+    let result = &report["results"][0];
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(result["outcome"], "drop");
+    assert_eq!(result["history"]["drops"][0]["to"], 1);
+    assert_eq!(result["history"]["timeline"]["minimum"], 1);
+}
