@@ -30,8 +30,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
             return status;
         }
     };
-    init_logging(cli.ui.verbose);
     let printer = output::Printer::new(&cli.ui);
+    init_logging(cli.ui.verbose, printer.stderr_color());
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -49,7 +49,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
     }
 }
 
-fn init_logging(verbosity: u8) {
+/// Request logs go to stderr, coloured only as the printer colours stderr.
+fn init_logging(verbosity: u8, color: bool) {
     let filter = match verbosity {
         0 => "warn",
         1 => "warn,kube_client=debug,hpa_migrate=debug",
@@ -60,5 +61,6 @@ fn init_logging(verbosity: u8) {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(color)
         .try_init();
 }

@@ -44,6 +44,11 @@ impl Printer {
         self.stderr_terminal
     }
 
+    /// Whether diagnostics on stderr may be coloured.
+    pub fn stderr_color(&self) -> bool {
+        self.stderr_color
+    }
+
     /// Writes data to stdout. A broken pipe means the reader has what it wanted.
     pub fn data(&self, text: &str) -> Result<()> {
         let mut out = io::stdout().lock();
