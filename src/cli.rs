@@ -99,6 +99,11 @@ pub enum Verb {
     Restore(RestoreArgs),
     /// Let Flux reconcile objects again after `strip --pause-flux`
     Resume(ResumeArgs),
+    /// Print a shell completion script, or the helper kubectl runs for `kubectl hpa-migrate <TAB>`
+    Completion(CompletionArgs),
+    /// Completion candidates for kubectl's plugin completion (run by kubectl_complete-hpa_migrate)
+    #[command(name = "__complete", hide = true)]
+    Complete(CompleteArgs),
 }
 
 #[derive(Debug, Args)]
@@ -157,7 +162,7 @@ pub struct StripArgs {
     pub yes: bool,
 
     /// Where backups go (default: $XDG_STATE_HOME/kubectl-hpa-migrate/backups)
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub backup_dir: Option<PathBuf>,
 
     /// Also set kustomize.toolkit.fluxcd.io/reconcile=disabled, so Flux cannot re-take ownership
@@ -240,4 +245,29 @@ pub struct VerifyArgs {
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+    /// The kubectl_complete-hpa_migrate helper: put it on PATH and `kubectl hpa-migrate <TAB>`
+    /// completes in every shell kubectl's own completion is set up for
+    Kubectl,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// bash, zsh and fish complete `kubectl-hpa_migrate` run directly; kubectl completes
+    /// `kubectl hpa-migrate` (kubectl 1.26+)
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: CompletionShell,
+}
+
+#[derive(Debug, Args)]
+pub struct CompleteArgs {
+    /// The words typed after `kubectl hpa-migrate`, the last one being completed (empty: a new word)
+    #[arg(raw = true, value_name = "WORDS")]
+    pub words: Vec<String>,
 }

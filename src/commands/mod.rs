@@ -1,6 +1,7 @@
 //! One module per verb. Each takes parsed arguments and a connection and returns an exit status.
 
 pub mod check;
+pub mod completion;
 pub mod restore;
 pub mod strip;
 mod targets;
@@ -40,6 +41,8 @@ pub async fn dispatch(cli: Cli, printer: Printer) -> Result<ExitStatus> {
             let scope = scope(&cli.kube, &connection);
             strip::resume(&connection.client, &scope, &args.targets, &printer).await
         }
+        Verb::Completion(args) => completion::script(args.shell, &printer),
+        Verb::Complete(args) => completion::complete(&args.words, &printer).await,
     }
 }
 

@@ -39,6 +39,17 @@ pub fn viewer_kubeconfig() -> PathBuf {
     cluster_dir().join("viewer.kubeconfig")
 }
 
+/// The user bound to exactly deploy/rbac/strip.yaml.
+pub fn stripper_kubeconfig() -> PathBuf {
+    let path = cluster_dir().join("stripper.kubeconfig");
+    assert!(
+        path.is_file(),
+        "{} is missing: the control plane predates the `stripper` user; `cargo xtask cluster up` restarts it",
+        path.display()
+    );
+    path
+}
+
 pub fn kubectl_bin() -> PathBuf {
     cluster_dir().join("bin/kubectl")
 }

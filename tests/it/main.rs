@@ -2,10 +2,12 @@
 //! One binary, so the crate links once; each test works in a namespace of its own.
 
 mod check;
+mod cli;
 mod common;
 mod foundation;
 mod helm;
 mod krew;
+mod rbac;
 mod strip;
 mod strip_helm;
 mod tools;

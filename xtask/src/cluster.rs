@@ -26,6 +26,7 @@ pub struct Paths {
     pub state: PathBuf,
     pub admin_kubeconfig: PathBuf,
     pub viewer_kubeconfig: PathBuf,
+    pub stripper_kubeconfig: PathBuf,
 }
 
 impl Paths {
@@ -36,6 +37,7 @@ impl Paths {
             state: root.join("state"),
             admin_kubeconfig: root.join("admin.kubeconfig"),
             viewer_kubeconfig: root.join("viewer.kubeconfig"),
+            stripper_kubeconfig: root.join("stripper.kubeconfig"),
         }
     }
 
@@ -99,12 +101,19 @@ fn readyz(paths: &Paths) -> bool {
         .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"ok"))
 }
 
-/// Starts the control plane. Returns false if it was already up (nothing started).
+/// Starts the control plane. Returns false if it was already up (nothing started, or a stale
+/// plane restarted in place, which the caller did not start either).
 pub fn up(paths: &Paths) -> Result<bool> {
     build(paths)?;
-    if is_up(paths) {
-        eprintln!("xtask: the control plane is already up ({})", paths.admin_kubeconfig.display());
-        return Ok(false);
+    let was_up = is_up(paths);
+    if was_up {
+        if paths.stripper_kubeconfig.is_file() {
+            eprintln!("xtask: the control plane is already up ({})", paths.admin_kubeconfig.display());
+            return Ok(false);
+        }
+        // Token users are read at start: a plane started before the `stripper` user existed
+        // cannot gain it while running.
+        eprintln!("xtask: the running control plane has no `stripper` user; restarting it");
     }
     // A half-dead plane from an earlier run: stop what is left and start clean.
     down(paths)?;
@@ -116,7 +125,7 @@ pub fn up(paths: &Paths) -> Result<bool> {
                 started.elapsed().as_secs_f64(),
                 paths.admin_kubeconfig.display()
             );
-            Ok(true)
+            Ok(!was_up)
         }
         Err(error) => {
             let _ = down(paths);
@@ -138,6 +147,7 @@ fn start(paths: &Paths) -> Result<()> {
 
     let admin_token = random_token();
     let viewer_token = random_token();
+    let stripper_token = random_token();
     let controller_manager_token = random_token();
     let tokens = paths.state.join("tokens.csv");
     fs::write(
@@ -145,6 +155,7 @@ fn start(paths: &Paths) -> Result<()> {
         format!(
             "{admin_token},admin,admin,\"system:masters\"\n\
              {viewer_token},viewer,viewer\n\
+             {stripper_token},stripper,stripper\n\
              {controller_manager_token},system:kube-controller-manager,system:kube-controller-manager\n"
         ),
     )?;
@@ -153,6 +164,7 @@ fn start(paths: &Paths) -> Result<()> {
 
     write_kubeconfig(&paths.admin_kubeconfig, &server, &certs.ca_pem, "admin", &admin_token)?;
     write_kubeconfig(&paths.viewer_kubeconfig, &server, &certs.ca_pem, "viewer", &viewer_token)?;
+    write_kubeconfig(&paths.stripper_kubeconfig, &server, &certs.ca_pem, "stripper", &stripper_token)?;
     let controller_manager_kubeconfig = paths.state.join("controller-manager.kubeconfig");
     write_kubeconfig(
         &controller_manager_kubeconfig,
@@ -211,7 +223,12 @@ fn start(paths: &Paths) -> Result<()> {
         ));
         wait_for(&mut children, paths, Duration::from_secs(90), "kube-apiserver /readyz", || readyz(paths))?;
 
-        for manifest in ["deploy/rbac/reader.yaml", "tests/cluster/viewer-binding.yaml"] {
+        for manifest in [
+            "deploy/rbac/reader.yaml",
+            "tests/cluster/viewer-binding.yaml",
+            "deploy/rbac/strip.yaml",
+            "tests/cluster/stripper-binding.yaml",
+        ] {
             kubectl(paths, &["apply", "-f"], Some(&workspace_root().join(manifest)))?;
         }
 
@@ -389,14 +406,14 @@ fn write_kubeconfig(path: &Path, server: &str, ca_pem: &str, user: &str, token: 
     Ok(())
 }
 
-/// Records who called the API server (users `admin` and `viewer` only, so controllers do not
-/// drown it): the benchmark counts requests per user agent from it.
+/// Records who called the API server (the users the tests act as, so controllers do not drown
+/// it): the benchmark counts requests per user agent from it.
 const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
 - level: Metadata
-  users: [admin, viewer]
+  users: [admin, viewer, stripper]
 - level: None
 ";
 
