@@ -32,8 +32,9 @@ pub struct Cli {
     #[command(flatten)]
     pub ui: UiArgs,
 
+    /// Without a command, on a terminal: the guided migration (`migrate`)
     #[command(subcommand)]
-    pub verb: Verb,
+    pub verb: Option<Verb>,
 }
 
 /// The flags every kubectl plugin is expected to accept, with kubectl's meaning.
@@ -95,6 +96,8 @@ pub enum Verb {
     Strip(StripArgs),
     /// Prove, from history and by watching live, that replicas never dropped to the floor
     Verify(VerifyArgs),
+    /// The guided migration in a terminal: pick, check, pause Flux, strip, change the source, watch
+    Migrate(MigrateArgs),
     /// Put back what a strip changed, from its backup file
     Restore(RestoreArgs),
     /// Let Flux reconcile objects again after `strip --pause-flux`
@@ -199,6 +202,32 @@ pub struct ResumeArgs {
     #[arg(value_name = "TARGET", required = true)]
     pub targets: Vec<String>,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+    /// The kubectl_complete-hpa_migrate helper: put it on PATH and `kubectl hpa-migrate <TAB>`
+    /// completes in every shell kubectl's own completion is set up for
+    Kubectl,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// bash, zsh and fish complete `kubectl-hpa_migrate` run directly; kubectl completes
+    /// `kubectl hpa-migrate` (kubectl 1.26+)
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: CompletionShell,
+}
+
+#[derive(Debug, Args)]
+pub struct CompleteArgs {
+    /// The words typed after `kubectl hpa-migrate`, the last one being completed (empty: a new word)
+    #[arg(raw = true, value_name = "WORDS")]
+    pub words: Vec<String>,
+}
+
 /// A duration written as 90s, 10m or 1h30m.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DurationArg(pub std::time::Duration);
@@ -206,12 +235,14 @@ pub struct DurationArg(pub std::time::Duration);
 impl std::fmt::Display for DurationArg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let seconds = self.0.as_secs();
-        match (seconds / 3600, seconds % 3600 / 60, seconds % 60) {
-            (h, 0, 0) if h > 0 => write!(f, "{h}h"),
-            (0, m, 0) if m > 0 => write!(f, "{m}m"),
-            (0, 0, s) => write!(f, "{s}s"),
-            (h, m, s) => write!(f, "{h}h{m}m{s}s"),
+        let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+        let mut text = String::new();
+        for (value, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+            if value > 0 {
+                text.push_str(&format!("{value}{unit}"));
+            }
         }
+        f.write_str(if text.is_empty() { "0s" } else { &text })
     }
 }
 
@@ -247,27 +278,54 @@ pub struct VerifyArgs {
     pub output: OutputFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CompletionShell {
-    Bash,
-    Zsh,
-    Fish,
-    /// The kubectl_complete-hpa_migrate helper: put it on PATH and `kubectl hpa-migrate <TAB>`
-    /// completes in every shell kubectl's own completion is set up for
-    Kubectl,
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Workloads, as for `check` (default: pick from those autoscalers target)
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// How long to watch for the deploy after the strip
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "10m")]
+    pub timeout: DurationArg,
+
+    /// A drop is the desired replicas going from above this to this or below
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub floor: i64,
+
+    /// Where strip's backups go (default: $XDG_STATE_HOME/kubectl-hpa-migrate/backups)
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub backup_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Args)]
-pub struct CompletionArgs {
-    /// bash, zsh and fish complete `kubectl-hpa_migrate` run directly; kubectl completes
-    /// `kubectl hpa-migrate` (kubectl 1.26+)
-    #[arg(value_enum, value_name = "SHELL")]
-    pub shell: CompletionShell,
+impl MigrateArgs {
+    /// The guided flow's defaults (the same as `migrate` with no flags), for
+    /// `kubectl hpa-migrate` without a command.
+    pub fn default_flow() -> Self {
+        use clap::FromArgMatches;
+        let command = <Self as Args>::augment_args(clap::Command::new("migrate"));
+        Self::from_arg_matches(&command.get_matches_from(["migrate"])).expect("the defaults parse")
+    }
 }
 
-#[derive(Debug, Args)]
-pub struct CompleteArgs {
-    /// The words typed after `kubectl hpa-migrate`, the last one being completed (empty: a new word)
-    #[arg(raw = true, value_name = "WORDS")]
-    pub words: Vec<String>,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guided_flow_defaults_are_migrates_defaults() {
+        let defaults = MigrateArgs::default_flow();
+        assert_eq!(defaults.timeout.0, std::time::Duration::from_secs(600));
+        assert_eq!(defaults.floor, 1);
+        assert!(defaults.targets.is_empty());
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        for (text, seconds) in [("90s", 90), ("10m", 600), ("1h30m", 5400), ("1h", 3600)] {
+            assert_eq!(duration_arg(text).unwrap().0.as_secs(), seconds, "{text}");
+        }
+        assert!(duration_arg("soon").is_err());
+        assert_eq!(DurationArg(std::time::Duration::from_secs(5400)).to_string(), "1h30m");
+        assert_eq!(DurationArg(std::time::Duration::from_secs(90)).to_string(), "1m30s");
+    }
 }

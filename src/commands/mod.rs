@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod completion;
+pub mod migrate;
 pub mod restore;
 pub mod strip;
 mod targets;
@@ -16,7 +17,19 @@ use crate::output::Printer;
 pub use targets::{Target, parse_targets};
 
 pub async fn dispatch(cli: Cli, printer: Printer) -> Result<ExitStatus> {
-    match cli.verb {
+    let Some(verb) = cli.verb else {
+        // No command: the guided flow on a terminal, the help otherwise.
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) && printer.stderr_is_terminal() {
+            let connection = client::connect(&cli.kube).await?;
+            let scope = scope(&cli.kube, &connection);
+            return migrate::run(&connection.client, &scope, &crate::cli::MigrateArgs::default_flow(), &printer).await;
+        }
+        return Err(crate::Error::Usage(
+            "no command given: run `kubectl hpa-migrate --help`, or run it in a terminal for the guided migration"
+                .into(),
+        ));
+    };
+    match verb {
         Verb::Check(args) => {
             let connection = client::connect(&cli.kube).await?;
             let scope = scope(&cli.kube, &connection);
@@ -31,6 +44,11 @@ pub async fn dispatch(cli: Cli, printer: Printer) -> Result<ExitStatus> {
             let connection = client::connect(&cli.kube).await?;
             let scope = scope(&cli.kube, &connection);
             verify::run(&connection.client, &scope, cli.kube.selector.as_deref(), &args, &printer).await
+        }
+        Verb::Migrate(args) => {
+            let connection = client::connect(&cli.kube).await?;
+            let scope = scope(&cli.kube, &connection);
+            migrate::run(&connection.client, &scope, &args, &printer).await
         }
         Verb::Restore(args) => {
             let connection = client::connect(&cli.kube).await?;

@@ -86,6 +86,22 @@ pub async fn run(
     args: &StripArgs,
     printer: &Printer,
 ) -> Result<ExitStatus> {
+    let report = strip(client, scope, selector, args, printer).await?;
+    match args.output {
+        OutputFormat::Text => printer.data(&render_results(&report, printer))?,
+        format => printer.document(format, &report)?,
+    }
+    Ok(exit_status(&report.results))
+}
+
+/// Plans, shows, confirms and carries out the strip; returns what happened per object.
+pub async fn strip(
+    client: &Client,
+    scope: &NamespaceScope,
+    selector: Option<&str>,
+    args: &StripArgs,
+    printer: &Printer,
+) -> Result<StripReport> {
     let targets = parse_targets(&args.targets)?;
     if targets.is_empty() && selector.is_none() {
         return Err(Error::Usage(
@@ -107,7 +123,7 @@ pub async fn run(
         }
     }
     if plans.is_empty() {
-        return finish(printer, args, results);
+        return Ok(report_of(args, results));
     }
     ensure_permissions(client, &plans).await?;
 
@@ -143,7 +159,7 @@ pub async fn run(
         bar.finish_and_clear();
     }
     results.extend(executed);
-    finish(printer, args, results)
+    Ok(report_of(args, results))
 }
 
 fn handover_managers(args: &StripArgs) -> Vec<String> {
@@ -793,19 +809,13 @@ fn pretty(json_text: &str) -> String {
         .unwrap_or_else(|| json_text.to_string())
 }
 
-fn finish(printer: &Printer, args: &StripArgs, mut results: Vec<ObjectResult>) -> Result<ExitStatus> {
+fn report_of(args: &StripArgs, mut results: Vec<ObjectResult>) -> StripReport {
     results.sort_by(|a, b| (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name)));
-    let report =
-        StripReport { api_version: check::REPORT_API_VERSION, kind: "StripReport", dry_run: args.dry_run, results };
-    match args.output {
-        OutputFormat::Text => printer.data(&render_results(&report, printer))?,
-        format => printer.document(format, &report)?,
-    }
-    Ok(exit_status(&report.results))
+    StripReport { api_version: check::REPORT_API_VERSION, kind: "StripReport", dry_run: args.dry_run, results }
 }
 
 /// Zero when every object ended well; otherwise the failures' own code when they share one.
-fn exit_status(results: &[ObjectResult]) -> ExitStatus {
+pub fn exit_status(results: &[ObjectResult]) -> ExitStatus {
     let mut failures =
         results.iter().filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::Refused)).map(|r| r.exit);
     match failures.next() {
@@ -815,7 +825,7 @@ fn exit_status(results: &[ObjectResult]) -> ExitStatus {
     }
 }
 
-fn render_results(report: &StripReport, printer: &Printer) -> String {
+pub fn render_results(report: &StripReport, printer: &Printer) -> String {
     let mut out = String::new();
     for r in &report.results {
         let (label, style) = match r.outcome {

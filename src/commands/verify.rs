@@ -176,7 +176,7 @@ async fn verify_workload(
 ) -> Result<WorkloadResult> {
     let floor = args.floor;
     let live = match args.watch {
-        Some(duration) => Some(watch(client, assessment, duration.0, floor, printer).await?),
+        Some(duration) => Some(watch(client, assessment, duration.0, floor, printer, std::future::pending()).await?),
         None => None,
     };
     let history = if history_wanted { Some(history(client, assessment, args).await?) } else { None };
@@ -376,14 +376,17 @@ fn lower(current: &mut Option<i64>, value: Option<i64>) {
 /// Watches the workload for `duration` from a known resourceVersion, with bookmarks; stops at
 /// the first drop no autoscaler ordered. A 410 Gone or a broken watch is a gap: the object is
 /// re-listed, and the gap is ruled out only if its generation did not move across it (every
-/// change of spec.replicas bumps it).
-async fn watch(
+/// change of spec.replicas bumps it). `stop` ends the watch early (the guided flow's "the
+/// deploy was seen").
+pub async fn watch(
     client: &Client,
     assessment: &Assessment,
     duration: Duration,
     floor: i64,
     printer: &Printer,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<Live> {
+    let mut stop = std::pin::pin!(stop);
     let api = kubeio::workload_api(client, &assessment.workload_kind, &assessment.namespace);
     let scope = NamespaceScope::Namespace(assessment.namespace.clone());
     let fields = format!("metadata.name={}", assessment.name);
@@ -431,7 +434,10 @@ async fn watch(
         };
         let mut stream = std::pin::pin!(stream.into_stream());
         loop {
-            let next = tokio::time::timeout_at(deadline, stream.next()).await;
+            let next = tokio::select! {
+                () = &mut stop => break 'watching,
+                next = tokio::time::timeout_at(deadline, stream.next()) => next,
+            };
             let event = match next {
                 Err(_) => break 'watching,
                 Ok(None) => break,

@@ -106,7 +106,7 @@ async fn a_deploy_tool_that_still_owns_replicas_is_at_risk() {
 async fn a_live_watch_reports_the_drop_as_it_happens() {
     let ns = TestNamespace::new("verify-live-drop").await;
     flux_workload_with_hpa(&ns).await;
-    let mut watcher = Command::new(plugin_bin())
+    let watcher = Command::new(plugin_bin())
         .arg("--kubeconfig")
         .arg(admin_kubeconfig())
         .args(["-n", &ns.name, "verify", "deploy/web", "--watch", "60s", "-o", "json"])

@@ -1,0 +1,367 @@
+//! The guided migration: the whole procedure in the right order, in a terminal. Every step is
+//! derived from the live state (`check`'s analysis), never from a local state file, so running
+//! it again picks up where it stopped.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use console::Style;
+use dialoguer::{Confirm, MultiSelect, Select};
+use kube::Client;
+use serde_json::Value;
+
+use crate::cli::{MigrateArgs, OutputFormat, StripArgs, StripMethodArg};
+use crate::commands::{check, parse_targets, strip, verify};
+use crate::core::deploy::FLUX_RECONCILE_ANNOTATION;
+use crate::core::ownership::Mechanism;
+use crate::core::verdict::{Assessment, Verdict};
+use crate::error::{Error, ExitStatus, Result};
+use crate::kubeio::{self, NamespaceScope};
+use crate::output::Printer;
+
+/// How long after the deploy tool's apply is seen the watch goes on, to see its effect settle.
+const SETTLE: Duration = Duration::from_secs(5);
+
+pub async fn run(client: &Client, scope: &NamespaceScope, args: &MigrateArgs, printer: &Printer) -> Result<ExitStatus> {
+    let interactive = std::io::stdin().is_terminal() && printer.stderr_is_terminal();
+    if !interactive {
+        printer.data(&equivalent_commands(scope, &args.targets))?;
+        return Err(Error::NotConfirmed(
+            "the guided migration needs a terminal; the equivalent non-interactive commands are printed above".into(),
+        ));
+    }
+    let theme = dialoguer::theme::ColorfulTheme::default();
+    let term = console::Term::stderr();
+    let heading = |text: &str| printer.note(&format!("\n{}", printer.paint_err(Style::new().bold().cyan(), text)));
+
+    // 1. Namespace and workloads.
+    heading("1. Workloads");
+    let targets = parse_targets(&args.targets)?;
+    let mut scope = scope.clone();
+    if scope == NamespaceScope::All && targets.is_empty() {
+        let everything = check::collect(client, &scope, None, &[], false, &[]).await?;
+        let mut namespaces: Vec<String> = everything.workloads.iter().map(|a| a.namespace.clone()).collect();
+        namespaces.dedup();
+        if namespaces.is_empty() {
+            printer.note("No workload in any namespace is targeted by an HPA or ScaledObject: nothing to migrate.");
+            return Ok(ExitStatus::Success);
+        }
+        let chosen = Select::with_theme(&theme)
+            .with_prompt("Namespace")
+            .items(&namespaces)
+            .default(0)
+            .interact_on(&term)
+            .map_err(prompt_error)?;
+        scope = NamespaceScope::Namespace(namespaces[chosen].clone());
+    }
+    let report = check::collect(client, &scope, None, &targets, false, &[]).await?;
+    if report.workloads.is_empty() {
+        printer.note("No workload here is targeted by an HPA or ScaledObject: create the autoscaler first (check --all-workloads).");
+        return Ok(ExitStatus::Success);
+    }
+    let labels: Vec<String> = report
+        .workloads
+        .iter()
+        .map(|a| format!("{:<40} {}", format!("{}/{}", a.namespace, a.target()), a.verdict.as_str()))
+        .collect();
+    let defaults: Vec<bool> = report.workloads.iter().map(|a| a.verdict != Verdict::Safe).collect();
+    let picked = MultiSelect::with_theme(&theme)
+        .with_prompt("Select workloads to migrate (space toggles, enter confirms)")
+        .items(&labels)
+        .defaults(&defaults)
+        .interact_on(&term)
+        .map_err(prompt_error)?;
+    let chosen: Vec<Assessment> = picked.into_iter().map(|i| report.workloads[i].clone()).collect();
+    if chosen.is_empty() {
+        printer.note("Nothing selected.");
+        return Ok(ExitStatus::Success);
+    }
+
+    // 2. Findings, in a sentence each.
+    heading("2. Findings");
+    for a in &chosen {
+        printer.note(&format!(
+            "{}/{}: {}",
+            a.namespace,
+            a.target(),
+            printer.paint_err(Style::new().bold(), a.verdict.as_str())
+        ));
+        printer.note(&format!("  {}", explain(a)));
+        for warning in &a.warnings {
+            printer.note(&format!("  warning: {warning}"));
+        }
+    }
+    let blocked: Vec<&Assessment> =
+        chosen.iter().filter(|a| !matches!(a.verdict, Verdict::Safe | Verdict::StripNeeded)).collect();
+    for a in &blocked {
+        printer.note(&format!("Skipping {}/{} until its autoscaler is fixed: {}", a.namespace, a.target(), a.next));
+    }
+    let migrating: Vec<Assessment> =
+        chosen.iter().filter(|a| matches!(a.verdict, Verdict::Safe | Verdict::StripNeeded)).cloned().collect();
+    if migrating.is_empty() {
+        return Ok(ExitStatus::ActionNeeded);
+    }
+
+    // 3. Flux: pause first, so its next forced apply cannot take replicas back.
+    let flux_unpaused = migrating.iter().filter(|a| flux_owns(a) && !flux_paused(a)).count();
+    let pause = flux_unpaused > 0
+        && {
+            heading("3. Flux");
+            Confirm::with_theme(&theme)
+            .with_prompt(format!(
+                "Flux owns replicas of {flux_unpaused} workload(s). Pause their reconciliation first ({FLUX_RECONCILE_ANNOTATION}=disabled)?"
+            ))
+            .default(true)
+            .interact_on(&term)
+            .map_err(prompt_error)?
+        };
+
+    // 4. Strip, as `strip` does: diff, confirmation, backup.
+    let to_strip: Vec<String> = migrating
+        .iter()
+        .filter(|a| a.verdict == Verdict::StripNeeded || (pause && flux_owns(a)))
+        .map(Assessment::target)
+        .collect();
+    let mut backups = Vec::new();
+    if !to_strip.is_empty() {
+        heading("4. Strip");
+        let strip_args = StripArgs {
+            targets: to_strip,
+            method: StripMethodArg::Auto,
+            field_managers: Vec::new(),
+            dry_run: false,
+            yes: false,
+            backup_dir: args.backup_dir.clone(),
+            pause_flux: pause,
+            force: false,
+            output: OutputFormat::Text,
+        };
+        let stripped = strip::strip(client, &scope, None, &strip_args, printer).await?;
+        printer.note(strip::render_results(&stripped, printer).trim_end());
+        backups.extend(stripped.results.iter().flat_map(|r| r.backups.clone()));
+        let status = strip::exit_status(&stripped.results);
+        if status != ExitStatus::Success {
+            printer.note("Stopping: fix the failures above and run `kubectl hpa-migrate` again; it picks up from the live state.");
+            return Ok(status);
+        }
+    }
+
+    // 5. What to change in the source of each workload.
+    heading("5. Change your source");
+    for a in &migrating {
+        printer.note(&format!("{}/{}:", a.namespace, a.target()));
+        for line in source_instructions(a) {
+            printer.note(&format!("  - {line}"));
+        }
+    }
+    let now = check::collect(client, &scope, None, &targets_of(&migrating), false, &[]).await?;
+    let paused: Vec<&Assessment> = now.workloads.iter().filter(|a| flux_paused(a)).collect();
+    if !paused.is_empty() {
+        printer.note("Flux is paused for these objects: merge the change in Git, then come back here.");
+        Confirm::with_theme(&theme)
+            .with_prompt("Is the change merged? Resume Flux reconciliation now")
+            .default(true)
+            .wait_for_newline(true)
+            .interact_on(&term)
+            .map_err(prompt_error)?;
+        let names: Vec<String> = paused.iter().map(|a| a.target()).collect();
+        strip::resume(client, &scope, &names, printer).await?;
+    }
+
+    // 6. Watch through the deploy: until each deploy tool's next apply is seen (its
+    //    managedFields entry time moves), Enter is pressed, or the timeout.
+    // Read where each deploy tool stands before saying "deploy now", so no apply is missed.
+    let baselines = futures::future::join_all(now.workloads.iter().map(|a| deploy_stamps(client, a))).await;
+    heading("6. Watching through the deploy");
+    printer.note(&format!(
+        "Deploy now. Watching until the deploy tool's apply is seen on every workload, Enter is pressed, or {} pass.",
+        args.timeout
+    ));
+    // A detached thread: a blocking task would keep the runtime, and so the process, alive
+    // waiting for a line nobody types once the watch has ended on its own.
+    let (pressed, enter) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+            let _ = pressed.send(());
+        }
+    });
+    let enter = futures::future::FutureExt::shared(futures::future::FutureExt::map(enter, |_| ()));
+    let watches = now.workloads.iter().zip(baselines).map(|(a, baseline)| {
+        let stop = futures::future::select(Box::pin(apply_seen(client, a, baseline)), enter.clone());
+        verify::watch(client, a, args.timeout.0, args.floor, printer, async move {
+            stop.await;
+        })
+    });
+    let lives = futures::future::try_join_all(watches).await?;
+
+    // 7. Summary.
+    heading("7. Summary");
+    let after = check::collect(client, &scope, None, &targets_of(&migrating), false, &[]).await?;
+    let mut status = ExitStatus::Success;
+    for (a, live) in after.workloads.iter().zip(&lives) {
+        let before = migrating.iter().find(|m| m.name == a.name && m.kind == a.kind).and_then(|m| m.replicas.spec);
+        let dropped = live.drops.iter().any(|d| d.is_failure());
+        let line = format!(
+            "{}/{}: {} -> {} replicas (minimum while watching {}), now {}{}",
+            a.namespace,
+            a.target(),
+            show(before),
+            show(a.replicas.spec),
+            show(live.minimum.spec),
+            a.verdict.as_str(),
+            if dropped { "; DROPPED" } else { "" }
+        );
+        let style =
+            if dropped || a.verdict != Verdict::Safe { Style::new().red().bold() } else { Style::new().green() };
+        printer.note(&printer.paint_err(style, &line));
+        if dropped || a.verdict != Verdict::Safe {
+            status = ExitStatus::ActionNeeded;
+            printer.note(&format!("  next: {}", a.next));
+        }
+    }
+    for path in &backups {
+        printer.note(&format!("backup: {}", path.display()));
+    }
+    Ok(status)
+}
+
+fn prompt_error(error: dialoguer::Error) -> Error {
+    Error::NotConfirmed(format!("the prompt was interrupted ({error}); nothing more was changed"))
+}
+
+fn show(value: Option<i64>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn targets_of(assessments: &[Assessment]) -> Vec<crate::commands::Target> {
+    assessments
+        .iter()
+        .map(|a| crate::commands::Target { type_name: a.workload_kind.command_name(), name: a.name.clone() })
+        .collect()
+}
+
+fn flux_owns(a: &Assessment) -> bool {
+    a.replica_owners.iter().any(|o| matches!(o.mechanism, Mechanism::FluxKustomize | Mechanism::FluxHelm))
+}
+
+fn flux_paused(a: &Assessment) -> bool {
+    a.deploy.flux.as_ref().is_some_and(|f| f.reconcile_disabled)
+}
+
+/// One sentence on what the verdict means for this workload.
+fn explain(a: &Assessment) -> String {
+    match a.verdict {
+        Verdict::Safe => {
+            "The autoscaler is in charge and nothing would reset replicas: removing them from the source is safe now."
+                .into()
+        }
+        Verdict::StripNeeded => format!(
+            "The autoscaler is in charge, but {} still own(s) replicas, so deleting them from the source would reset the workload to the default of 1.",
+            a.hazards.iter().map(|h| h.owner.clone()).collect::<Vec<_>>().join(", ")
+        ),
+        Verdict::AutoscalerMissing => {
+            "Nothing autoscales this workload: create an HPA or ScaledObject before handing replicas over.".into()
+        }
+        Verdict::AutoscalerNotReady => format!("The autoscaler cannot act yet: {}.", a.reason),
+        Verdict::AmbiguousAutoscalers => "Several autoscalers fight over this workload: keep one.".into(),
+    }
+}
+
+/// What to change in the workload's source, per deploy mechanism found.
+pub fn source_instructions(a: &Assessment) -> Vec<String> {
+    let kind = &a.kind;
+    let mut lines = Vec::new();
+    let owns =
+        |m: Mechanism| a.replica_owners.iter().any(|o| o.mechanism == m) || a.hazards.iter().any(|h| h.mechanism == m);
+    if owns(Mechanism::FluxKustomize) || a.deploy.flux.as_ref().is_some_and(|f| f.kustomization.is_some()) {
+        let kustomization =
+            a.deploy.flux.as_ref().and_then(|f| f.kustomization.clone()).unwrap_or_else(|| "its Kustomization".into());
+        lines.push(format!(
+            "Flux ({kustomization}): delete `replicas:` from the {kind} in Git (and from any Kustomize patch or `replicas:` transformer), commit and push"
+        ));
+    }
+    if owns(Mechanism::FluxHelm) || a.deploy.flux.as_ref().is_some_and(|f| f.helm_release.is_some()) {
+        lines.push("Flux HelmRelease: stop setting replicas in the release's values (see Helm below); Flux upgrades with Helm's rules".into());
+    }
+    if owns(Mechanism::ArgoCd) || a.deploy.argocd_tracking_id.is_some() {
+        lines.push(format!(
+            "Argo CD: delete `replicas:` from the {kind} in Git and sync; with ServerSideApply=true nothing else is needed, and for client-side sync the strip removed it from the last-applied annotation"
+        ));
+    }
+    if let Some(helm) = &a.deploy.helm {
+        lines.push(format!(
+            "Helm release {}/{}: stop rendering replicas (for the mimir-distributed chart, enable the component's `kedaAutoscaling`; otherwise drop the replicas value), then `helm upgrade`",
+            helm.namespace, helm.release
+        ));
+    }
+    if owns(Mechanism::KubectlClientSide) {
+        lines
+            .push(format!("kubectl: delete `replicas:` from the {kind} manifest, then `kubectl apply -f` it as usual"));
+    }
+    if owns(Mechanism::KubectlServerSide) {
+        lines.push(format!(
+            "kubectl: delete `replicas:` from the {kind} manifest, then `kubectl apply --server-side -f` it as usual"
+        ));
+    }
+    if lines.is_empty() {
+        lines.push(format!("delete `replicas:` from the {kind}'s manifest wherever it is kept, and deploy as usual"));
+    }
+    lines
+}
+
+/// The time of each deploy tool's managedFields entry of the workload (`None` if unreadable).
+async fn deploy_stamps(client: &Client, a: &Assessment) -> Option<Vec<(String, String)>> {
+    let api = kubeio::workload_api(client, &a.workload_kind, &a.namespace);
+    let object = kubeio::get_object(&api, &a.name).await.ok()?;
+    Some(
+        object
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|e| {
+                let manager = e["manager"].as_str().unwrap_or_default();
+                let operation = e["operation"].as_str().unwrap_or_default();
+                crate::core::ownership::classify(manager, operation, e["subresource"].as_str(), &[]).is_deploy_tool()
+            })
+            .map(|e| {
+                (
+                    e["manager"].as_str().unwrap_or_default().to_string(),
+                    e["time"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Resolves once a deploy tool's managedFields entry of the workload changes time (its next
+/// apply), then lets the effect settle.
+async fn apply_seen(client: &Client, a: &Assessment, baseline: Option<Vec<(String, String)>>) {
+    let Some(baseline) = baseline else { return std::future::pending().await };
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if deploy_stamps(client, a).await.is_some_and(|now| now != baseline) {
+            tokio::time::sleep(SETTLE).await;
+            return;
+        }
+    }
+}
+
+/// The non-interactive equivalent of the guided flow.
+fn equivalent_commands(scope: &NamespaceScope, targets: &[String]) -> String {
+    let ns = match scope.namespace() {
+        Some(ns) => format!("-n {ns}"),
+        None => "-A".into(),
+    };
+    let named = if targets.is_empty() { "TARGET...".to_string() } else { targets.join(" ") };
+    let ns_one = scope.namespace().map(|ns| format!("-n {ns}")).unwrap_or_else(|| "-n NAMESPACE".into());
+    format!(
+        "kubectl hpa-migrate check {ns}\n\
+         kubectl hpa-migrate strip {ns_one} {named} --dry-run\n\
+         kubectl hpa-migrate strip {ns_one} {named} --pause-flux --yes\n\
+         # remove `replicas` from the source (Git, chart values, manifests); once merged:\n\
+         kubectl hpa-migrate resume {ns_one} {named}\n\
+         kubectl hpa-migrate verify {ns_one} {named} --watch 10m\n"
+    )
+}

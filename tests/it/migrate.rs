@@ -1,0 +1,150 @@
+//! The guided migration, driven in a real terminal (tmux: send-keys, capture-pane) end to end
+//! on the local control plane.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// A tmux session running one command in a 160x50 terminal; killed when dropped.
+struct Terminal {
+    session: String,
+}
+
+impl Terminal {
+    fn start(name: &str, command: &str) -> Self {
+        let session = format!("hpa-migrate-{name}");
+        let _ = Command::new("tmux").args(["kill-session", "-t", &session]).output();
+        // Keep the pane after the command exits so its last screen can be read.
+        let script = format!("{command}; echo EXIT=$?; sleep 300");
+        let status = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &session, "-x", "160", "-y", "50", &script])
+            .env_remove("NO_COLOR")
+            .status()
+            .expect("tmux is installed (.ci/run installs it)");
+        assert!(status.success(), "starting tmux");
+        Self { session }
+    }
+
+    fn screen(&self) -> String {
+        let output = Command::new("tmux")
+            .args(["capture-pane", "-p", "-J", "-S", "-200", "-t", &self.session])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    async fn wait_for(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.screen().contains(text) {
+            let screen = self.screen();
+            let tail: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+            let tail = tail[tail.len().saturating_sub(25)..].join("\n");
+            assert!(Instant::now() < deadline, "timed out waiting for {text:?}; the end of the screen:\n{tail}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = Command::new("tmux").args(["send-keys", "-t", &self.session]).args(keys).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).output();
+    }
+}
+
+fn flow_command(ns: &TestNamespace) -> String {
+    format!(
+        "{} --kubeconfig {} -n {} migrate deploy/web --timeout 90s --backup-dir {}",
+        plugin_bin().display(),
+        admin_kubeconfig().display(),
+        ns.name,
+        std::env::temp_dir().join(format!("hpa-migrate-backups-{}", ns.name)).display()
+    )
+}
+
+fn with_label(mut manifest: Value, revision: &str) -> Value {
+    manifest["metadata"]["labels"] = json!({"rev": revision});
+    manifest
+}
+
+#[tokio::test]
+async fn the_guided_flow_migrates_a_flux_workload() {
+    let ns = TestNamespace::new("flow-flux").await;
+    ns.apply("kustomize-controller", &with_label(deployment_manifest("web", Some(5)), "1")).await;
+    ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
+    hpa_conditions(&ns, "web", judged).await;
+
+    let terminal = Terminal::start(&ns.name, &flow_command(&ns));
+    terminal.wait_for("Select workloads to migrate").await;
+    terminal.keys(&["Enter"]);
+    terminal.wait_for("Pause their reconciliation first").await;
+    terminal.keys(&["y"]);
+    terminal.wait_for("Apply these changes to 1 object(s)?").await;
+    terminal.keys(&["y"]);
+    terminal.wait_for("Resume Flux reconciliation now").await;
+    let paused = ns.deployment_value("web").await;
+    assert_eq!(paused["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/reconcile"], "disabled");
+    assert!(replica_managers(&paused).is_empty(), "stripped before the source changes");
+    terminal.keys(&["y", "Enter"]);
+    terminal.wait_for("Deploy now.").await;
+
+    // Flux's next reconcile, with replicas gone from Git.
+    ns.apply("kustomize-controller", &with_label(deployment_manifest("web", None), "2")).await;
+    terminal.wait_for("EXIT=").await;
+    let screen = terminal.screen();
+    assert!(screen.contains("web: 5 -> 5 replicas (minimum while watching 5), now safe"), "{screen}");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    let after = ns.deployment_value("web").await;
+    assert_eq!(spec_replicas(&after), Some(5));
+    assert!(after["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/reconcile"].is_null(), "Flux resumed");
+}
+
+#[tokio::test]
+async fn the_guided_flow_migrates_a_client_side_apply_workload() {
+    let ns = TestNamespace::new("flow-csa").await;
+    let apply = |manifest: Value| {
+        let text = serde_json::to_string(&manifest).unwrap();
+        assert_success(&ns.kubectl(&["apply", "-f", "-"], Some(&text)), "kubectl apply");
+    };
+    apply(with_label(deployment_manifest("web", Some(4)), "1"));
+    ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
+    hpa_conditions(&ns, "web", judged).await;
+
+    let terminal = Terminal::start(&ns.name, &flow_command(&ns));
+    terminal.wait_for("Select workloads to migrate").await;
+    terminal.keys(&["Enter"]);
+    terminal.wait_for("Apply these changes to 1 object(s)?").await;
+    assert!(!terminal.screen().contains("Pause their reconciliation"), "no Flux, no pause question");
+    terminal.keys(&["y"]);
+    terminal.wait_for("Deploy now.").await;
+    assert!(terminal.screen().contains("then `kubectl apply -f` it as usual"), "{}", terminal.screen());
+
+    apply(with_label(deployment_manifest("web", None), "2"));
+    terminal.wait_for("EXIT=").await;
+    let screen = terminal.screen();
+    assert!(screen.contains("web: 4 -> 4 replicas (minimum while watching 4), now safe"), "{screen}");
+    assert_eq!(spec_replicas(&ns.deployment_value("web").await), Some(4));
+}
+
+#[tokio::test]
+async fn without_a_terminal_the_flow_prints_the_commands_instead() {
+    let ns = TestNamespace::new("flow-noterm").await;
+    let output = ns.plugin(&admin_kubeconfig(), &["migrate", "deploy/web"]);
+    assert_eq!(output.status.code(), Some(8), "{}", stderr(&output));
+    let commands = stdout(&output);
+    assert!(
+        commands.contains(&format!("kubectl hpa-migrate strip -n {} deploy/web --pause-flux --yes", ns.name)),
+        "{commands}"
+    );
+    assert!(stderr(&output).contains("needs a terminal"));
+
+    let output = ns.plugin(&admin_kubeconfig(), &[]);
+    assert_eq!(output.status.code(), Some(2), "no command and no terminal: {}", stderr(&output));
+}
