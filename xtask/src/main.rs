@@ -2,6 +2,7 @@
 
 mod bench;
 mod cluster;
+mod demo;
 mod dist;
 mod gobuild;
 mod helm;
@@ -25,6 +26,9 @@ commands:
   tools krew       build kubectl-krew and validate-krew-manifest for the distribution tests
   dist [--target TRIPLE]
                    release build and krew archive under target/dist/; updates plugin.yaml's sha256
+  demo [--keep]    the story on the control plane: a Flux-deployed Mimir namespace, one workload
+                   dropping to 1 without the tool, the others migrated with check, strip, verify;
+                   --keep leaves the plane and the namespace up to explore
   bench check      `check -A` against the per-object kubectl + jq loop, N = 100 and 1,000
   test             formatting, clippy, unit tests, then integration tests on the control plane
   fixtures         re-capture tests/fixtures/ from the real control plane";
@@ -50,6 +54,8 @@ fn run(args: &[&str]) -> Result<()> {
         ["cluster", "build"] => cluster::build(&paths),
         ["test"] => test(&paths),
         ["bench", "check"] => bench::check(&paths),
+        ["demo"] => demo::demo(&paths, false),
+        ["demo", "--keep"] => demo::demo(&paths, true),
         ["tools", "krew"] => krew::build(),
         ["dist"] => dist::dist(None),
         ["dist", "--target", triple] => dist::dist(Some(triple)),
@@ -85,7 +91,9 @@ fn test(paths: &cluster::Paths) -> Result<()> {
     helm::build()?;
     with_cluster(paths, || {
         // Integration tests mostly wait on controllers, so run more of them than there are cores.
-        cargo(&["test", "--locked", "--test", "it"], &[("RUST_TEST_THREADS", "8")])
+        cargo(&["test", "--locked", "--test", "it"], &[("RUST_TEST_THREADS", "8")])?;
+        // The README's main command, on the plane the tests just used.
+        demo::demo(paths, false)
     })?;
     eprintln!("xtask: all checks passed in {}s", started.elapsed().as_secs());
     Ok(())
@@ -101,10 +109,24 @@ fn with_cluster(paths: &cluster::Paths, body: impl FnOnce() -> Result<()>) -> Re
     result
 }
 
+/// What `cargo run` sets for xtask itself, besides `CARGO_PKG_*`.
+const CARGO_RUN_VARS: [&str; 5] =
+    ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE"];
+
 fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo {}", args.join(" "));
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // `cargo run` gives xtask its own package's variables; build scripts that watch one (ring
+    // watches CARGO_MANIFEST_DIR) would otherwise rebuild on every switch between a plain
+    // `cargo build` and `cargo xtask`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("CARGO_PKG_") || CARGO_RUN_VARS.contains(&name.as_str()) {
+            command.env_remove(name);
+        }
+    }
+    let status = command
         .current_dir(workspace_root())
         .args(args)
         .envs(envs.iter().copied())

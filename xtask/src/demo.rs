@@ -1,0 +1,458 @@
+//! `cargo xtask demo`: the failure the tool exists for and the migration it enables, told in the
+//! terminal on the local control plane with the real kubectl and the real plugin.
+//!
+//! A Mimir-shaped namespace (`demo/mimir/`) is deployed the way Flux's kustomize-controller
+//! deploys (a forced server-side apply as manager `kustomize-controller`), with HPAs and a
+//! KEDA-style ScaledObject. The ruler then loses `replicas` without the tool and drops to 1; the
+//! other workloads go through `check`, `strip`, the Git change and `verify`, and keep their
+//! counts. The demo fails unless exactly that happened.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+
+use crate::cluster::{self, Paths};
+use crate::workspace_root;
+
+const NAMESPACE: &str = "mimir-demo";
+const MANIFESTS: &str = "demo/mimir";
+const OUT_DIR: &str = "target/demo";
+/// What Flux's kustomize-controller sends: a forced server-side apply under its own name.
+const FLUX_APPLY: [&str; 4] = ["apply", "--server-side", "--force-conflicts", "--field-manager=kustomize-controller"];
+const KEDA_HPA_UID: &str = "${SCALEDOBJECT_UID}";
+/// The HPA minReplicas of every autoscaler in demo/mimir/autoscalers.yaml.
+const HPA_MIN: i64 = 2;
+
+struct Workload {
+    /// As kubectl and the plugin take it: `deploy/ruler`, `sts/ingester`.
+    target: &'static str,
+    replicas: i64,
+}
+
+impl Workload {
+    fn kind(&self) -> &'static str {
+        if self.target.starts_with("sts/") { "statefulset" } else { "deployment" }
+    }
+
+    fn name(&self) -> &'static str {
+        self.target.split_once('/').map_or(self.target, |(_, name)| name)
+    }
+
+    fn label(&self) -> String {
+        format!("{}/{}", self.kind(), self.name())
+    }
+}
+
+/// The one that loses `replicas` without the tool.
+const RULER: Workload = Workload { target: "deploy/ruler", replicas: 3 };
+/// The ones migrated with the tool. The querier is scaled through the ScaledObject.
+const MIGRATED: [Workload; 4] = [
+    Workload { target: "deploy/distributor", replicas: 5 },
+    Workload { target: "deploy/querier", replicas: 4 },
+    Workload { target: "deploy/query-frontend", replicas: 3 },
+    Workload { target: "sts/ingester", replicas: 3 },
+];
+
+pub fn demo(paths: &Paths, keep: bool) -> Result<()> {
+    let started = Instant::now();
+    let started_here = cluster::up(paths)?;
+    let result =
+        crate::cargo(&["build", "--locked", "--bin", "kubectl-hpa_migrate"], &[]).and_then(|()| Demo::new(paths).run());
+    if keep {
+        explore(paths);
+    } else {
+        let _ =
+            cluster::kubectl(paths, &["delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false"], None);
+        if started_here {
+            cluster::down(paths)?;
+        }
+    }
+    result?;
+    eprintln!("xtask: demo passed in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn explore(paths: &Paths) {
+    let root = workspace_root();
+    println!(
+        "\nThe control plane and namespace {NAMESPACE} are left running. To explore:\n\n  \
+         export KUBECONFIG={kubeconfig}\n  \
+         export PATH={debug}:{bin}:$PATH   # kubectl, and kubectl-hpa_migrate for `kubectl hpa-migrate`\n  \
+         kubectl get deploy,sts,hpa,scaledobjects -n {NAMESPACE}\n  \
+         kubectl hpa-migrate check -n {NAMESPACE}\n  \
+         kubectl hpa-migrate verify -n {NAMESPACE} deploy/ruler --since 1h\n  \
+         kubectl get deploy ruler -n {NAMESPACE} -o yaml --show-managed-fields   # who owns what now\n  \
+         kubectl apply --server-side --force-conflicts --field-manager=kustomize-controller -f {with_replicas}\n  \
+         kubectl hpa-migrate check -n {NAMESPACE}   # replicas back in Git: Flux owns them again, strip-needed\n\n\
+         The strip's backups: {backups}\n\
+         When done: kubectl delete namespace {NAMESPACE}; `cargo xtask cluster down` stops the plane.",
+        kubeconfig = paths.admin_kubeconfig.display(),
+        debug = root.join("target/debug").display(),
+        bin = paths.bin.display(),
+        with_replicas = root.join(MANIFESTS).join("with-replicas.yaml").display(),
+        backups = root.join(OUT_DIR).join("backups").display(),
+    );
+}
+
+struct Demo<'a> {
+    paths: &'a Paths,
+    root: PathBuf,
+    /// PATH for the commands shown: the plane's kubectl and the plugin just built come first, so
+    /// `kubectl hpa-migrate` runs exactly as a user types it.
+    path: OsString,
+    styled: bool,
+}
+
+impl<'a> Demo<'a> {
+    fn new(paths: &'a Paths) -> Self {
+        let root = workspace_root();
+        let mut dirs = vec![root.join("target/debug"), paths.bin.clone()];
+        dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+        let path = std::env::join_paths(dirs).expect("PATH entries without separators");
+        let styled = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Self { paths, root, path, styled }
+    }
+
+    fn run(&self) -> Result<()> {
+        let out_dir = self.root.join(OUT_DIR);
+        if out_dir.exists() {
+            fs::remove_dir_all(&out_dir).with_context(|| format!("removing {}", out_dir.display()))?;
+        }
+        fs::create_dir_all(&out_dir)?;
+        eprintln!("xtask: deleting namespace {NAMESPACE} if a previous run left it");
+        self.kubectl(&["delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", "--timeout=120s"])?;
+        let crd = self.root.join("tests/cluster/keda-scaledobject-crd.yaml");
+        cluster::kubectl(self.paths, &["apply", "--server-side", "-f"], Some(&crd))?;
+        self.kubectl(&["wait", "--for=condition=Established", "crd/scaledobjects.keda.sh", "--timeout=60s"])?;
+
+        self.title("hpa-migrate demo: Flux hands .spec.replicas of a Mimir-shaped namespace to its autoscalers");
+        self.say(&format!(
+            "The local control plane runs etcd, kube-apiserver and kube-controller-manager (Deployment,\n\
+             StatefulSet and HPA controllers), with no scheduler, kubelet or metrics API: Pods are created\n\
+             but never run (READY stays 0/N; N is spec.replicas, the count this story is about). The\n\
+             deploy tool is the real kubectl sending what Flux's kustomize-controller sends: a forced\n\
+             server-side apply as field manager kustomize-controller. Manifests: {MANIFESTS}/."
+        ));
+
+        self.step("1. Flux deploys Mimir with replicas, then the autoscalers");
+        self.flux_apply("with-replicas.yaml", &[])?;
+        self.say(&format!(
+            "Every autoscaler has minReplicas {HPA_MIN}, below the current counts, and no metrics to act\n\
+             on: the HPA controller leaves the counts as they are."
+        ));
+        self.flux_apply("autoscalers.yaml", &[])?;
+        self.say(
+            "KEDA answers the ScaledObject with an HPA named keda-hpa-querier that the ScaledObject\n\
+             controls. No KEDA operator runs here, so the demo creates it as KEDA does:",
+        );
+        let keda_hpa = self.render_keda_hpa(&out_dir)?;
+        self.expect(0, &["apply", "--server-side", "--field-manager=keda-operator", "-f", &keda_hpa])?;
+        // One HPA per workload: four of their own, the querier's through KEDA.
+        self.wait_for_hpas(MIGRATED.len() + 1)?;
+        self.expect(0, &["get", "hpa", "-n", NAMESPACE])?;
+
+        self.step("2. Can replicas be deleted from Git now?");
+        self.expect(1, &["hpa-migrate", "check", "-n", NAMESPACE])?;
+        self.say(
+            "Exit 1, strip-needed everywhere: each autoscaler is in charge, but kustomize-controller still\n\
+             owns .spec.replicas. Delete replicas from Git now and Flux's next apply stops sending a field\n\
+             it alone owns: the API server removes it and defaults it to 1.",
+        );
+
+        self.step("3. The ruler, without the tool: replicas deleted from its manifest, Flux applies");
+        self.say(
+            "Watch the ruler while Flux applies its manifest without replicas (-l picks it out of\n\
+             without-replicas.yaml):",
+        );
+        self.ruler_drops()?;
+        self.expect(1, &["hpa-migrate", "verify", "-n", NAMESPACE, RULER.target, "--since", "10m"])?;
+        self.say(&format!(
+            "Exit 1: verify found the drop {} -> 1 in the Deployment's events, and that no autoscaler\n\
+             ordered it. The HPA then restored its minReplicas, {HPA_MIN}, not the {} the ruler was sized for.",
+            RULER.replicas, RULER.replicas
+        ));
+
+        self.step("4. The others, with the tool");
+        let targets: Vec<&str> = MIGRATED.iter().map(|w| w.target).collect();
+        self.say(
+            "strip takes .spec.replicas out of kustomize-controller's managedFields entry (the diff), after\n\
+             a backup, and --pause-flux holds Flux off these objects until Git no longer has replicas:",
+        );
+        let backups = format!("{OUT_DIR}/backups");
+        let mut strip =
+            vec!["hpa-migrate", "strip", "-n", NAMESPACE, "--yes", "--pause-flux", "--backup-dir", &backups];
+        strip.extend(&targets);
+        self.expect(0, &strip)?;
+        self.say(&format!(
+            "Git: replicas deleted from the manifests ({MANIFESTS}/without-replicas.yaml). Flux skips\n\
+             paused objects, so resume them; its next reconcile applies the new manifests, the ruler's too:"
+        ));
+        let mut resume = vec!["hpa-migrate", "resume", "-n", NAMESPACE];
+        resume.extend(&targets);
+        self.expect(0, &resume)?;
+        self.flux_apply("without-replicas.yaml", &[])?;
+        self.expect(0, &["get", "deploy,sts", "-n", NAMESPACE])?;
+        self.expect(0, &["hpa-migrate", "check", "-n", NAMESPACE])?;
+        self.say(
+            "Exit 0, safe everywhere: no deploy tool owns replicas any more. The ruler is safe now too: Flux\n\
+             lost its claim when the field was dropped, so no deploy can reset it again. But check judges\n\
+             the present; verify judges the past:",
+        );
+        let mut verify = vec!["hpa-migrate", "verify", "-n", NAMESPACE];
+        verify.extend(&targets);
+        verify.extend(["--since", "10m"]);
+        self.expect(0, &verify)?;
+        self.say("Exit 0: the migrated workloads never dropped.");
+
+        self.step("5. Summary");
+        self.summary()
+    }
+
+    /// The ruler's replicas leave its manifest with no strip first. A watch started before the
+    /// apply shows every state the Deployment went through, however fast the HPA reacts.
+    fn ruler_drops(&self) -> Result<()> {
+        let watch_args = ["get", RULER.target, "-n", NAMESPACE, "--watch"];
+        self.show_command(&watch_args, " &");
+        let mut watch = self.command(&watch_args).stdout(Stdio::piped()).spawn().context("starting kubectl --watch")?;
+        let stdout = watch.stdout.take().expect("piped stdout");
+        let (lines, seen) = mpsc::channel();
+        let echo = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("{line}");
+                let _ = lines.send(());
+            }
+        });
+        let result = (|| -> Result<()> {
+            // The header and the Deployment as it is: the watch is established.
+            for _ in 0..2 {
+                seen.recv_timeout(Duration::from_secs(20)).context("kubectl --watch printed nothing")?;
+            }
+            let component = format!("app.kubernetes.io/component={}", RULER.name());
+            self.flux_apply("without-replicas.yaml", &["-l", &component])?;
+            wait_until("the HPA to bring the ruler back to its minReplicas", Duration::from_secs(60), || {
+                Ok(self.replicas(&RULER)? == Some(HPA_MIN)
+                    && self.kubectl(&["get", RULER.target, "-n", NAMESPACE, "-o", "jsonpath={.status.replicas}"])?
+                        == HPA_MIN.to_string())
+            })?;
+            // Let the watch print the last updates before it stops.
+            std::thread::sleep(Duration::from_millis(500));
+            Ok(())
+        })();
+        let _ = watch.kill();
+        let _ = watch.wait();
+        let _ = echo.join();
+        result?;
+        self.say(&format!(
+            "The API server removed the field Flux stopped sending and defaulted it to 1 (READY 0/1). The\n\
+             HPA noticed at its next sync (every second on this plane, every 15 s by default) and scaled\n\
+             the ruler back up to minReplicas {HPA_MIN}. verify finds the drop afterwards, from the events:"
+        ));
+        // verify reads the Deployment controller's events, written asynchronously.
+        let selector = format!("involvedObject.kind=Deployment,involvedObject.name={}", RULER.name());
+        wait_until("the ruler's scaling events", Duration::from_secs(30), || {
+            let messages = self.kubectl(&[
+                "get",
+                "events",
+                "-n",
+                NAMESPACE,
+                "--field-selector",
+                &selector,
+                "-o",
+                "jsonpath={.items[*].message}",
+            ])?;
+            let down = format!("from {} to 1", RULER.replicas);
+            Ok(messages.contains(&down) && messages.contains(&format!("from 1 to {HPA_MIN}")))
+        })
+    }
+
+    /// The final state, checked: every migrated workload kept its count and never dropped; the
+    /// ruler alone dropped.
+    fn summary(&self) -> Result<()> {
+        let all: Vec<&Workload> = std::iter::once(&RULER).chain(&MIGRATED).collect();
+        let mut args = vec!["hpa-migrate", "verify", "-n", NAMESPACE, "--since", "10m", "-o", "json"];
+        args.extend(all.iter().map(|w| w.target));
+        let output = self.command(&args).stderr(Stdio::inherit()).output().context("running verify -o json")?;
+        let report: Value = serde_json::from_slice(&output.stdout).context("parsing verify -o json")?;
+        let mut table = format!(" {:<26}{:>7}{:>7}  {:<14}HOW\n", "WORKLOAD", "BEFORE", "AFTER", "VERIFY");
+        let mut problems = Vec::new();
+        for workload in &all {
+            let result = report["results"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| {
+                    r["name"] == workload.name()
+                        && r["kind"].as_str().map(str::to_lowercase) == Some(workload.kind().into())
+                })
+                .with_context(|| format!("verify reported nothing for {}", workload.label()))?;
+            let outcome = result["outcome"].as_str().unwrap_or_default();
+            let drops: Vec<String> = result["history"]["drops"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|d| format!("{} -> {}", d["from"], d["to"]))
+                .collect();
+            let after = self.replicas(workload)?;
+            let migrated = workload.target != RULER.target;
+            let how = if migrated {
+                "strip --pause-flux, then Git without replicas"
+            } else {
+                "Git without replicas, no strip; the HPA restored its minimum"
+            };
+            let verdict =
+                if drops.is_empty() { outcome.to_string() } else { format!("{outcome} {}", drops.join(", ")) };
+            let after_text = after.map_or("-".to_string(), |r| r.to_string());
+            let _ =
+                writeln!(table, " {:<26}{:>7}{after_text:>7}  {verdict:<14}{how}", workload.label(), workload.replicas);
+            if migrated {
+                if outcome != "pass" || after != Some(workload.replicas) {
+                    problems.push(format!(
+                        "{} should have kept {} replicas and passed verify; it has {after_text} and verify says {verdict}",
+                        workload.label(),
+                        workload.replicas
+                    ));
+                }
+            } else if outcome != "drop"
+                || drops.first().map(String::as_str) != Some(&format!("{} -> 1", RULER.replicas))
+            {
+                problems.push(format!("the ruler should have dropped {} -> 1; verify says {verdict}", RULER.replicas));
+            }
+        }
+        print!("{table}");
+        ensure!(problems.is_empty(), "the demo did not end as it should:\n  {}", problems.join("\n  "));
+        self.say(
+            "Every migrated workload kept its count through the Git change; the ruler alone ran on one pod\n\
+             until its HPA reacted, and now runs below the count it was sized for.",
+        );
+        Ok(())
+    }
+
+    /// `kubectl apply` as Flux's kustomize-controller, of a manifest in demo/mimir/.
+    fn flux_apply(&self, file: &str, extra: &[&str]) -> Result<()> {
+        let file = format!("{MANIFESTS}/{file}");
+        let mut args = FLUX_APPLY.to_vec();
+        args.extend(["-f", &file]);
+        args.extend(extra);
+        self.expect(0, &args)
+    }
+
+    /// demo/mimir/keda-hpa-querier.yaml with the ScaledObject's uid in its owner reference.
+    fn render_keda_hpa(&self, out_dir: &Path) -> Result<String> {
+        let template_path = self.root.join(MANIFESTS).join("keda-hpa-querier.yaml");
+        let template =
+            fs::read_to_string(&template_path).with_context(|| format!("reading {}", template_path.display()))?;
+        ensure!(template.contains(KEDA_HPA_UID), "{} has no {KEDA_HPA_UID}", template_path.display());
+        let uid =
+            self.kubectl(&["get", "scaledobject", "querier", "-n", NAMESPACE, "-o", "jsonpath={.metadata.uid}"])?;
+        ensure!(!uid.is_empty(), "the ScaledObject querier has no uid");
+        let rendered = out_dir.join("keda-hpa-querier.yaml");
+        fs::write(&rendered, template.replace(KEDA_HPA_UID, &uid))?;
+        Ok(format!("{OUT_DIR}/keda-hpa-querier.yaml"))
+    }
+
+    /// Waits until the HPA controller has judged every HPA (the condition `judged` of the
+    /// integration tests): before that, `check` reports them as not ready.
+    fn wait_for_hpas(&self, expected: usize) -> Result<()> {
+        wait_until("the HPA controller to judge every HPA", Duration::from_secs(60), || {
+            let list: Value = serde_json::from_str(&self.kubectl(&["get", "hpa", "-n", NAMESPACE, "-o", "json"])?)?;
+            let judged = list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|hpa| {
+                    let conditions = hpa["status"]["conditions"].as_array().cloned().unwrap_or_default();
+                    conditions
+                        .iter()
+                        .any(|c| c["type"] == "ScalingActive" || (c["type"] == "AbleToScale" && c["status"] == "False"))
+                })
+                .count();
+            Ok(judged >= expected)
+        })
+    }
+
+    fn replicas(&self, workload: &Workload) -> Result<Option<i64>> {
+        let text = self.kubectl(&["get", workload.target, "-n", NAMESPACE, "-o", "jsonpath={.spec.replicas}"])?;
+        Ok(text.trim().parse().ok())
+    }
+
+    /// A query the story does not show.
+    fn kubectl(&self, args: &[&str]) -> Result<String> {
+        Ok(cluster::kubectl(self.paths, args, None)?.trim().to_string())
+    }
+
+    /// A command the story shows: `kubectl ...` as a user types it, run from the repo root with
+    /// the admin kubeconfig in KUBECONFIG.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(self.paths.kubectl());
+        command
+            .args(args)
+            .current_dir(&self.root)
+            .env("PATH", &self.path)
+            .env("KUBECONFIG", &self.paths.admin_kubeconfig)
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn show_command(&self, args: &[&str], suffix: &str) {
+        let line: Vec<String> = args.iter().map(|a| quote(a)).collect();
+        let text = format!("$ kubectl {}{suffix}", line.join(" "));
+        println!("\n{}", self.style("1", &text));
+    }
+
+    /// Shows a command, runs it with its real output, and fails unless it exits with `code`.
+    fn expect(&self, code: i32, args: &[&str]) -> Result<()> {
+        self.show_command(args, "");
+        let status = self.command(args).status().with_context(|| format!("running kubectl {}", args.join(" ")))?;
+        if status.code() != Some(code) {
+            bail!("`kubectl {}` exited with {status}, expected exit code {code}", args.join(" "));
+        }
+        Ok(())
+    }
+
+    fn title(&self, text: &str) {
+        println!("{}", self.style("1", text));
+    }
+
+    fn step(&self, text: &str) {
+        println!("\n\n{}", self.style("1;36", &format!("== {text} ==")));
+    }
+
+    fn say(&self, text: &str) {
+        println!("\n{text}");
+    }
+
+    fn style(&self, sgr: &str, text: &str) -> String {
+        if self.styled { format!("\x1b[{sgr}m{text}\x1b[0m") } else { text.to_string() }
+    }
+}
+
+/// Polls `probe` every 250 ms until it holds, or fails after `timeout` naming `what`.
+fn wait_until(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if probe()? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {}s waiting for {what}", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Quotes an argument for display the way a shell would need it.
+fn quote(arg: &str) -> String {
+    if arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:@%+".contains(c)) {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
