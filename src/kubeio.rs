@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, ObjectList};
 use kube::discovery::{self, Discovery, Scope};
 use kube::{Client, Resource};
@@ -167,60 +166,41 @@ pub async fn helm_records(
         namespaces.iter().map(|ns| NamespaceScope::Namespace(ns.to_string())).collect()
     };
     let params = ListParams::default().labels(helm::DEPLOYED_RECORDS_SELECTOR);
-    let wanted = |ns: &str, release: &str| releases.contains(&(ns.to_string(), release.to_string()));
-    let mut records = Vec::new();
+    let mut records: Vec<ReleaseRecord> = Vec::new();
     let mut problems = Vec::new();
-    for scope in &scopes {
-        match list_all(&typed_api::<Secret>(client, scope), &params).await {
-            Ok(secrets) => {
-                for secret in secrets {
-                    let (ns, name) = meta_names(&secret.metadata);
-                    let release =
-                        secret.metadata.labels.as_ref().and_then(|l| l.get("name")).cloned().unwrap_or_default();
-                    if !wanted(&ns, &release) {
-                        continue;
-                    }
-                    let Some(payload) = secret.data.as_ref().and_then(|d| d.get("release")) else { continue };
-                    match ReleaseRecord::decode(
-                        Driver::Secret,
-                        &name,
-                        &ns,
-                        secret.metadata.resource_version.clone(),
-                        &payload.0,
-                    ) {
-                        Ok(record) => records.push(record),
-                        Err(e) => problems.push(format!("Secret {ns}/{name}: {e}")),
-                    }
-                }
-            }
-            Err(e) => problems.push(classify_error(e, "list", "secrets", scope).to_string()),
+    for driver in [Driver::Secret, Driver::ConfigMap] {
+        let missing: BTreeSet<&(String, String)> = releases
+            .iter()
+            .filter(|(ns, release)| !records.iter().any(|r| &r.namespace == ns && &r.release == release))
+            .collect();
+        if missing.is_empty() {
+            break;
         }
-    }
-    let missing: BTreeSet<&(String, String)> = releases
-        .iter()
-        .filter(|(ns, release)| !records.iter().any(|r| &r.namespace == ns && &r.release == release))
-        .collect();
-    if !missing.is_empty() {
         for scope in &scopes {
-            // The configmap driver is rare; a refusal here only matters if the release is missing.
-            if let Ok(maps) = list_all(&typed_api::<ConfigMap>(client, scope), &params).await {
-                for map in maps {
-                    let (ns, name) = meta_names(&map.metadata);
-                    let release = map.metadata.labels.as_ref().and_then(|l| l.get("name")).cloned().unwrap_or_default();
-                    if !missing.contains(&(ns.clone(), release)) {
-                        continue;
-                    }
-                    let Some(payload) = map.data.as_ref().and_then(|d| d.get("release")) else { continue };
-                    match ReleaseRecord::decode(
-                        Driver::ConfigMap,
-                        &name,
-                        &ns,
-                        map.metadata.resource_version.clone(),
-                        payload.as_bytes(),
-                    ) {
-                        Ok(record) => records.push(record),
-                        Err(e) => problems.push(format!("ConfigMap {ns}/{name}: {e}")),
-                    }
+            let api = record_api(client, driver, scope);
+            let objects = match list_all(&api, &params).await {
+                Ok(objects) => objects,
+                // The configmap driver is rare; a refusal there only matters if nothing was found.
+                Err(e) if driver == Driver::Secret => {
+                    problems.push(classify_error(e, "list", "secrets", scope).to_string());
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            for object in objects {
+                let release = object.metadata.labels.as_ref().and_then(|l| l.get("name")).cloned().unwrap_or_default();
+                let namespace = object.metadata.namespace.clone().unwrap_or_default();
+                if !missing.contains(&(namespace, release)) {
+                    continue;
+                }
+                let value = to_value(object);
+                match ReleaseRecord::from_object(driver, &value) {
+                    Ok(record) => records.push(record),
+                    Err(e) => problems.push(format!(
+                        "{driver:?} {}/{}: {e}",
+                        value.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default(),
+                        value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+                    )),
                 }
             }
         }
@@ -229,10 +209,6 @@ pub async fn helm_records(
         return Err(problems.join("; "));
     }
     Ok(records)
-}
-
-fn meta_names(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
-    (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
 }
 
 /// Resolves a resource type as kubectl accepts it (`deploy`, `deployments.apps`,
@@ -324,19 +300,26 @@ pub async fn apply(
     api.patch(name, &params, &kube::api::Patch::Apply(body)).await.map(to_value)
 }
 
-pub fn release_record_api(client: &Client, driver: Driver, namespace: &str) -> Api<DynamicObject> {
+fn record_resource(driver: Driver) -> ApiResource {
     let (kind, plural) = match driver {
         Driver::Secret => ("Secret", "secrets"),
         Driver::ConfigMap => ("ConfigMap", "configmaps"),
     };
-    let resource = ApiResource {
+    ApiResource {
         group: String::new(),
         version: "v1".into(),
         api_version: "v1".into(),
         kind: kind.into(),
         plural: plural.into(),
-    };
-    Api::namespaced_with(client.clone(), namespace, &resource)
+    }
+}
+
+fn record_api(client: &Client, driver: Driver, scope: &NamespaceScope) -> Api<DynamicObject> {
+    dynamic_api(client, &record_resource(driver), scope)
+}
+
+pub fn release_record_api(client: &Client, driver: Driver, namespace: &str) -> Api<DynamicObject> {
+    record_api(client, driver, &NamespaceScope::Namespace(namespace.to_string()))
 }
 
 /// Asks the API server whether the current identity may `verb` the resource in `namespace`.

@@ -629,25 +629,8 @@ async fn apply_helm_change(
 }
 
 fn decode_record(confirmed: &HelmChange, object: &Value) -> Result<helm::ReleaseRecord> {
-    let payload = match confirmed.driver {
-        Driver::Secret => {
-            use base64::Engine as _;
-            let data = object.pointer("/data/release").and_then(Value::as_str).unwrap_or_default();
-            base64::engine::general_purpose::STANDARD.decode(data).map_err(|e| Error::Failed(e.to_string()))?
-        }
-        Driver::ConfigMap => {
-            object.pointer("/data/release").and_then(Value::as_str).unwrap_or_default().as_bytes().to_vec()
-        }
-    };
-    let resource_version = object.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
-    helm::ReleaseRecord::decode(
-        confirmed.driver,
-        &confirmed.object_name,
-        &confirmed.namespace,
-        resource_version,
-        &payload,
-    )
-    .map_err(|e| Error::Failed(format!("decoding the Helm release record: {e}")))
+    helm::ReleaseRecord::from_object(confirmed.driver, object)
+        .map_err(|e| Error::Failed(format!("decoding the Helm release record: {e}")))
 }
 
 async fn apply_handover(

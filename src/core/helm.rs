@@ -81,7 +81,25 @@ pub fn encode_payload(json: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.encode(compressed).into_bytes()
 }
 
+/// The `release` payload of a record object as the API returns it: a Secret's `data` is base64
+/// of the payload, a ConfigMap's is the payload text.
+pub fn stored_payload(driver: Driver, object: &Value) -> Result<Vec<u8>, DecodeError> {
+    let data = object.pointer("/data/release").and_then(Value::as_str).unwrap_or_default();
+    match driver {
+        Driver::Secret => Ok(base64::engine::general_purpose::STANDARD.decode(data)?),
+        Driver::ConfigMap => Ok(data.as_bytes().to_vec()),
+    }
+}
+
 impl ReleaseRecord {
+    /// Decodes a record object (Secret or ConfigMap) as the API returns it.
+    pub fn from_object(driver: Driver, object: &Value) -> Result<Self, DecodeError> {
+        let text = |pointer: &str| object.pointer(pointer).and_then(Value::as_str).unwrap_or_default();
+        let payload = stored_payload(driver, object)?;
+        let resource_version = object.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
+        Self::decode(driver, text("/metadata/name"), text("/metadata/namespace"), resource_version, &payload)
+    }
+
     pub fn decode(
         driver: Driver,
         object_name: &str,
