@@ -98,3 +98,19 @@ pub fn default_dir() -> PathBuf {
         .unwrap_or_else(std::env::temp_dir);
     state.join("kubectl-hpa-migrate/backups")
 }
+
+/// The latest strip backup per object uid found in `dir` (none if the directory is absent).
+/// `check` uses it to tell that a deploy tool took replicas back after an earlier strip.
+pub fn latest_by_uid(dir: &Path) -> std::collections::BTreeMap<String, (Backup, PathBuf)> {
+    let mut latest: std::collections::BTreeMap<String, (Backup, PathBuf)> = std::collections::BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return latest };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json"))
+    {
+        let Ok(backup) = Backup::read(&path) else { continue };
+        let newer = latest.get(&backup.object.uid).is_none_or(|(known, _)| known.created < backup.created);
+        if newer && !backup.object.uid.is_empty() {
+            latest.insert(backup.object.uid.clone(), (backup, path));
+        }
+    }
+    latest
+}

@@ -49,8 +49,8 @@ pub enum Error {
     #[error("{0}")]
     NoScaleSubresource(String),
 
-    #[error("forbidden: {user_hint}needs {verb} on {resource}{scope}: {message}")]
-    Forbidden { verb: String, resource: String, scope: String, user_hint: String, message: String },
+    #[error("forbidden: needs {verb} on {resource}{scope}: {message}")]
+    Forbidden { verb: String, resource: String, scope: String, message: String },
 
     #[error("cannot load kubeconfig{}: {message}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
     Kubeconfig { path: Option<PathBuf>, message: String },
@@ -123,13 +123,7 @@ impl Error {
             kube::Error::Api(status) => status.message.clone(),
             other => other.to_string(),
         };
-        Error::Forbidden {
-            verb: verb.to_string(),
-            resource: resource.to_string(),
-            scope,
-            user_hint: String::new(),
-            message,
-        }
+        Error::Forbidden { verb: verb.to_string(), resource: resource.to_string(), scope, message }
     }
 }
 

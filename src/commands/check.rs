@@ -177,7 +177,26 @@ pub async fn collect(
         helm_records: helm_records.as_ref(),
         handover_managers,
     };
-    let mut assessments: Vec<Assessment> = workloads.iter().map(|w| core::analyze(w, &cluster)).collect();
+    let strips = crate::backup::latest_by_uid(&crate::backup::default_dir());
+    let mut assessments: Vec<Assessment> = workloads
+        .iter()
+        .map(|w| {
+            let mut assessment = core::analyze(w, &cluster);
+            let stripped = w.metadata.uid.as_ref().and_then(|uid| strips.get(uid));
+            if let Some((backup, path)) = stripped
+                && !assessment.hazards.is_empty()
+            {
+                assessment.warnings.push(format!(
+                    "{} took replicas back after the strip of {} (backup {}): the deploy tool still sends replicas; \
+                     remove them from its source, pause it, then strip again",
+                    assessment.hazards.iter().map(|h| h.owner.as_str()).collect::<Vec<_>>().join(", "),
+                    backup.created,
+                    path.display()
+                ));
+            }
+            assessment
+        })
+        .collect();
     assessments.sort_by(|a, b| (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name)));
     let safe = assessments.iter().filter(|a| a.verdict == Verdict::Safe).count();
     Ok(CheckReport {

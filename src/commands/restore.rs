@@ -57,7 +57,6 @@ pub async fn run(client: &Client, args: &RestoreArgs, printer: &Printer) -> Resu
                 format!("{}.{group}", reference.resource)
             },
             scope: format!(" in namespace \"{}\"", reference.namespace),
-            user_hint: String::new(),
             message: "nothing was changed".into(),
         });
     }

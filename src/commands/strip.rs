@@ -354,7 +354,6 @@ async fn ensure_permissions(client: &Client, plans: &[ObjectPlan]) -> Result<()>
                 verb,
                 resource: qualified,
                 scope: format!(" in namespace \"{namespace}\""),
-                user_hint: String::new(),
                 message: "nothing was changed; grant the role in deploy/rbac/strip.yaml".into(),
             });
         }

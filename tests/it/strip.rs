@@ -319,3 +319,27 @@ async fn concurrent_writers_never_make_strip_touch_the_wrong_entry() {
     assert!(writes > RUNS as u64, "the writer really ran concurrently ({writes} writes)");
     assert!(conflicts < RUNS / 2, "most runs get through ({conflicts} gave up)");
 }
+
+/// After a strip, a deploy tool that still sends replicas takes them back; `check` knows there
+/// was a strip (from its backup) and says what happened.
+#[tokio::test]
+async fn check_warns_when_the_deploy_tool_takes_replicas_back_after_a_strip() {
+    let ns = TestNamespace::new("strip-reclaim").await;
+    let flux = deployment_manifest("web", Some(4));
+    ns.apply("kustomize-controller", &flux).await;
+    idle_hpa(&ns, "web", 2).await;
+    // The default backup directory, under the test's own HOME.
+    let output = ns.plugin(&admin_kubeconfig(), &["strip", "--yes", "deploy/web"]);
+    assert_success(&output, "strip");
+    ns.apply("kustomize-controller", &flux).await;
+
+    let (report, code) = plugin_json(&ns, &admin_kubeconfig(), &["check", "deploy/web"]);
+    assert_eq!(code, 1);
+    let warnings = report["workloads"][0]["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().starts_with("kustomize-controller took replicas back after the strip of")),
+        "{warnings:#?}"
+    );
+}
