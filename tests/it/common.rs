@@ -321,3 +321,42 @@ pub fn stderr(output: &Output) -> String {
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// Waits until the Deployment is settled (the controller has observed its generation and its
+/// resourceVersion held for 3 s), so that a resourceVersion compared later moves only if
+/// something other than the controllers wrote to it.
+pub async fn settled(ns: &TestNamespace, name: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = ns.deployment_value(name).await;
+    let mut quiet_since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let current = ns.deployment_value(name).await;
+        let observed = current.pointer("/status/observedGeneration") == current.pointer("/metadata/generation");
+        if current["metadata"]["resourceVersion"] != last["metadata"]["resourceVersion"] || !observed {
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= Duration::from_secs(3) {
+            return current;
+        }
+        last = current;
+        assert!(Instant::now() < deadline, "deployment {name} did not settle in 60 s");
+    }
+}
+
+/// Waits until an Event about `name` whose message contains `text` has been recorded (the
+/// event recorder writes asynchronously, seconds after the change under load).
+pub async fn recorded_event(ns: &TestNamespace, name: &str, text: &str) {
+    use k8s_openapi::api::core::v1::Event;
+    let events = Api::<Event>::namespaced(ns.client.clone(), &ns.name);
+    eventually(Duration::from_secs(60), &format!("an event about {name} saying {text:?}"), || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.involved_object.name.as_deref() == Some(name)
+                    && e.message.as_deref().is_some_and(|m| m.contains(text))
+            })
+            .then_some(())
+    })
+    .await
+}

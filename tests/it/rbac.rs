@@ -87,7 +87,7 @@ async fn the_stripper_strips_resumes_and_restores_and_the_viewer_only_checks() {
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
     ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
     hpa_conditions(&ns, "web", judged).await;
-    let before = ns.deployment_value("web").await;
+    let before = settled(&ns, "web").await;
 
     // The viewer sees what needs doing, and may change nothing, not even as a dry run.
     let (report, code) = plugin_json(&ns, &viewer_kubeconfig(), &["check", "deploy/web"]);

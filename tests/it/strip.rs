@@ -156,7 +156,7 @@ async fn dry_run_changes_nothing_and_restore_puts_everything_back() {
     let manifest = serde_json::to_string(&deployment_manifest("web", Some(3))).unwrap();
     assert_success(&ns.kubectl(&["apply", "-f", "-"], Some(&manifest)), "kubectl apply");
     idle_hpa(&ns, "web", 2).await;
-    let original = ns.deployment_value("web").await;
+    let original = settled(&ns, "web").await;
 
     let (report, code, err) = strip(&ns, &["deploy/web", "--dry-run"]);
     assert_eq!((code, outcome(&report)), (0, "dry-run"), "{report:#}\n{err}");
@@ -167,7 +167,7 @@ async fn dry_run_changes_nothing_and_restore_puts_everything_back() {
     let (report, code, _) = strip(&ns, &["deploy/web"]);
     assert_eq!((code, outcome(&report)), (0, "changed"));
     let backup = report["results"][0]["backups"][0].as_str().unwrap().to_string();
-    let stripped = ns.deployment_value("web").await;
+    let stripped = settled(&ns, "web").await;
     assert_ne!(stripped["metadata"]["managedFields"], original["metadata"]["managedFields"]);
 
     let restore_dry = ns.plugin(&admin_kubeconfig(), &["restore", &backup, "--dry-run"]);
@@ -200,7 +200,7 @@ async fn without_a_terminal_or_yes_nothing_changes() {
     let ns = TestNamespace::new("strip-noconfirm").await;
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(3))).await;
     idle_hpa(&ns, "web", 2).await;
-    let before = ns.deployment_value("web").await;
+    let before = settled(&ns, "web").await;
     let output =
         ns.plugin(&admin_kubeconfig(), &["strip", "deploy/web", "--backup-dir", backup_dir(&ns).to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(8), "{}", stderr(&output));
@@ -218,7 +218,7 @@ async fn the_read_only_viewer_is_refused_and_nothing_changes() {
     let ns = TestNamespace::new("strip-viewer").await;
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(3))).await;
     idle_hpa(&ns, "web", 2).await;
-    let before = ns.deployment_value("web").await;
+    let before = settled(&ns, "web").await;
     let output = ns.plugin(&viewer_kubeconfig(), &["strip", "--yes", "deploy/web"]);
     assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
     let err = stderr(&output);

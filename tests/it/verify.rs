@@ -40,6 +40,7 @@ async fn flux_workload_with_hpa(ns: &TestNamespace) {
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
     ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
     hpa_conditions(ns, "web", judged).await;
+    recorded_event(ns, "web", "from 0 to 5").await;
 }
 
 fn strip_yes(ns: &TestNamespace) {
@@ -55,6 +56,7 @@ async fn the_real_failure_is_found_in_history() {
     flux_workload_with_hpa(&ns).await;
     ns.apply("kustomize-controller", &deployment_manifest("web", None)).await;
     wait_for_replicas(&ns, "web", 3).await;
+    recorded_event(&ns, "web", "from 1 to 3").await;
 
     let (report, code) = verify(&ns, &["deploy/web", "--since", "10m"]);
     let result = &report["results"][0];
@@ -249,6 +251,7 @@ async fn a_statefulset_scaled_down_is_a_drop() {
     })
     .await;
 
+    recorded_event(&ns, "ingester", "Delete Pod ingester-1 ").await;
     let (report, code) = verify(&ns, &["sts/ingester", "--since", "10m"]);
     let result = &report["results"][0];
     assert_eq!(code, 1, "{report:#}");
