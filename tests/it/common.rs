@@ -332,7 +332,12 @@ pub async fn settled(ns: &TestNamespace, name: &str) -> Value {
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let current = ns.deployment_value(name).await;
-        let observed = current.pointer("/status/observedGeneration") == current.pointer("/metadata/generation");
+        let spec = current.pointer("/spec/replicas");
+        // The controller has observed the generation and created every replica (its status
+        // writes go on until then, later under load).
+        let observed = current.pointer("/status/observedGeneration") == current.pointer("/metadata/generation")
+            && current.pointer("/status/replicas") == spec
+            && current.pointer("/status/updatedReplicas") == spec;
         if current["metadata"]["resourceVersion"] != last["metadata"]["resourceVersion"] || !observed {
             quiet_since = Instant::now();
         } else if quiet_since.elapsed() >= Duration::from_secs(3) {
@@ -359,4 +364,23 @@ pub async fn recorded_event(ns: &TestNamespace, name: &str, text: &str) {
             .then_some(())
     })
     .await
+}
+
+/// What a person or a tool (not the controllers' status writes) can change on an object: spec,
+/// annotations, labels, and every managedFields entry but the status writers', without times.
+pub fn user_state(object: &Value) -> Value {
+    let mut entries: Vec<Value> = object["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["subresource"] != "status")
+        .map(|e| json!([e["manager"], e["operation"], e["subresource"], e["fieldsV1"]]))
+        .collect();
+    entries.sort_by_key(|e| e.to_string());
+    json!({
+        "spec": object["spec"],
+        "annotations": object["metadata"]["annotations"],
+        "labels": object["metadata"]["labels"],
+        "managedFields": entries,
+    })
 }

@@ -67,10 +67,6 @@ fn verdict(report: &Value) -> &str {
     report["workloads"][0]["verdict"].as_str().unwrap_or_default()
 }
 
-fn resource_version(object: &Value) -> Value {
-    object["metadata"]["resourceVersion"].clone()
-}
-
 /// `kubectl auth can-i VERB RESOURCE` as the stripper, in the test's namespace.
 fn stripper_can(ns: &TestNamespace, verb: &str, resource: &str) -> bool {
     let output = kubectl(&stripper_kubeconfig(), &["auth", "can-i", verb, resource, "-n", &ns.name], None);
@@ -98,7 +94,7 @@ async fn the_stripper_strips_resumes_and_restores_and_the_viewer_only_checks() {
         assert_eq!(code, 5, "dry run {dry_run}: {err}");
         assert!(err.contains("forbidden: needs patch on deployments.apps"), "{err}");
     }
-    assert_eq!(resource_version(&ns.deployment_value("web").await), resource_version(&before));
+    assert_eq!(user_state(&ns.deployment_value("web").await), user_state(&before));
 
     // The stripper runs the whole migration with nothing but strip.yaml.
     let stripper = stripper_kubeconfig();
@@ -107,7 +103,7 @@ async fn the_stripper_strips_resumes_and_restores_and_the_viewer_only_checks() {
 
     let (report, code, err) = strip_as(&ns, &stripper, &["deploy/web", "--dry-run"]);
     assert_eq!((code, report["results"][0]["outcome"].as_str()), (0, Some("dry-run")), "{report:#}\n{err}");
-    assert_eq!(resource_version(&ns.deployment_value("web").await), resource_version(&before));
+    assert_eq!(user_state(&ns.deployment_value("web").await), user_state(&before));
 
     let (report, code, err) = strip_as(&ns, &stripper, &["deploy/web", "--pause-flux"]);
     assert_eq!((code, report["results"][0]["outcome"].as_str()), (0, Some("changed")), "{report:#}\n{err}");

@@ -210,7 +210,7 @@ async fn without_a_terminal_or_yes_nothing_changes() {
         "the diff is shown: {}",
         stdout(&output)
     );
-    assert_eq!(ns.deployment_value("web").await["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"]);
+    assert_eq!(user_state(&ns.deployment_value("web").await), user_state(&before));
 }
 
 #[tokio::test]
@@ -227,7 +227,7 @@ async fn the_read_only_viewer_is_refused_and_nothing_changes() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1);
-    assert_eq!(ns.deployment_value("web").await["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"]);
+    assert_eq!(user_state(&ns.deployment_value("web").await), user_state(&before));
 }
 
 #[tokio::test]

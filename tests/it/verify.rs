@@ -57,6 +57,7 @@ async fn the_real_failure_is_found_in_history() {
     ns.apply("kustomize-controller", &deployment_manifest("web", None)).await;
     wait_for_replicas(&ns, "web", 3).await;
     recorded_event(&ns, "web", "from 1 to 3").await;
+    recorded_event(&ns, "web", "New size: 3").await;
 
     let (report, code) = verify(&ns, &["deploy/web", "--since", "10m"]);
     let result = &report["results"][0];
