@@ -26,8 +26,7 @@ fn methods(w: &Value) -> Vec<String> {
 async fn flux_owner_with_an_idle_hpa_needs_a_strip_and_viewer_can_see_it() {
     let ns = TestNamespace::new("check-flux").await;
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
-    ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
-    hpa_conditions(&ns, "web", judged).await;
+    judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
 
     for kubeconfig in [admin_kubeconfig(), viewer_kubeconfig()] {
         let (report, code) = plugin_json(&ns, &kubeconfig, &["check"]);
@@ -73,8 +72,7 @@ async fn client_side_apply_needs_the_annotation_and_the_entry_stripped() {
     let ns = TestNamespace::new("check-csa").await;
     let manifest = serde_json::to_string(&deployment_manifest("web", Some(4))).unwrap();
     assert_success(&ns.kubectl(&["apply", "-f", "-"], Some(&manifest)), "kubectl apply");
-    ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 2, 8)).await;
-    hpa_conditions(&ns, "web", judged).await;
+    judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 2, 8)).await;
 
     let (report, code) = plugin_json(&ns, &admin_kubeconfig(), &["check", "deployment", "web"]);
     assert_eq!(code, 1);
@@ -199,8 +197,7 @@ async fn a_statefulset_owned_by_flux_needs_a_strip() {
         }
     });
     ns.apply("kustomize-controller", &sts).await;
-    ns.apply("kubectl", &hpa_manifest("ingester", "StatefulSet", "ingester", 3, 6)).await;
-    hpa_conditions(&ns, "ingester", judged).await;
+    judged_hpa(&ns, &hpa_manifest("ingester", "StatefulSet", "ingester", 3, 6)).await;
 
     let (report, code) = plugin_json(&ns, &viewer_kubeconfig(), &["check", "sts/ingester"]);
     assert_eq!(code, 1);
@@ -303,8 +300,7 @@ async fn bad_input_is_one_line_with_a_distinct_exit_code() {
 async fn text_output_is_a_plain_table_without_a_terminal() {
     let ns = TestNamespace::new("check-text").await;
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
-    ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
-    hpa_conditions(&ns, "web", judged).await;
+    judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
     let output = ns.plugin(&admin_kubeconfig(), &["check"]);
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);

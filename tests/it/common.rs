@@ -384,3 +384,9 @@ pub fn user_state(object: &Value) -> Value {
         "managedFields": entries,
     })
 }
+
+/// Applies an HPA (as kubectl would) and waits until the HPA controller has judged it.
+pub async fn judged_hpa(ns: &TestNamespace, hpa: &Value) {
+    ns.apply("kubectl", hpa).await;
+    hpa_conditions(ns, hpa["metadata"]["name"].as_str().unwrap(), judged).await;
+}

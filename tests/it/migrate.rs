@@ -78,8 +78,7 @@ fn with_label(mut manifest: Value, revision: &str) -> Value {
 async fn the_guided_flow_migrates_a_flux_workload() {
     let ns = TestNamespace::new("flow-flux").await;
     ns.apply("kustomize-controller", &with_label(deployment_manifest("web", Some(5)), "1")).await;
-    ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
-    hpa_conditions(&ns, "web", judged).await;
+    judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
 
     let terminal = Terminal::start(&ns.name, &flow_command(&ns));
     terminal.wait_for("Select workloads to migrate").await;
@@ -114,8 +113,7 @@ async fn the_guided_flow_migrates_a_client_side_apply_workload() {
         assert_success(&ns.kubectl(&["apply", "-f", "-"], Some(&text)), "kubectl apply");
     };
     apply(with_label(deployment_manifest("web", Some(4)), "1"));
-    ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
-    hpa_conditions(&ns, "web", judged).await;
+    judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
 
     let terminal = Terminal::start(&ns.name, &flow_command(&ns));
     terminal.wait_for("Select workloads to migrate").await;

@@ -81,8 +81,7 @@ fn stripper_can(ns: &TestNamespace, verb: &str, resource: &str) -> bool {
 async fn the_stripper_strips_resumes_and_restores_and_the_viewer_only_checks() {
     let ns = TestNamespace::new("rbac-flux").await;
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
-    ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
-    hpa_conditions(&ns, "web", judged).await;
+    judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
     let before = settled(&ns, "web").await;
 
     // The viewer sees what needs doing, and may change nothing, not even as a dry run.

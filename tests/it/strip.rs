@@ -29,8 +29,7 @@ fn outcome(report: &Value) -> &str {
 }
 
 async fn idle_hpa(ns: &TestNamespace, target: &str, min: i64) {
-    ns.apply("kubectl", &hpa_manifest(target, "Deployment", target, min, 10)).await;
-    hpa_conditions(ns, target, judged).await;
+    judged_hpa(ns, &hpa_manifest(target, "Deployment", target, min, 10)).await;
 }
 
 fn managers_of(object: &Value) -> Vec<String> {

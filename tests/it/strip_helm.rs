@@ -19,8 +19,17 @@ fn strip(ns: &TestNamespace, args: &[&str]) -> (Value, i32) {
 
 async fn install_with_hpa(ns: &TestNamespace, helm: &Helm, release: &str) {
     helm.ok(&["install", release, &chart("web")]);
-    ns.apply("kubectl", &hpa_manifest(release, "Deployment", release, 2, 10)).await;
-    hpa_conditions(ns, release, judged).await;
+    judged_hpa(ns, &hpa_manifest(release, "Deployment", release, 2, 10)).await;
+}
+
+/// Installs `control` and `web` with HPAs, and shows the failure on `control`: an upgrade of
+/// the chart without replicas drops it to 1.
+async fn control_drops_without_strip(ns: &TestNamespace, helm: &Helm) {
+    for release in ["control", "web"] {
+        install_with_hpa(ns, helm, release).await;
+    }
+    upgrade_without_replicas(helm, "control");
+    assert_eq!(spec_replicas(&ns.deployment_value("control").await), Some(1), "without strip: dropped to 1");
 }
 
 fn upgrade_without_replicas(helm: &Helm, release: &str) {
@@ -38,11 +47,7 @@ fn assert_only_replicas_left_the_record(before: &Value, after: &Value) {
 async fn helm3_story(driver: &'static str) {
     let ns = TestNamespace::new(&format!("strip-helm3-{driver}")).await;
     let helm = Helm::v3(&ns).with_driver(driver);
-    for release in ["control", "web"] {
-        install_with_hpa(&ns, &helm, release).await;
-    }
-    upgrade_without_replicas(&helm, "control");
-    assert_eq!(spec_replicas(&ns.deployment_value("control").await), Some(1), "without strip: dropped to 1");
+    control_drops_without_strip(&ns, &helm).await;
 
     let (check, _) = plugin_json(&ns, &admin_kubeconfig(), &["check", "deploy/web"]);
     let web = &check["workloads"][0];
@@ -100,11 +105,7 @@ async fn helm3_release_strip_can_be_dry_run_and_restored() {
 async fn helm4_managed_fields_strip_keeps_the_workload_at_its_count() {
     let ns = TestNamespace::new("strip-helm4").await;
     let helm = Helm::v4(&ns);
-    for release in ["control", "web"] {
-        install_with_hpa(&ns, &helm, release).await;
-    }
-    upgrade_without_replicas(&helm, "control");
-    assert_eq!(spec_replicas(&ns.deployment_value("control").await), Some(1), "without strip: dropped to 1");
+    control_drops_without_strip(&ns, &helm).await;
 
     let (check, _) = plugin_json(&ns, &admin_kubeconfig(), &["check", "deploy/web"]);
     let web = &check["workloads"][0];

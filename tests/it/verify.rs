@@ -38,8 +38,7 @@ async fn wait_for_replicas(ns: &TestNamespace, name: &str, replicas: i64) {
 /// Flux-style workload at 5 with an HPA (min 3) that is judged but idle.
 async fn flux_workload_with_hpa(ns: &TestNamespace) {
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
-    ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
-    hpa_conditions(ns, "web", judged).await;
+    judged_hpa(ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
     recorded_event(ns, "web", "from 0 to 5").await;
 }
 
