@@ -17,53 +17,37 @@ use crate::output::Printer;
 pub use targets::{Target, parse_targets};
 
 pub async fn dispatch(cli: Cli, printer: Printer) -> Result<ExitStatus> {
-    let Some(verb) = cli.verb else {
+    let verb = match cli.verb {
+        // Completion works without a cluster (candidates that need one connect themselves).
+        Some(Verb::Completion(args)) => return completion::script(args.shell, &printer),
+        Some(Verb::Complete(args)) => return completion::complete(&args.words, &printer).await,
+        Some(verb) => verb,
         // No command: the guided flow on a terminal, the help otherwise.
-        if std::io::IsTerminal::is_terminal(&std::io::stdin()) && printer.stderr_is_terminal() {
-            let connection = client::connect(&cli.kube).await?;
-            let scope = scope(&cli.kube, &connection);
-            return migrate::run(&connection.client, &scope, &crate::cli::MigrateArgs::default_flow(), &printer).await;
+        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) && printer.stderr_is_terminal() => {
+            Verb::Migrate(crate::cli::MigrateArgs::default_flow())
         }
-        return Err(crate::Error::Usage(
-            "no command given: run `kubectl hpa-migrate --help`, or run it in a terminal for the guided migration"
-                .into(),
-        ));
+        None => {
+            return Err(crate::Error::Usage(
+                "no command given: run `kubectl hpa-migrate --help`, or run it in a terminal for the guided migration"
+                    .into(),
+            ));
+        }
     };
+    let connection = client::connect(&cli.kube).await?;
+    let client = &connection.client;
+    let scope = if cli.kube.all_namespaces {
+        NamespaceScope::All
+    } else {
+        NamespaceScope::Namespace(connection.namespace.clone())
+    };
+    let selector = cli.kube.selector.as_deref();
     match verb {
-        Verb::Check(args) => {
-            let connection = client::connect(&cli.kube).await?;
-            let scope = scope(&cli.kube, &connection);
-            check::run(&connection.client, &scope, cli.kube.selector.as_deref(), &args, &printer).await
-        }
-        Verb::Strip(args) => {
-            let connection = client::connect(&cli.kube).await?;
-            let scope = scope(&cli.kube, &connection);
-            strip::run(&connection.client, &scope, cli.kube.selector.as_deref(), &args, &printer).await
-        }
-        Verb::Verify(args) => {
-            let connection = client::connect(&cli.kube).await?;
-            let scope = scope(&cli.kube, &connection);
-            verify::run(&connection.client, &scope, cli.kube.selector.as_deref(), &args, &printer).await
-        }
-        Verb::Migrate(args) => {
-            let connection = client::connect(&cli.kube).await?;
-            let scope = scope(&cli.kube, &connection);
-            migrate::run(&connection.client, &scope, &args, &printer).await
-        }
-        Verb::Restore(args) => {
-            let connection = client::connect(&cli.kube).await?;
-            restore::run(&connection.client, &args, &printer).await
-        }
-        Verb::Resume(args) => {
-            let connection = client::connect(&cli.kube).await?;
-            let scope = scope(&cli.kube, &connection);
-            strip::resume(&connection.client, &scope, &args.targets, &printer).await
-        }
-        Verb::Completion(args) => completion::script(args.shell, &printer),
-        Verb::Complete(args) => completion::complete(&args.words, &printer).await,
+        Verb::Check(args) => check::run(client, &scope, selector, &args, &printer).await,
+        Verb::Strip(args) => strip::run(client, &scope, selector, &args, &printer).await,
+        Verb::Verify(args) => verify::run(client, &scope, selector, &args, &printer).await,
+        Verb::Migrate(args) => migrate::run(client, &scope, &args, &printer).await,
+        Verb::Restore(args) => restore::run(client, &args, &printer).await,
+        Verb::Resume(args) => strip::resume(client, &scope, &args.targets, &printer).await,
+        Verb::Completion(_) | Verb::Complete(_) => unreachable!("handled before connecting"),
     }
-}
-
-fn scope(kube: &crate::cli::KubeArgs, connection: &client::Connection) -> NamespaceScope {
-    if kube.all_namespaces { NamespaceScope::All } else { NamespaceScope::Namespace(connection.namespace.clone()) }
 }
