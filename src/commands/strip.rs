@@ -487,15 +487,19 @@ async fn apply_workload_change(
         let answer = kubeio::json_patch(&api, name, change.patch(&before), dry_run).await;
         let written = match answer {
             Ok(written) => written,
-            Err(error) if is_conflict(&error) && attempt < MAX_ATTEMPTS => {
+            Err(error) if is_conflict(&error) => {
+                // Nothing was changed by this attempt, so its backup describes no change.
+                if let Some(path) = result.backups.pop() {
+                    let _ = std::fs::remove_file(path);
+                }
+                if attempt == MAX_ATTEMPTS {
+                    return Err(Error::Conflict(format!(
+                        "{} kept changing; gave up after {MAX_ATTEMPTS} attempts and nothing was changed",
+                        plan.assessment.target()
+                    )));
+                }
                 tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
                 continue;
-            }
-            Err(error) if is_conflict(&error) => {
-                return Err(Error::Conflict(format!(
-                    "{} kept changing; gave up after {MAX_ATTEMPTS} attempts and nothing was changed",
-                    plan.assessment.target()
-                )));
             }
             Err(error) => {
                 return Err(write_error(
@@ -506,22 +510,23 @@ async fn apply_workload_change(
                 ));
             }
         };
-        // A dry run's answer is the would-be object; otherwise read back what was stored.
-        let after = if dry_run {
-            written
-        } else {
-            kubeio::get_object(&api, name)
-                .await
-                .map_err(|e| Error::api(format!("re-reading {}", plan.assessment.target()), e))?
-        };
-        patch::confirm_workload(&before, &after, &change.expected()).map_err(|why| {
+        // What our write produced, exactly: the server's answer is the object as stored by
+        // this patch (or as a dry run would store it), before anyone else writes again.
+        patch::confirm_workload(&before, &written, &change.expected()).map_err(|why| {
             Error::Failed(format!("{}: the change could not be confirmed: {why}", plan.assessment.target()))
         })?;
-        if dry_run
-            && after.pointer("/metadata/resourceVersion") != before.pointer("/metadata/resourceVersion")
-            && after.pointer("/metadata/resourceVersion").is_some()
-        {
-            return Err(Error::Failed("the dry run moved the resourceVersion".into()));
+        if dry_run {
+            if written.pointer("/metadata/resourceVersion") != before.pointer("/metadata/resourceVersion") {
+                return Err(Error::Failed("the dry run moved the resourceVersion".into()));
+            }
+        } else {
+            // And re-read: the change must still hold (other writers may have written since,
+            // but none may have taken replicas back).
+            let after = kubeio::get_object(&api, name)
+                .await
+                .map_err(|e| Error::api(format!("re-reading {}", plan.assessment.target()), e))?;
+            patch::confirm_still_stripped(&after, &change)
+                .map_err(|why| Error::Failed(format!("{}: {why}", plan.assessment.target())))?;
         }
         return Ok(describe_workload_change(&change, dry_run));
     }

@@ -420,6 +420,25 @@ impl WorkloadChange {
     }
 }
 
+/// Checks, on the object as re-read after a strip, that no stripped manager owns replicas again
+/// and the last-applied annotation (if it was stripped) still has none.
+pub fn confirm_still_stripped(after: &Value, change: &WorkloadChange) -> Result<(), String> {
+    let entries = managed_fields(after);
+    for edit in change.managed_fields.iter().flat_map(|p| &p.edits) {
+        let owns_again = entries.iter().any(|e| {
+            EntryIdentity::of(e) == edit.identity
+                && e.get("fieldsV1").is_some_and(|f| ownership::fields_contain(f, &REPLICAS_PATH))
+        });
+        if owns_again {
+            return Err(format!("{} took .spec.replicas back right after the strip", edit.identity.label()));
+        }
+    }
+    if change.last_applied.is_some() && plan_last_applied(after).ok().flatten().is_some() {
+        return Err("the last-applied annotation sets replicas again right after the strip".into());
+    }
+    Ok(())
+}
+
 /// A planned edit of a Helm release record: the manifest without this object's replicas.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HelmChange {
@@ -703,6 +722,17 @@ mod tests {
         let plan = plan_managed_fields(&before, &managers(&["kustomize-controller"])).unwrap();
         let error = confirm_managed_fields(&before, &before, &plan).unwrap_err();
         assert!(error.contains("still owns .spec.replicas"), "{error}");
+    }
+
+    #[test]
+    fn a_manager_that_takes_replicas_back_is_caught_on_the_re_read() {
+        let before = load("flux-ssa-owns-replicas");
+        let change = WorkloadChange::plan(&before, &managers(&["kustomize-controller"]), false, false).unwrap();
+        let mut after = before.clone();
+        json_patch::patch(&mut after, &change.patch(&before)).unwrap();
+        confirm_still_stripped(&after, &change).unwrap();
+        let error = confirm_still_stripped(&before, &change).unwrap_err();
+        assert!(error.contains("took .spec.replicas back"), "{error}");
     }
 
     #[test]

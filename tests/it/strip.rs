@@ -242,7 +242,9 @@ async fn strip_refuses_while_no_autoscaler_is_in_charge() {
 /// While strip runs again and again, another writer keeps applying with other managers, so
 /// entries are re-sorted and the resourceVersion moves. No entry but the intended one may ever
 /// change, and no field may be lost.
-#[tokio::test]
+// A multi-threaded runtime: the writer task must keep writing while the test waits on the
+// strip process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_never_make_strip_touch_the_wrong_entry() {
     const RUNS: usize = 100;
     let ns = TestNamespace::new("strip-race").await;
@@ -267,6 +269,9 @@ async fn concurrent_writers_never_make_strip_touch_the_wrong_entry() {
                     let params = kube::api::PatchParams::apply(manager);
                     api.patch("web", &params, &kube::api::Patch::Apply(&body)).await.expect("writer apply");
                     writes += 1;
+                    // About 40 writes a second: far busier than any real object, and enough to
+                    // land between a strip's read and its patch.
+                    tokio::time::sleep(Duration::from_millis(25)).await;
                 }
             }
             writes
@@ -317,6 +322,7 @@ async fn concurrent_writers_never_make_strip_touch_the_wrong_entry() {
     );
     assert!(writes > RUNS as u64, "the writer really ran concurrently ({writes} writes)");
     assert!(conflicts < RUNS / 2, "most runs get through ({conflicts} gave up)");
+    assert!(retried + conflicts > 0, "the writer never raced a strip: the guard was not exercised");
 }
 
 /// After a strip, a deploy tool that still sends replicas takes them back; `check` knows there
