@@ -71,7 +71,7 @@ pub fn classify_error(error: kube::Error, verb: &str, resource: &str, scope: &Na
 }
 
 /// LISTs every page.
-async fn list_all<K>(api: &Api<K>, params: &ListParams) -> std::result::Result<Vec<K>, kube::Error>
+pub async fn list_all<K>(api: &Api<K>, params: &ListParams) -> std::result::Result<Vec<K>, kube::Error>
 where
     K: Clone + DeserializeOwned + std::fmt::Debug,
 {

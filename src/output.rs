@@ -111,3 +111,29 @@ impl Printer {
         }
     }
 }
+
+/// A line diff, indented, each line `-`, `+` or ` ` and painted by `paint` (which may leave it
+/// plain).
+pub fn diff_lines(before: &str, after: &str, paint: impl Fn(Style, &str) -> String) -> String {
+    let mut text = String::new();
+    for change in similar::TextDiff::from_lines(before, after).iter_all_changes() {
+        let (sign, style) = match change.tag() {
+            similar::ChangeTag::Delete => ("-", Style::new().red()),
+            similar::ChangeTag::Insert => ("+", Style::new().green()),
+            similar::ChangeTag::Equal => (" ", Style::new().dim()),
+        };
+        text.push_str(&paint(style, &format!("    {sign} {}", change.value().trim_end_matches('\n'))));
+        text.push('\n');
+    }
+    text
+}
+
+/// A JSON value as YAML, for diffs people read.
+pub fn yaml(value: &serde_json::Value) -> String {
+    serde_saphyr::to_string(value).unwrap_or_else(|_| value.to_string())
+}
+
+/// A count that may be unknown, as the text outputs show it.
+pub fn count(value: Option<i64>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}

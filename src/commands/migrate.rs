@@ -17,7 +17,7 @@ use crate::core::ownership::Mechanism;
 use crate::core::verdict::{Assessment, Verdict};
 use crate::error::{Error, ExitStatus, Result};
 use crate::kubeio::{self, NamespaceScope};
-use crate::output::Printer;
+use crate::output::{Printer, count};
 
 /// How long after the deploy tool's apply is seen the watch goes on, to see its effect settle.
 const SETTLE: Duration = Duration::from_secs(5);
@@ -206,9 +206,9 @@ pub async fn run(client: &Client, scope: &NamespaceScope, args: &MigrateArgs, pr
             "{}/{}: {} -> {} replicas (minimum while watching {}), now {}{}",
             a.namespace,
             a.target(),
-            show(before),
-            show(a.replicas.spec),
-            show(live.minimum.spec),
+            count(before),
+            count(a.replicas.spec),
+            count(live.minimum.spec),
             a.verdict.as_str(),
             if dropped { "; DROPPED" } else { "" }
         );
@@ -228,10 +228,6 @@ pub async fn run(client: &Client, scope: &NamespaceScope, args: &MigrateArgs, pr
 
 fn prompt_error(error: dialoguer::Error) -> Error {
     Error::NotConfirmed(format!("the prompt was interrupted ({error}); nothing more was changed"))
-}
-
-fn show(value: Option<i64>) -> String {
-    value.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
 
 fn targets_of(assessments: &[Assessment]) -> Vec<crate::commands::Target> {

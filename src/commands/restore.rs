@@ -16,7 +16,7 @@ use crate::cli::RestoreArgs;
 use crate::core::patch;
 use crate::error::{Error, ExitStatus, Result, api_code};
 use crate::kubeio::{self, NamespaceScope};
-use crate::output::Printer;
+use crate::output::{self, Printer, yaml};
 
 pub async fn run(client: &Client, args: &RestoreArgs, printer: &Printer) -> Result<ExitStatus> {
     let backup = Backup::read(&args.backup)?;
@@ -169,14 +169,7 @@ fn render_diff(backup: &Backup, live: &Value) -> String {
             return;
         }
         out.push_str(&format!("  {title}\n"));
-        for change in similar::TextDiff::from_lines(&before, &after).iter_all_changes() {
-            let sign = match change.tag() {
-                similar::ChangeTag::Delete => "-",
-                similar::ChangeTag::Insert => "+",
-                similar::ChangeTag::Equal => " ",
-            };
-            out.push_str(&format!("    {sign} {}\n", change.value().trim_end_matches('\n')));
-        }
+        out.push_str(&output::diff_lines(&before, &after, |_, line| line.to_string()));
     };
     if let Some(entries) = &backup.managed_fields {
         let current = live.pointer("/metadata/managedFields").cloned().unwrap_or(Value::Null);
@@ -225,8 +218,4 @@ fn strip_times(entries: &Value) -> Value {
         }
     }
     entries
-}
-
-fn yaml(value: &Value) -> String {
-    serde_saphyr::to_string(value).unwrap_or_else(|_| value.to_string())
 }

@@ -23,7 +23,7 @@ use crate::core::verdict::{Assessment, Verdict};
 use crate::core::workload::{Workload, WorkloadKind};
 use crate::error::{Error, ExitStatus, Result, api_code};
 use crate::kubeio::{self, NamespaceScope};
-use crate::output::Printer;
+use crate::output::{self, Printer, yaml};
 
 /// How often a conflicting write is retried before giving up.
 const MAX_ATTEMPTS: u32 = 5;
@@ -715,19 +715,7 @@ fn render_plan(plan: &ObjectPlan, printer: &Printer, to_stdout: bool) -> String 
         plan.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
     );
     let diff = |title: &str, before: &str, after: &str| -> String {
-        let mut text = format!("  {}\n", paint(Style::new().cyan(), title));
-        let diff = similar::TextDiff::from_lines(before, after);
-        for change in diff.iter_all_changes() {
-            let (sign, style) = match change.tag() {
-                similar::ChangeTag::Delete => ("-", Style::new().red()),
-                similar::ChangeTag::Insert => ("+", Style::new().green()),
-                similar::ChangeTag::Equal => (" ", Style::new().dim()),
-            };
-            let line = format!("    {sign} {}", change.value().trim_end_matches('\n'));
-            text.push_str(&paint(style, &line));
-            text.push('\n');
-        }
-        text
+        format!("  {}\n{}", paint(Style::new().cyan(), title), output::diff_lines(before, after, paint))
     };
     if let Some(change) = &plan.workload_change {
         if let Some(fields) = &change.managed_fields {
@@ -782,10 +770,6 @@ fn render_plan(plan: &ObjectPlan, printer: &Printer, to_stdout: bool) -> String 
     }
     out.push('\n');
     out
-}
-
-fn yaml(value: &Value) -> String {
-    serde_saphyr::to_string(value).unwrap_or_else(|_| value.to_string())
 }
 
 fn pretty(json_text: &str) -> String {

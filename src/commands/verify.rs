@@ -19,7 +19,7 @@ use crate::core::timeline::{self, Cause, Drop, EventRecord, Subjects, Timeline, 
 use crate::core::verdict::{Assessment, Verdict};
 use crate::error::{Error, ExitStatus, Result};
 use crate::kubeio::{self, NamespaceScope};
-use crate::output::Printer;
+use crate::output::{Printer, count};
 
 /// The documented result identifiers of `verify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -239,25 +239,20 @@ async fn verify_workload(
 async fn list_events(client: &Client, namespace: &str) -> Result<Vec<EventRecord>> {
     let api: Api<Event> = Api::namespaced(client.clone(), namespace);
     let scope = NamespaceScope::Namespace(namespace.to_string());
-    let mut params = ListParams::default().limit(500);
-    let mut records = Vec::new();
-    loop {
-        let page = api.list(&params).await.map_err(|e| kubeio::classify_error(e, "list", "events", &scope))?;
-        records.extend(page.items.iter().filter_map(EventRecord::from_event));
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(records),
-        }
-    }
+    let events = kubeio::list_all(&api, &ListParams::default())
+        .await
+        .map_err(|e| kubeio::classify_error(e, "list", "events", &scope))?;
+    Ok(events.iter().filter_map(EventRecord::from_event).collect())
 }
 
 /// The current size of each ReplicaSet the Deployment owns, or the StatefulSet's replicas.
-async fn current_sizes(client: &Client, assessment: &Assessment, kind: WorkloadType) -> Result<BTreeMap<String, i64>> {
+async fn current_sizes(
+    client: &Client,
+    assessment: &Assessment,
+    kind: WorkloadType,
+    object: &Value,
+) -> Result<BTreeMap<String, i64>> {
     let scope = NamespaceScope::Namespace(assessment.namespace.clone());
-    let api = kubeio::workload_api(client, &assessment.workload_kind, &assessment.namespace);
-    let object = kubeio::get_object(&api, &assessment.name)
-        .await
-        .map_err(|e| kubeio::classify_error(e, "get", &assessment.workload_kind.plural, &scope))?;
     match kind {
         WorkloadType::StatefulSet => {
             let replicas = object.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or_default();
@@ -266,12 +261,10 @@ async fn current_sizes(client: &Client, assessment: &Assessment, kind: WorkloadT
         WorkloadType::Deployment => {
             let uid = object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
             let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &assessment.namespace);
-            let sets = api
-                .list(&ListParams::default())
+            let sets = kubeio::list_all(&api, &ListParams::default())
                 .await
                 .map_err(|e| kubeio::classify_error(e, "list", "replicasets.apps", &scope))?;
             Ok(sets
-                .items
                 .into_iter()
                 .filter(|rs| rs.metadata.owner_references.iter().flatten().any(|o| o.uid == uid))
                 .map(|rs| {
@@ -300,8 +293,10 @@ async fn history(client: &Client, assessment: &Assessment, args: &VerifyArgs) ->
     };
     // A period that starts before the workload existed is covered from its creation on.
     let covered = from.max(created) >= evidence_from;
-    let (events, current) =
-        futures::try_join!(list_events(client, &assessment.namespace), current_sizes(client, assessment, kind))?;
+    let (events, current) = futures::try_join!(
+        list_events(client, &assessment.namespace),
+        current_sizes(client, assessment, kind, &object)
+    )?;
     let (hpas, scaled_objects) = autoscaler_names(assessment);
     let subjects = Subjects {
         workload_type: kind,
@@ -468,10 +463,10 @@ pub async fn watch(
                     if let Some(bar) = &bar {
                         bar.set_message(format!(
                             "{label}: replicas {} (status {}, ready {}), minimum {}",
-                            show(state.spec),
-                            show(state.status),
-                            show(state.ready),
-                            show(minimum.spec)
+                            count(state.spec),
+                            count(state.status),
+                            count(state.ready),
+                            count(minimum.spec)
                         ));
                     }
                 }
@@ -527,8 +522,8 @@ where
     } else {
         format!(
             "not ruled out: the generation moved from {} to {} across the gap",
-            show(state.generation),
-            show(after.generation)
+            count(state.generation),
+            count(after.generation)
         )
     });
     *state = after;
@@ -551,12 +546,7 @@ async fn attribute_live_drop(client: &Client, assessment: &Assessment, from: i64
         created: None,
     };
     let recent = timeline::rebuild(&events, &subjects, &BTreeMap::new(), now - SignedDuration::from_secs(30), now);
-    let order = recent.orders.iter().rev().find(|o| o.size == to);
-    let cause = match order {
-        Some(o) if o.keda => Cause::KedaIdle { scaled_object: o.by.clone() },
-        Some(o) => Cause::Autoscaler { hpa: o.by.clone(), reason: o.reason.clone() },
-        None => Cause::Unordered,
-    };
+    let cause = Cause::of(recent.orders.iter().rev().find(|o| o.size == to));
     Ok(Drop {
         time: now,
         from,
@@ -564,10 +554,6 @@ async fn attribute_live_drop(client: &Client, assessment: &Assessment, from: i64
         cause,
         evidence: format!("watch: {}/{} spec.replicas {from} -> {to}", assessment.namespace, assessment.target()),
     })
-}
-
-fn show(value: Option<i64>) -> String {
-    value.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
 
 fn live_line(printer: &Printer, assessment: &Assessment) -> Option<indicatif::ProgressBar> {
@@ -620,9 +606,9 @@ fn render_text(report: &VerifyReport) -> String {
                 "  watched {} .. {}: minimum replicas {} (status {}, ready {})\n",
                 l.started,
                 l.ended,
-                show(l.minimum.spec),
-                show(l.minimum.status),
-                show(l.minimum.ready)
+                count(l.minimum.spec),
+                count(l.minimum.status),
+                count(l.minimum.ready)
             ));
             for gap in &l.gaps {
                 out.push_str(&format!("    gap: {gap}\n"));

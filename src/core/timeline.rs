@@ -153,6 +153,17 @@ pub enum Cause {
     Unordered,
 }
 
+impl Cause {
+    /// The cause of a drop: the autoscaler order that explains it, if one was found.
+    pub fn of(order: Option<&Order>) -> Self {
+        match order {
+            Some(o) if o.keda => Cause::KedaIdle { scaled_object: o.by.clone() },
+            Some(o) => Cause::Autoscaler { hpa: o.by.clone(), reason: o.reason.clone() },
+            None => Cause::Unordered,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Drop {
@@ -354,11 +365,7 @@ pub fn drops(timeline: &Timeline, floor: i64) -> Vec<Drop> {
                     && o.time >= point.time - ATTRIBUTION_WINDOW
                     && o.size == point.replicas
             });
-            let cause = match order {
-                Some(o) if o.keda => Cause::KedaIdle { scaled_object: o.by.clone() },
-                Some(o) => Cause::Autoscaler { hpa: o.by.clone(), reason: o.reason.clone() },
-                None => Cause::Unordered,
-            };
+            let cause = Cause::of(order);
             found.push(Drop {
                 time: point.time,
                 from: before,
