@@ -1,7 +1,5 @@
 //! `check` on the real control plane: every verdict produced by a real sequence of operations.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -47,11 +45,7 @@ async fn flux_owner_with_an_idle_hpa_needs_a_strip_and_viewer_can_see_it() {
 async fn an_hpa_that_rescaled_owns_replicas_and_is_safe() {
     let ns = TestNamespace::new("check-rescaled").await;
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(1))).await;
-    ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 3, 6)).await;
-    eventually(Duration::from_secs(60), "the HPA to rescale", || async {
-        (spec_replicas(&ns.deployment_value("web").await) == Some(3)).then_some(())
-    })
-    .await;
+    rescaling_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 6), "web", 3).await;
 
     let (report, code) = plugin_json(&ns, &admin_kubeconfig(), &["check", "deploy/web"]);
     assert_eq!(code, 0, "{report:#}");
@@ -90,11 +84,7 @@ async fn an_hpa_with_an_old_version_and_lowercase_kind_still_targets_the_deploym
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(1))).await;
     let mut hpa = hpa_manifest("web", "Deployment", "web", 2, 6);
     hpa["spec"]["scaleTargetRef"] = json!({"apiVersion": "apps/v1beta2", "kind": "deployment", "name": "web"});
-    ns.apply("kubectl", &hpa).await;
-    eventually(Duration::from_secs(60), "the HPA to rescale", || async {
-        (spec_replicas(&ns.deployment_value("web").await) == Some(2)).then_some(())
-    })
-    .await;
+    rescaling_hpa(&ns, &hpa, "web", 2).await;
 
     let (report, code) = plugin_json(&ns, &admin_kubeconfig(), &["check"]);
     assert_eq!(code, 0, "{report:#}");

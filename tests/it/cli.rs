@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use clap::CommandFactory;
 use hpa_migrate::cli::Cli;
@@ -88,11 +87,7 @@ async fn a_closed_pipe_ends_output_quietly() {
     // A workload the HPA already rescaled is `safe`: check has a report to print and exits 0.
     let ns = TestNamespace::new("cli-pipe").await;
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(1))).await;
-    ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 2, 4)).await;
-    eventually(Duration::from_secs(60), "the HPA to rescale", || async {
-        (spec_replicas(&ns.deployment_value("web").await) == Some(2)).then_some(())
-    })
-    .await;
+    rescaling_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 2, 4), "web", 2).await;
     for format in ["text", "json"] {
         let output = into_a_closed_pipe(Some(&admin_kubeconfig()), &["-n", &ns.name, "check", "-o", format]);
         assert_eq!((output.status.code(), stderr(&output)), (Some(0), String::new()), "-o {format}");

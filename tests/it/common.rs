@@ -99,6 +99,49 @@ impl TestNamespace {
         serde_json::to_value(self.deployment(name).await).unwrap()
     }
 
+    pub async fn resource_version(&self, name: &str) -> String {
+        self.deployment(name).await.metadata.resource_version.expect("a stored object has a resourceVersion")
+    }
+
+    /// `.spec.replicas` of every version of the Deployment stored after resourceVersion
+    /// `since`, up to the current one. A watch from a resourceVersion replays every change
+    /// since then, so a drop to 1 that the HPA (which enforces minReplicas every second)
+    /// corrected before a GET could see it is still here.
+    pub async fn replicas_stored_since(&self, name: &str, since: &str) -> Vec<i64> {
+        use futures::StreamExt;
+        use kube::api::{WatchEvent, WatchParams};
+        let current = self.resource_version(name).await;
+        let params = WatchParams::default().fields(&format!("metadata.name={name}")).timeout(60);
+        let mut replicas = Vec::new();
+        if since == current {
+            return replicas;
+        }
+        let mut stream = self.deployments().watch(&params, since).await.expect("watching the deployment").boxed();
+        loop {
+            match stream.next().await {
+                Some(Ok(WatchEvent::Added(d) | WatchEvent::Modified(d))) => {
+                    replicas.push(
+                        d.spec.and_then(|s| s.replicas).map(i64::from).expect("the API server defaults replicas"),
+                    );
+                    if d.metadata.resource_version.as_deref() == Some(current.as_str()) {
+                        break;
+                    }
+                }
+                Some(Ok(WatchEvent::Bookmark(_))) => {}
+                other => panic!("watching {name} from {since} to {current}: {other:?}"),
+            }
+        }
+        replicas
+    }
+
+    /// Checks that the Deployment is at `count` and was in every version stored after
+    /// resourceVersion `since` (none, if the deploy changed nothing).
+    pub async fn assert_kept_since(&self, name: &str, since: &str, count: i64) {
+        let stored = self.replicas_stored_since(name, since).await;
+        assert!(stored.iter().all(|&r| r == count), "{name} left {count} in a stored version: {stored:?}");
+        assert_eq!(spec_replicas(&self.deployment_value(name).await), Some(count), "{name} kept {count}");
+    }
+
     /// Server-side apply of `object` as field manager `manager`, forced like Flux.
     pub async fn apply(&self, manager: &str, object: &Value) -> Value {
         let api_version = object["apiVersion"].as_str().unwrap();
@@ -383,6 +426,18 @@ pub fn user_state(object: &Value) -> Value {
         "labels": object["metadata"]["labels"],
         "managedFields": entries,
     })
+}
+
+/// Applies an HPA whose minReplicas is above the Deployment's count, and waits until the HPA
+/// controller has scaled the Deployment to `replicas` and then recorded it in the HPA's status
+/// (it writes the scale first and its own status after, so seeing the count is not enough).
+pub async fn rescaling_hpa(ns: &TestNamespace, hpa: &Value, deployment: &str, replicas: i64) {
+    ns.apply("kubectl", hpa).await;
+    eventually(Duration::from_secs(60), &format!("the HPA to scale {deployment} to {replicas}"), || async {
+        (spec_replicas(&ns.deployment_value(deployment).await) == Some(replicas)).then_some(())
+    })
+    .await;
+    hpa_conditions(ns, hpa["metadata"]["name"].as_str().unwrap(), judged).await;
 }
 
 /// Applies an HPA (as kubectl would) and waits until the HPA controller has judged it.
