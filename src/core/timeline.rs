@@ -342,6 +342,19 @@ pub fn rebuild(
             ),
         });
     }
+    // The replay must end where the ReplicaSets are now. If not, a change has no event: the
+    // controllers record events asynchronously (seconds later under load, and drop them when
+    // their queue is full), so the timeline would miss it.
+    if matches!(subjects.workload_type, WorkloadType::Deployment) {
+        for (rs, replayed) in &sizes {
+            if let Some(now) = current.get(rs).filter(|now| *now != replayed) {
+                gaps.push(format!(
+                    "the events leave ReplicaSet {rs} at {replayed} but it is at {now}: a change has no event \
+                     (yet: the controller records them asynchronously; run verify again in a few seconds)"
+                ));
+            }
+        }
+    }
     let existed_at_start = subjects.created.is_some_and(|created| created < from);
     let minimum = initial.filter(|_| existed_at_start).into_iter().chain(points.iter().map(|p| p.replicas)).min();
     orders.sort_by_key(|o| o.time);
@@ -487,6 +500,18 @@ mod tests {
         combined.message = "(combined from similar events): Scaled up replica set web-1 from 0 to 2".into();
         events.push(combined);
         assert_eq!(rebuild_with_hpa(&events, &current).gaps.len(), 1);
+    }
+
+    #[test]
+    fn a_replica_set_that_moved_after_its_last_event_is_a_gap() {
+        let (events, mut current) = captured();
+        assert!(rebuild_with_hpa(&events, &current).gaps.is_empty(), "the captured replay ends at the current sizes");
+        let (rs, size) = current.iter_mut().next().unwrap();
+        *size += 2;
+        let rs = rs.clone();
+        let gaps = rebuild_with_hpa(&events, &current).gaps;
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert!(gaps[0].contains(&format!("ReplicaSet {rs} at 3 but it is at 5")), "{gaps:?}");
     }
 
     #[test]

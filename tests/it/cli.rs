@@ -51,6 +51,8 @@ async fn one_unscaled_workload(prefix: &str) -> TestNamespace {
 #[tokio::test]
 async fn verbose_logs_requests_on_stderr_and_leaves_stdout_alone() {
     let ns = one_unscaled_workload("cli-verbose").await;
+    // Both runs must see the same object: no status write from the controller in between.
+    settled(&ns, "web").await;
     let quiet = ns.plugin(&admin_kubeconfig(), &["check", "--all-workloads", "-o", "json"]);
     let verbose = ns.plugin(&admin_kubeconfig(), &["-v", "check", "--all-workloads", "-o", "json"]);
     assert_eq!(quiet.status.code(), Some(1), "{}", stderr(&quiet));

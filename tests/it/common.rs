@@ -396,17 +396,29 @@ pub async fn settled(ns: &TestNamespace, name: &str) -> Value {
 pub async fn recorded_event(ns: &TestNamespace, name: &str, text: &str) {
     use k8s_openapi::api::core::v1::Event;
     let events = Api::<Event>::namespaced(ns.client.clone(), &ns.name);
-    eventually(Duration::from_secs(60), &format!("an event about {name} saying {text:?}"), || async {
-        let list = events.list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|e| {
-                e.involved_object.name.as_deref() == Some(name)
-                    && e.message.as_deref().is_some_and(|m| m.contains(text))
+    let about = |list: &[Event]| -> Vec<String> {
+        list.iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            .map(|e| {
+                format!(
+                    "{} {}: {}",
+                    e.involved_object.kind.as_deref().unwrap_or_default(),
+                    e.reason.as_deref().unwrap_or_default(),
+                    e.message.as_deref().unwrap_or_default()
+                )
             })
-            .then_some(())
-    })
-    .await
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = events.list(&Default::default()).await.map(|l| l.items).unwrap_or_default();
+        let messages = about(&list);
+        if messages.iter().any(|m| m.contains(text)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no event about {name} saying {text:?} in 60 s; there are: {messages:#?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// What a person or a tool (not the controllers' status writes) can change on an object: spec,

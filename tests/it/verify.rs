@@ -52,8 +52,16 @@ fn strip_yes(ns: &TestNamespace) {
 #[tokio::test]
 async fn the_real_failure_is_found_in_history() {
     let ns = TestNamespace::new("verify-drop").await;
-    flux_workload_with_hpa(&ns).await;
+    // The HPA allows 1 until the drop has reached the ReplicaSet, then requires 3. With a
+    // minimum of 3 from the start, the HPA (1 s sync here) can restore 3 before the deployment
+    // controller acts on the 1; the controller then sees only 5 -> 3 and no pod is lost. With
+    // the default 15 s sync the drop reaches the ReplicaSet, which is the failure to find.
+    ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
+    judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 1, 10)).await;
+    recorded_event(&ns, "web", "from 0 to 5").await;
     ns.apply("kustomize-controller", &deployment_manifest("web", None)).await;
+    recorded_event(&ns, "web", "from 5 to 1").await;
+    ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
     wait_for_replicas(&ns, "web", 3).await;
     recorded_event(&ns, "web", "from 1 to 3").await;
     recorded_event(&ns, "web", "New size: 3").await;
@@ -184,18 +192,32 @@ async fn a_rolling_update_is_not_a_drop() {
     let ns = TestNamespace::new("verify-rollout").await;
     let until = Instant::now() + Duration::from_secs(120);
     let kubelet = tokio::spawn(mark_pods_ready(ns.client.clone(), ns.name.clone(), until));
-    flux_workload_with_hpa(&ns).await;
+    // Surge all at once: a 25% surge takes more than ten scaling steps for 5 replicas, and the
+    // event recorder combines similar events beyond ten in ten minutes (verify is then
+    // inconclusive, by design).
+    let mut manifest = deployment_manifest("web", Some(5));
+    manifest["spec"]["strategy"] =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "100%", "maxUnavailable": 0}});
+    ns.apply("kustomize-controller", &manifest).await;
+    judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
+    recorded_event(&ns, "web", "from 0 to 5").await;
     strip_yes(&ns);
-    let mut next = deployment_manifest("web", None);
+    let mut next = manifest;
+    next["spec"].as_object_mut().unwrap().remove("replicas");
     next["spec"]["template"]["spec"]["containers"][0]["image"] = json!("registry.invalid/app:2");
     ns.apply("kustomize-controller", &next).await;
     eventually(Duration::from_secs(90), "the rollout to finish", || async {
         let d = ns.deployment_value("web").await;
         let status = &d["status"];
-        (status["updatedReplicas"] == 5 && status["replicas"] == 5 && status["readyReplicas"] == 5).then_some(())
+        // Until the controller has observed the new template, the status is the old one's.
+        let observed = status["observedGeneration"] == d["metadata"]["generation"];
+        (observed && status["updatedReplicas"] == 5 && status["replicas"] == 5 && status["readyReplicas"] == 5)
+            .then_some(())
     })
     .await;
     kubelet.abort();
+    // The last step of the rollout; the recorder writes events in order, so all are in.
+    recorded_event(&ns, "web", " to 0").await;
 
     let (report, code) = verify(&ns, &["deploy/web", "--since", "10m"]);
     let result = &report["results"][0];

@@ -246,6 +246,11 @@ fn start(paths: &Paths) -> Result<()> {
                     .arg(format!("--controllers={CONTROLLERS}"))
                     // Tests wait for the HPA controller; the default 15 s would make them slow.
                     .arg("--horizontal-pod-autoscaler-sync-period=1s")
+                    // Every test HPA lacks metrics and records two warnings per sync; at the
+                    // default 20 requests/s per controller client, events then lag for minutes
+                    // behind the scale writes (and tests wait for them).
+                    .arg("--kube-api-qps=200")
+                    .arg("--kube-api-burst=400")
                     .arg("--leader-elect=false");
             })?,
         ));
