@@ -105,7 +105,7 @@ impl TestNamespace {
 
     /// `.spec.replicas` of every version of the Deployment stored after resourceVersion
     /// `since`, up to the current one. A watch from a resourceVersion replays every change
-    /// since then, so a drop to 1 that the HPA (which enforces minReplicas every second)
+    /// since then, so a drop to 1 that the HPA (which enforces minReplicas at every sync)
     /// corrected before a GET could see it is still here.
     pub async fn replicas_stored_since(&self, name: &str, since: &str) -> Vec<i64> {
         use futures::StreamExt;

@@ -53,7 +53,7 @@ fn strip_yes(ns: &TestNamespace) {
 async fn the_real_failure_is_found_in_history() {
     let ns = TestNamespace::new("verify-drop").await;
     // The HPA allows 1 until the drop has reached the ReplicaSet, then requires 3. With a
-    // minimum of 3 from the start, the HPA (1 s sync here) can restore 3 before the deployment
+    // minimum of 3 from the start, the HPA (2 s sync here) can restore 3 before the deployment
     // controller acts on the 1; the controller then sees only 5 -> 3 and no pod is lost. With
     // the default 15 s sync the drop reaches the ReplicaSet, which is the failure to find.
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;

@@ -98,7 +98,7 @@ fn run(paths: &Paths) -> Result<()> {
 
 /// Deployments applied by `kustomize-controller` (a Flux-style forced server-side apply), each
 /// with an HPA. The Deployments are at 0 replicas: the HPA controller then reports
-/// ScalingDisabled without fetching metrics, so a thousand HPAs synced every second do not load
+/// ScalingDisabled without fetching metrics, so a thousand HPAs synced every 2 s do not load
 /// the two cores the measurement runs on (check reads and analyses the same objects either way).
 fn create_workloads(paths: &Paths, out_dir: &Path, from: usize, to: usize) -> Result<()> {
     let mut yaml = String::new();

@@ -245,10 +245,11 @@ fn start(paths: &Paths) -> Result<()> {
                     .arg(format!("--root-ca-file={}", certs.ca_cert.display()))
                     .arg(format!("--controllers={CONTROLLERS}"))
                     // Tests wait for the HPA controller; the default 15 s would make them slow.
-                    .arg("--horizontal-pod-autoscaler-sync-period=1s")
-                    // Every test HPA lacks metrics and records two warnings per sync; at the
-                    // default 20 requests/s per controller client, events then lag for minutes
-                    // behind the scale writes (and tests wait for them).
+                    // Every test HPA lacks metrics and records two warnings per sync, which the
+                    // HPA controller's event recorder writes one by one: at a 1 s sync and the
+                    // default 20 requests/s per controller client its queue overflowed under the
+                    // test suite and dropped SuccessfulRescale events that tests wait for.
+                    .arg("--horizontal-pod-autoscaler-sync-period=2s")
                     .arg("--kube-api-qps=200")
                     .arg("--kube-api-burst=400")
                     .arg("--leader-elect=false");

@@ -252,7 +252,7 @@ impl<'a> Demo<'a> {
         result?;
         self.say(&format!(
             "The API server removed the field Flux stopped sending and defaulted it to 1 (READY 0/1). The\n\
-             HPA noticed at its next sync (every second on this plane, every 15 s by default) and scaled\n\
+             HPA noticed at its next sync (every 2 s on this plane, every 15 s by default) and scaled\n\
              the ruler back up to minReplicas {HPA_MIN}. verify finds the drop afterwards, from the events:"
         ));
         // verify reads the Deployment controller's events, written asynchronously.
