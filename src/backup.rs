@@ -1,6 +1,7 @@
 //! Backups of exactly what a change touches, written before the change, so `restore` can put
 //! it back. One JSON file per object and change.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -99,18 +100,78 @@ pub fn default_dir() -> PathBuf {
     state.join("kubectl-hpa-migrate/backups")
 }
 
-/// The latest strip backup per object uid found in `dir` (none if the directory is absent).
-/// `check` uses it to tell that a deploy tool took replicas back after an earlier strip.
-pub fn latest_by_uid(dir: &Path) -> std::collections::BTreeMap<String, (Backup, PathBuf)> {
-    let mut latest: std::collections::BTreeMap<String, (Backup, PathBuf)> = std::collections::BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return latest };
-    for path in entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json"))
-    {
-        let Ok(backup) = Backup::read(&path) else { continue };
-        let newer = latest.get(&backup.object.uid).is_none_or(|(known, _)| known.created < backup.created);
-        if newer && !backup.object.uid.is_empty() {
-            latest.insert(backup.object.uid.clone(), (backup, path));
+/// The latest backup of each of `objects` (namespace, lowercase kind, name, uid) found in
+/// `dir`, keyed by uid (none if the directory is absent). `check` uses it to tell that a deploy
+/// tool took replicas back after an earlier strip. Only the latest file of each object is read:
+/// the name (`<stamp>-<namespace>-<kind>-<name>.json`, stamp of fixed width) says which it is,
+/// so a long-lived backup directory costs one directory listing.
+pub fn latest_of<'a>(
+    dir: &Path,
+    objects: impl IntoIterator<Item = (&'a str, &'a str, &'a str, &'a str)>,
+) -> BTreeMap<String, (Backup, PathBuf)> {
+    let wanted: BTreeMap<String, &str> = objects
+        .into_iter()
+        .map(|(namespace, kind, name, uid)| (format!("{namespace}-{kind}-{name}.json"), uid))
+        .collect();
+    let mut newest: BTreeMap<&str, String> = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return BTreeMap::new() };
+    for file in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+        let Some((key, _)) = file.get(STAMP_WIDTH + 1..).and_then(|rest| wanted.get_key_value(rest)) else { continue };
+        if file.as_bytes()[STAMP_WIDTH] == b'-' && newest.get(key.as_str()).is_none_or(|known| *known < file) {
+            newest.insert(key, file);
         }
     }
-    latest
+    newest
+        .into_iter()
+        .filter_map(|(key, file)| {
+            let path = dir.join(file);
+            let backup = Backup::read(&path).ok()?;
+            (backup.object.uid == wanted[key]).then(|| (backup.object.uid.clone(), (backup, path)))
+        })
+        .collect()
+}
+
+/// Width of the `%Y%m%dT%H%M%S%.6fZ` stamp that starts every backup file name.
+const STAMP_WIDTH: usize = "20260101T000000.000000Z".len();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backup_of(name: &str, uid: &str) -> Backup {
+        let object = ObjectRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            resource: "deployments".into(),
+            namespace: "shop".into(),
+            name: name.into(),
+            uid: uid.into(),
+        };
+        Backup::new(vec!["managed-fields".into()], object, "1".into())
+    }
+
+    #[test]
+    fn only_the_latest_backup_of_each_asked_object_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = backup_of("web", "uid-1").write(dir.path()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let latest = backup_of("web", "uid-1").write(dir.path()).unwrap();
+        // A name that merely ends like the one asked for, and an object nobody asked about.
+        backup_of("old-web", "uid-2").write(dir.path()).unwrap();
+        backup_of("api", "uid-3").write(dir.path()).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a backup").unwrap();
+        assert!(first < latest, "stamps sort in time order");
+
+        let found = latest_of(dir.path(), [("shop", "deployment", "web", "uid-1")]);
+        assert_eq!(found.keys().collect::<Vec<_>>(), vec!["uid-1"]);
+        assert_eq!(found["uid-1"].1, latest);
+    }
+
+    #[test]
+    fn a_backup_of_an_earlier_object_with_the_same_name_does_not_count() {
+        let dir = tempfile::tempdir().unwrap();
+        backup_of("web", "uid-before-recreation").write(dir.path()).unwrap();
+        assert!(latest_of(dir.path(), [("shop", "deployment", "web", "uid-now")]).is_empty());
+        assert!(latest_of(&dir.path().join("absent"), [("shop", "deployment", "web", "uid-now")]).is_empty());
+    }
 }

@@ -177,7 +177,18 @@ pub async fn collect(
         helm_records: helm_records.as_ref(),
         handover_managers,
     };
-    let strips = crate::backup::latest_by_uid(&crate::backup::default_dir());
+    let kinds: Vec<String> = workloads.iter().map(|w| w.kind.kind.to_lowercase()).collect();
+    let strips = crate::backup::latest_of(
+        &crate::backup::default_dir(),
+        workloads.iter().zip(&kinds).filter_map(|(w, kind)| {
+            Some((
+                w.metadata.namespace.as_deref()?,
+                kind.as_str(),
+                w.metadata.name.as_deref()?,
+                w.metadata.uid.as_deref()?,
+            ))
+        }),
+    );
     let mut assessments: Vec<Assessment> = workloads
         .iter()
         .map(|w| {
