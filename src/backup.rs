@@ -64,8 +64,8 @@ impl Backup {
     pub fn write(&self, dir: &Path) -> Result<PathBuf> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
         let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.6fZ").to_string();
-        let kind = self.object.kind.to_lowercase();
-        let path = dir.join(format!("{stamp}-{}-{kind}-{}.json", self.object.namespace, self.object.name));
+        let object = &self.object;
+        let path = dir.join(format!("{stamp}-{}", file_suffix(&object.namespace, &object.kind, &object.name)));
         let text = serde_json::to_string_pretty(self).map_err(|e| Error::Failed(e.to_string()))?;
         std::fs::write(&path, text + "\n").map_err(|source| Error::Io { path: path.clone(), source })?;
         Ok(path)
@@ -100,7 +100,12 @@ pub fn default_dir() -> PathBuf {
     state.join("kubectl-hpa-migrate/backups")
 }
 
-/// The latest backup of each of `objects` (namespace, lowercase kind, name, uid) found in
+/// What follows the stamp in the name of a backup file of this object.
+fn file_suffix(namespace: &str, kind: &str, name: &str) -> String {
+    format!("{namespace}-{}-{name}.json", kind.to_lowercase())
+}
+
+/// The latest backup of each of `objects` (namespace, kind, name, uid) found in
 /// `dir`, keyed by uid (none if the directory is absent). `check` uses it to tell that a deploy
 /// tool took replicas back after an earlier strip. Only the latest file of each object is read:
 /// the name (`<stamp>-<namespace>-<kind>-<name>.json`, stamp of fixed width) says which it is,
@@ -109,10 +114,8 @@ pub fn latest_of<'a>(
     dir: &Path,
     objects: impl IntoIterator<Item = (&'a str, &'a str, &'a str, &'a str)>,
 ) -> BTreeMap<String, (Backup, PathBuf)> {
-    let wanted: BTreeMap<String, &str> = objects
-        .into_iter()
-        .map(|(namespace, kind, name, uid)| (format!("{namespace}-{kind}-{name}.json"), uid))
-        .collect();
+    let wanted: BTreeMap<String, &str> =
+        objects.into_iter().map(|(namespace, kind, name, uid)| (file_suffix(namespace, kind, name), uid)).collect();
     let mut newest: BTreeMap<&str, String> = BTreeMap::new();
     let Ok(entries) = std::fs::read_dir(dir) else { return BTreeMap::new() };
     for file in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
@@ -162,7 +165,7 @@ mod tests {
         std::fs::write(dir.path().join("notes.txt"), "not a backup").unwrap();
         assert!(first < latest, "stamps sort in time order");
 
-        let found = latest_of(dir.path(), [("shop", "deployment", "web", "uid-1")]);
+        let found = latest_of(dir.path(), [("shop", "Deployment", "web", "uid-1")]);
         assert_eq!(found.keys().collect::<Vec<_>>(), vec!["uid-1"]);
         assert_eq!(found["uid-1"].1, latest);
     }
@@ -171,7 +174,7 @@ mod tests {
     fn a_backup_of_an_earlier_object_with_the_same_name_does_not_count() {
         let dir = tempfile::tempdir().unwrap();
         backup_of("web", "uid-before-recreation").write(dir.path()).unwrap();
-        assert!(latest_of(dir.path(), [("shop", "deployment", "web", "uid-now")]).is_empty());
-        assert!(latest_of(&dir.path().join("absent"), [("shop", "deployment", "web", "uid-now")]).is_empty());
+        assert!(latest_of(dir.path(), [("shop", "Deployment", "web", "uid-now")]).is_empty());
+        assert!(latest_of(&dir.path().join("absent"), [("shop", "Deployment", "web", "uid-now")]).is_empty());
     }
 }

@@ -177,16 +177,11 @@ pub async fn collect(
         helm_records: helm_records.as_ref(),
         handover_managers,
     };
-    let kinds: Vec<String> = workloads.iter().map(|w| w.kind.kind.to_lowercase()).collect();
     let strips = crate::backup::latest_of(
         &crate::backup::default_dir(),
-        workloads.iter().zip(&kinds).filter_map(|(w, kind)| {
-            Some((
-                w.metadata.namespace.as_deref()?,
-                kind.as_str(),
-                w.metadata.name.as_deref()?,
-                w.metadata.uid.as_deref()?,
-            ))
+        workloads.iter().filter_map(|w| {
+            let meta = &w.metadata;
+            Some((meta.namespace.as_deref()?, w.kind.kind.as_str(), meta.name.as_deref()?, meta.uid.as_deref()?))
         }),
     );
     let mut assessments: Vec<Assessment> = workloads

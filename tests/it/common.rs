@@ -134,6 +134,13 @@ impl TestNamespace {
         replicas
     }
 
+    /// Checks that the Deployment went down to 1 in a version stored after resourceVersion
+    /// `since` (the HPA may have restored its minimum since).
+    pub async fn assert_dropped_since(&self, name: &str, since: &str) {
+        let stored = self.replicas_stored_since(name, since).await;
+        assert_eq!(stored.iter().min(), Some(&1), "{name} dropped to 1 in a stored version: {stored:?}");
+    }
+
     /// Checks that the Deployment is at `count` and was in every version stored after
     /// resourceVersion `since` (none, if the deploy changed nothing).
     pub async fn assert_kept_since(&self, name: &str, since: &str, count: i64) {

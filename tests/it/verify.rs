@@ -28,13 +28,6 @@ fn replicas_in_timeline(result: &Value) -> Vec<i64> {
         .collect()
 }
 
-async fn wait_for_replicas(ns: &TestNamespace, name: &str, replicas: i64) {
-    eventually(Duration::from_secs(60), &format!("{name} at {replicas} replicas"), || async {
-        (spec_replicas(&ns.deployment_value(name).await) == Some(replicas)).then_some(())
-    })
-    .await;
-}
-
 /// Flux-style workload at 5 with an HPA (min 3) that is judged but idle.
 async fn flux_workload_with_hpa(ns: &TestNamespace) {
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
@@ -61,8 +54,7 @@ async fn the_real_failure_is_found_in_history() {
     recorded_event(&ns, "web", "from 0 to 5").await;
     ns.apply("kustomize-controller", &deployment_manifest("web", None)).await;
     recorded_event(&ns, "web", "from 5 to 1").await;
-    ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
-    wait_for_replicas(&ns, "web", 3).await;
+    rescaling_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 10), "web", 3).await;
     recorded_event(&ns, "web", "from 1 to 3").await;
     recorded_event(&ns, "web", "New size: 3").await;
 
