@@ -52,6 +52,18 @@ impl Paths {
     fn log_file(&self, component: &str) -> PathBuf {
         self.state.join(format!("{component}.log"))
     }
+
+    /// The plane's kube-apiserver arguments, one per line.
+    pub fn apiserver_args(&self) -> PathBuf {
+        self.state.join("kube-apiserver.args")
+    }
+
+    /// The arguments of a second kube-apiserver on the same etcd, one per line, with `{port}`
+    /// and `{dir}` (a directory of the instance's own) to fill in: what the fault tests
+    /// (tests/it/apiserver.rs) and `cluster flaky-apiserver` run.
+    pub fn fault_apiserver_args(&self) -> PathBuf {
+        self.state.join("fault-apiserver.args")
+    }
 }
 
 pub fn control_plane_module(paths: &Paths) -> Result<GoModule<'static>> {
@@ -108,6 +120,7 @@ pub fn up(paths: &Paths) -> Result<bool> {
     let was_up = is_up(paths);
     if was_up {
         if paths.stripper_kubeconfig.is_file() {
+            backfill_apiserver_args(paths)?;
             eprintln!("xtask: the control plane is already up ({})", paths.admin_kubeconfig.display());
             return Ok(false);
         }
@@ -197,28 +210,33 @@ fn start(paths: &Paths) -> Result<()> {
             std::net::TcpStream::connect(("127.0.0.1", etcd_client)).is_ok()
         })?;
 
+        let apiserver_args: Vec<String> = [
+            format!("--etcd-servers={etcd_url}"),
+            "--bind-address=127.0.0.1".into(),
+            // The machine has no default route; the apiserver otherwise fails to pick an address.
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={apiserver_port}"),
+            format!("--cert-dir={}", pki.display()),
+            format!("--tls-cert-file={}", certs.serving_cert.display()),
+            format!("--tls-private-key-file={}", certs.serving_key.display()),
+            format!("--client-ca-file={}", certs.ca_cert.display()),
+            format!("--token-auth-file={}", tokens.display()),
+            "--authorization-mode=RBAC".into(),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", certs.service_account_public_key.display()),
+            format!("--service-account-signing-key-file={}", certs.service_account_key.display()),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            format!("--audit-policy-file={}", audit_policy.display()),
+            format!("--audit-log-path={}", paths.state.join("audit.log").display()),
+            "--audit-log-format=json".into(),
+            "--profiling=false".into(),
+        ]
+        .into();
+        write_apiserver_args(paths, &apiserver_args)?;
         children.push((
             "kube-apiserver",
             spawn(paths, "kube-apiserver", |c| {
-                c.arg(format!("--etcd-servers={etcd_url}"))
-                    .arg("--bind-address=127.0.0.1")
-                    // The machine has no default route; the apiserver otherwise fails to pick an address.
-                    .arg("--advertise-address=127.0.0.1")
-                    .arg(format!("--secure-port={apiserver_port}"))
-                    .arg(format!("--cert-dir={}", pki.display()))
-                    .arg(format!("--tls-cert-file={}", certs.serving_cert.display()))
-                    .arg(format!("--tls-private-key-file={}", certs.serving_key.display()))
-                    .arg(format!("--client-ca-file={}", certs.ca_cert.display()))
-                    .arg(format!("--token-auth-file={}", tokens.display()))
-                    .arg("--authorization-mode=RBAC")
-                    .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
-                    .arg(format!("--service-account-key-file={}", certs.service_account_public_key.display()))
-                    .arg(format!("--service-account-signing-key-file={}", certs.service_account_key.display()))
-                    .arg("--service-cluster-ip-range=10.0.0.0/24")
-                    .arg(format!("--audit-policy-file={}", audit_policy.display()))
-                    .arg(format!("--audit-log-path={}", paths.state.join("audit.log").display()))
-                    .arg("--audit-log-format=json")
-                    .arg("--profiling=false");
+                c.args(&apiserver_args);
             })?,
         ));
         wait_for(&mut children, paths, Duration::from_secs(90), "kube-apiserver /readyz", || readyz(paths))?;
@@ -425,4 +443,100 @@ rules:
 
 pub fn env(paths: &Paths) {
     println!("export KUBECONFIG={}", paths.admin_kubeconfig.display());
+}
+
+/// Records the plane's kube-apiserver arguments, and from them those of a second instance that
+/// can be stopped and started without touching the plane's (see [`fault_apiserver_args`]).
+fn write_apiserver_args(paths: &Paths, args: &[String]) -> Result<()> {
+    fs::write(paths.apiserver_args(), args.join("\n") + "\n")?;
+    fs::write(paths.fault_apiserver_args(), fault_apiserver_args(args).join("\n") + "\n")?;
+    Ok(())
+}
+
+/// A plane started before the argument files existed: read them from the running process.
+fn backfill_apiserver_args(paths: &Paths) -> Result<()> {
+    if paths.fault_apiserver_args().is_file() {
+        return Ok(());
+    }
+    let pid = read_pid(&paths.pid_file("kube-apiserver")).context("the kube-apiserver pid file")?;
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).context("reading the kube-apiserver command line")?;
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .skip(1)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into())
+        .collect();
+    write_apiserver_args(paths, &args)
+}
+
+/// A second kube-apiserver beside the plane's: same etcd, certificates, tokens and service
+/// account keys (so every kubeconfig works against it with only the port changed), but
+///
+/// - its own `--secure-port` (`{port}`);
+/// - its own audit log (`{dir}`): two processes rotating one file interleave lines, and the
+///   benchmark counts requests from the plane's;
+/// - no endpoint reconciler: both advertise 127.0.0.1, and each would rewrite the `kubernetes`
+///   Service's endpoints to its own port;
+/// - no identity lease: its name is derived from the host name, so both would hold the same
+///   `kube-system` Lease and the second would delete it on every stop (the peer proxy depends on
+///   the lease and goes too).
+fn fault_apiserver_args(plane: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = plane
+        .iter()
+        .map(|arg| match arg.split_once('=') {
+            Some(("--secure-port", _)) => "--secure-port={port}".to_string(),
+            Some(("--audit-log-path", _)) => "--audit-log-path={dir}/audit.log".to_string(),
+            _ => arg.clone(),
+        })
+        .collect();
+    args.push("--endpoint-reconciler-type=none".into());
+    args.push("--feature-gates=APIServerIdentity=false,UnknownVersionInteroperabilityProxy=false".into());
+    args
+}
+
+/// `cluster flaky-apiserver [DOWN [UP]]`: a second kube-apiserver (as the fault tests run it) on
+/// a free port, stopped (SIGTERM) for DOWN seconds every UP seconds (default 3 and 20) until
+/// Ctrl-C, to reproduce by hand what an API server restart does to a command. The plane's own
+/// API server is left alone.
+pub fn flaky_apiserver(paths: &Paths, down_secs: u64, up_secs: u64) -> Result<()> {
+    if !is_up(paths) {
+        bail!("the control plane is not up: run `cargo xtask cluster up`");
+    }
+    backfill_apiserver_args(paths)?;
+    let dir = paths.state.join("flaky-apiserver");
+    fs::create_dir_all(&dir)?;
+    let port = free_port()?;
+    let template = fs::read_to_string(paths.fault_apiserver_args())?;
+    let args: Vec<String> = template
+        .lines()
+        .map(|a| a.replace("{port}", &port.to_string()).replace("{dir}", &dir.display().to_string()))
+        .collect();
+    let admin = fs::read_to_string(&paths.admin_kubeconfig)?;
+    let kubeconfig = dir.join("admin.kubeconfig");
+    let server = admin.lines().find_map(|l| l.trim().strip_prefix("server: ")).context("a server in the kubeconfig")?;
+    fs::write(&kubeconfig, admin.replace(server, &format!("https://127.0.0.1:{port}")))?;
+    eprintln!(
+        "xtask: second kube-apiserver on port {port}, down {down_secs}s every {up_secs}s until Ctrl-C; \
+         export KUBECONFIG={}",
+        kubeconfig.display()
+    );
+    loop {
+        let log = fs::File::create(dir.join("kube-apiserver.log"))?;
+        let mut command = Command::new(paths.bin.join("kube-apiserver"));
+        command.args(&args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        // It goes when this command goes, however it is stopped.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().context("starting the second kube-apiserver")?;
+        eprintln!("xtask: started (pid {})", child.id());
+        std::thread::sleep(Duration::from_secs(up_secs));
+        stop_process(child.id() as i32);
+        let _ = child.wait();
+        eprintln!("xtask: stopped for {down_secs}s");
+        std::thread::sleep(Duration::from_secs(down_secs));
+    }
 }

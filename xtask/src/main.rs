@@ -22,6 +22,8 @@ commands:
   cluster down     stop the local control plane, leaving nothing running
   cluster env      print `export KUBECONFIG=...` for the admin kubeconfig
   cluster build    build the control-plane binaries only
+  cluster flaky-apiserver [DOWN [UP]]
+                   a second kube-apiserver on the plane's etcd, stopped for DOWN s every UP s
   tools helm       build the Helm 3 and Helm 4 CLIs the integration tests run
   tools krew       build kubectl-krew and validate-krew-manifest for the distribution tests
   dist [--target TRIPLE]
@@ -52,6 +54,10 @@ fn run(args: &[&str]) -> Result<()> {
             Ok(())
         }
         ["cluster", "build"] => cluster::build(&paths),
+        ["cluster", "flaky-apiserver", times @ ..] if times.len() <= 2 => {
+            let secs = |i: usize, default: u64| times.get(i).map_or(Ok(default), |t| t.parse().context("seconds"));
+            cluster::flaky_apiserver(&paths, secs(0, 3)?, secs(1, 20)?)
+        }
         ["test"] => test(&paths),
         ["bench", "check"] => bench::check(&paths),
         ["demo"] => demo::demo(&paths, false),
