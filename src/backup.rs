@@ -66,7 +66,7 @@ impl Backup {
         let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.6fZ").to_string();
         let object = &self.object;
         let path = dir.join(format!("{stamp}-{}", file_suffix(&object.namespace, &object.kind, &object.name)));
-        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Failed(e.to_string()))?;
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::json("encoding the backup", e))?;
         std::fs::write(&path, text + "\n").map_err(|source| Error::Io { path: path.clone(), source })?;
         Ok(path)
     }

@@ -11,10 +11,25 @@ Typical migration:
   kubectl hpa-migrate check -n NS              who owns replicas, is the autoscaler in charge, what next
   kubectl hpa-migrate strip -n NS deploy/NAME  hand ownership over (dry-runnable, confirmed, backed up)
   (remove `replicas` from your manifests and deploy)
-  kubectl hpa-migrate verify -n NS deploy/NAME prove replicas never dropped to 1
+  kubectl hpa-migrate verify -n NS deploy/NAME prove replicas never dropped to 1";
 
-Exit codes: 0 ok, 1 action needed / drop found, 2 usage, 3 inconclusive, 4 not found,
-5 forbidden, 6 unreachable, 7 conflict, 8 not confirmed, 9 other failure.";
+/// The whole `--help` epilogue: the typical migration and the exit codes, from the one table
+/// of them in [`crate::error::EXIT_CODES`].
+pub fn after_help() -> String {
+    format!("{AFTER_HELP}\n\n{}", crate::error::exit_codes_help())
+}
+
+/// The command line definition as parsed: the derive's, with the generated epilogue.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command().after_help(after_help())
+}
+
+/// Parses arguments as [`command`] defines them.
+pub fn parse_from(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let matches = command().try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,7 +37,6 @@ Exit codes: 0 ok, 1 action needed / drop found, 2 usage, 3 inconclusive, 4 not f
     bin_name = "kubectl hpa-migrate",
     version,
     about = ABOUT,
-    after_help = AFTER_HELP,
     propagate_version = true
 )]
 pub struct Cli {
@@ -80,6 +94,21 @@ pub struct UiArgs {
     pub verbose: u8,
 }
 
+/// `--backup-dir`, the same on every verb that writes backups or reads them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BackupArgs {
+    /// Where strip writes backups and check looks for them (default:
+    /// $XDG_STATE_HOME/kubectl-hpa-migrate/backups)
+    #[arg(long = "backup-dir", value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub dir: Option<PathBuf>,
+}
+
+impl BackupArgs {
+    pub fn dir(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(crate::backup::default_dir)
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     #[default]
@@ -120,6 +149,9 @@ pub struct CheckArgs {
     /// Check every Deployment and StatefulSet in scope, targeted by an autoscaler or not
     #[arg(long)]
     pub all_workloads: bool,
+
+    #[command(flatten)]
+    pub backups: BackupArgs,
 
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value_t)]
@@ -164,11 +196,11 @@ pub struct StripArgs {
     #[arg(short = 'y', long)]
     pub yes: bool,
 
-    /// Where backups go (default: $XDG_STATE_HOME/kubectl-hpa-migrate/backups)
-    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
-    pub backup_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub backups: BackupArgs,
 
-    /// Also set kustomize.toolkit.fluxcd.io/reconcile=disabled, so Flux cannot re-take ownership
+    /// Also set kustomize.toolkit.fluxcd.io/reconcile=disabled on the objects Flux manages, so
+    /// Flux cannot re-take ownership
     #[arg(long)]
     pub pause_flux: bool,
 
@@ -246,8 +278,11 @@ impl std::fmt::Display for DurationArg {
     }
 }
 
+/// Reads 90s, 10m or 1h30m (clap shows the message as the flag's error).
 fn duration_arg(text: &str) -> Result<DurationArg, String> {
-    crate::commands::verify::parse_duration(text).map(DurationArg)
+    let parsed: jiff::SignedDuration =
+        text.parse().map_err(|e| format!("`{text}` is not a duration (write it as 90s, 10m, 1h30m): {e}"))?;
+    std::time::Duration::try_from(parsed).map(DurationArg).map_err(|_| format!("`{text}` must not be negative"))
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +303,9 @@ pub struct VerifyArgs {
     /// A drop is the desired replicas going from above this to this or below
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub floor: i64,
+
+    #[command(flatten)]
+    pub backups: BackupArgs,
 
     /// How long the API server keeps Events (kube-apiserver --event-ttl)
     #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "1h")]
@@ -292,9 +330,8 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub floor: i64,
 
-    /// Where strip's backups go (default: $XDG_STATE_HOME/kubectl-hpa-migrate/backups)
-    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
-    pub backup_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub backups: BackupArgs,
 }
 
 impl MigrateArgs {

@@ -24,8 +24,24 @@ pub async fn connect(args: &KubeArgs) -> Result<Connection> {
     config.accept_invalid_certs = false;
     config.headers.push((http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT)));
     let namespace = args.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+    crate::error::set_endpoint(crate::error::Endpoint {
+        context: context_name(args),
+        server: config.cluster_url.to_string().trim_end_matches('/').to_string(),
+    });
     let client = Client::try_from(config).map_err(|e| Error::Kubeconfig { path: None, message: e.to_string() })?;
     Ok(Connection { client, namespace })
+}
+
+/// The context in use, as kubectl names it: `--context`, else the kubeconfig's current one.
+fn context_name(args: &KubeArgs) -> Option<String> {
+    if args.context.is_some() {
+        return args.context.clone();
+    }
+    let kubeconfig = match &args.kubeconfig {
+        Some(path) => Kubeconfig::read_from(path).ok(),
+        None => Kubeconfig::read().ok(),
+    };
+    kubeconfig.and_then(|k| k.current_context)
 }
 
 async fn load_config(args: &KubeArgs) -> Result<Config> {

@@ -1,33 +1,80 @@
-//! Errors carry the context an SRE needs to act, and each maps to a documented exit code.
+//! Errors carry the context an SRE needs to act, and each maps to one documented exit code.
+//!
+//! Every error prints as one line (what failed, why, what to do); the source chain, with the
+//! server's full answer, is printed only with `-v`. kube's errors are mapped here once, by
+//! [`Error::api`] and [`Error::forbidden`], which the I/O layer calls.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
-/// The process exit codes, documented in README.md ("Exit codes"). Stable: scripts depend on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use crate::core::helm::DecodeError;
+use crate::core::patch::PlanError;
+
+/// The process exit codes. Stable: scripts depend on them. [`EXIT_CODES`] is the one table that
+/// `--help` and README's "Exit codes" are made from (a test holds README to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ExitStatus {
-    /// Everything is as it should be (`check`: all safe; `verify`: no drop, evidence covers the period).
     Success = 0,
-    /// The answer is "no": `check` found a workload that needs action; `verify` found a drop;
-    /// `strip` failed on at least one object.
     ActionNeeded = 1,
-    /// Bad flags or arguments, or input the tool refuses; nothing was changed.
     Usage = 2,
-    /// `verify` could not see enough evidence to answer either way.
     Inconclusive = 3,
-    /// A named workload, resource type or backup does not exist.
     NotFound = 4,
-    /// The API server refused the identity the request (RBAC).
     Forbidden = 5,
-    /// No kubeconfig, or the API server could not be reached.
     Unreachable = 6,
-    /// The object kept changing under us; the retries ran out and nothing was changed.
     Conflict = 7,
-    /// A change needs confirmation and none could be asked for (no terminal, no `--yes`), or
-    /// the user declined.
     NotConfirmed = 8,
-    /// Anything else: the server answered unexpectedly, or a change could not be confirmed.
     Failure = 9,
+    Config = 10,
+    Unauthorized = 11,
 }
+
+/// Each exit code with its short name (for `--help`) and its meaning (README's table).
+pub const EXIT_CODES: &[(ExitStatus, &str, &str)] = &[
+    (
+        ExitStatus::Success,
+        "ok",
+        "success: `check`: every workload is `safe`; `strip`: every object changed, dry-run or had nothing to do; `verify`: pass",
+    ),
+    (
+        ExitStatus::ActionNeeded,
+        "action needed",
+        "action needed: a workload is not `safe`; `verify` found a drop or an at-risk end state; `strip` refused a workload whose autoscaler is not in charge",
+    ),
+    (
+        ExitStatus::Usage,
+        "usage",
+        "usage: bad flags or arguments, an invalid label selector, unknown resource type, type without `/scale`, a method or `--field-manager` that does not apply to the workload",
+    ),
+    (ExitStatus::Inconclusive, "inconclusive", "inconclusive (`verify`): the evidence does not cover the period"),
+    (ExitStatus::NotFound, "not found", "not found: a workload, resource type or backup file"),
+    (ExitStatus::Forbidden, "forbidden", "forbidden (RBAC); `strip` checks before changing anything"),
+    (
+        ExitStatus::Unreachable,
+        "unreachable",
+        "unreachable: the API server cannot be reached (for `verify --watch`: not again before the window ended)",
+    ),
+    (ExitStatus::Conflict, "conflict", "conflict: the object kept changing and retries ran out; nothing was changed"),
+    (
+        ExitStatus::NotConfirmed,
+        "not confirmed",
+        "not confirmed: a change needs confirmation and none was given (no terminal and no `--yes`, or declined)",
+    ),
+    (
+        ExitStatus::Failure,
+        "other failure",
+        "any other failure (the server answered unexpectedly, a change could not be confirmed), or `strip` objects that failed in different ways",
+    ),
+    (
+        ExitStatus::Config,
+        "configuration",
+        "configuration: no kubeconfig, an unreadable or invalid one, or an unknown `--context`, `--cluster` or `--user`",
+    ),
+    (
+        ExitStatus::Unauthorized,
+        "unauthorized",
+        "unauthorized: the API server rejected the credentials (401): log in again",
+    ),
+];
 
 impl ExitStatus {
     pub fn code(self) -> i32 {
@@ -35,12 +82,39 @@ impl ExitStatus {
     }
 }
 
+/// The `Exit codes:` paragraph of `--help`, from [`EXIT_CODES`].
+pub fn exit_codes_help() -> String {
+    let items: Vec<String> = EXIT_CODES.iter().map(|(status, name, _)| format!("{} {name}", status.code())).collect();
+    format!("Exit codes: {}.", items.join(", "))
+}
+
+/// Where the current command connects: named in messages about credentials and connections.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoint {
+    pub context: Option<String>,
+    pub server: String,
+}
+
+static ENDPOINT: OnceLock<Endpoint> = OnceLock::new();
+
+/// Records the endpoint once the kubeconfig is loaded (the one connection of a process).
+pub fn set_endpoint(endpoint: Endpoint) {
+    let _ = ENDPOINT.set(endpoint);
+}
+
+fn endpoint() -> Endpoint {
+    ENDPOINT.get().cloned().unwrap_or_default()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
     Usage(String),
 
-    #[error("{kind} \"{name}\" not found in namespace \"{namespace}\"")]
+    #[error("invalid label selector '{selector}': {message}")]
+    InvalidSelector { selector: String, message: String },
+
+    #[error("{kind} \"{name}\" not found{}", if namespace.is_empty() { String::new() } else { format!(" in namespace \"{namespace}\"") })]
     NotFound { kind: String, name: String, namespace: String },
 
     #[error("the server does not know the resource type \"{0}\": check the spelling, or run `kubectl api-resources`")]
@@ -55,8 +129,22 @@ pub enum Error {
     #[error("cannot load kubeconfig{}: {message}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
     Kubeconfig { path: Option<PathBuf>, message: String },
 
-    #[error("cannot reach the API server: {0}")]
-    Unreachable(String),
+    #[error("{context}: the server rejected the credentials{} (401 Unauthorized): log in again or check --user", endpoint_of(.endpoint))]
+    Unauthorized {
+        context: String,
+        endpoint: Endpoint,
+        #[source]
+        source: Box<kube::Error>,
+    },
+
+    #[error("{context}: cannot reach the API server{}: {cause}", endpoint_of(.endpoint))]
+    Unreachable {
+        context: String,
+        endpoint: Endpoint,
+        cause: String,
+        #[source]
+        source: Option<Box<kube::Error>>,
+    },
 
     #[error("{0}")]
     Conflict(String),
@@ -64,15 +152,52 @@ pub enum Error {
     #[error("{0}")]
     NotConfirmed(String),
 
-    #[error("{context}: {source}")]
+    /// The server answered with an error status not mapped to a variant of its own.
+    #[error("{context}: {message} ({code} {reason})")]
     Api {
         context: String,
+        code: u16,
+        reason: String,
+        message: String,
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 
-    #[error("{0}")]
-    Failed(String),
+    /// A client-side failure talking to the server (an answer that does not decode, ...).
+    #[error("{context}: {}", innermost(.source))]
+    Client {
+        context: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+
+    #[error("{target}: {source}")]
+    Plan {
+        target: String,
+        #[source]
+        source: PlanError,
+    },
+
+    /// A write was accepted but the object read back is not what was planned.
+    #[error("{target}: the change could not be confirmed: {why}")]
+    Unconfirmed { target: String, why: String },
+
+    #[error("Helm release record {name}: {source}")]
+    HelmRecord {
+        name: String,
+        #[source]
+        source: DecodeError,
+    },
+
+    #[error("{context}: {source}")]
+    Json {
+        context: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("cannot write the report as {format}: {message}")]
+    Report { format: &'static str, message: String },
 
     #[error("cannot write {path}: {source}")]
     Io {
@@ -84,46 +209,108 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+fn endpoint_of(endpoint: &Endpoint) -> String {
+    match (&endpoint.context, endpoint.server.is_empty()) {
+        (Some(context), false) => format!(" of context {context} ({})", endpoint.server),
+        (Some(context), true) => format!(" of context {context}"),
+        (None, false) => format!(" at {}", endpoint.server),
+        (None, true) => String::new(),
+    }
+}
+
+/// The last message of an error's source chain: for a refused connection, "Connection refused
+/// (os error 111)" rather than hyper's "client error (Connect)".
+fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
 impl Error {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            Error::Usage(_) | Error::UnknownResourceType(_) | Error::NoScaleSubresource(_) => ExitStatus::Usage,
+            Error::Usage(_)
+            | Error::InvalidSelector { .. }
+            | Error::UnknownResourceType(_)
+            | Error::NoScaleSubresource(_) => ExitStatus::Usage,
             Error::NotFound { .. } => ExitStatus::NotFound,
             Error::Forbidden { .. } => ExitStatus::Forbidden,
-            Error::Kubeconfig { .. } | Error::Unreachable(_) => ExitStatus::Unreachable,
+            Error::Kubeconfig { .. } => ExitStatus::Config,
+            Error::Unauthorized { .. } => ExitStatus::Unauthorized,
+            Error::Unreachable { .. } => ExitStatus::Unreachable,
             Error::Conflict(_) => ExitStatus::Conflict,
             Error::NotConfirmed(_) => ExitStatus::NotConfirmed,
-            Error::Api { source, .. } => match api_code(source) {
-                Some(403) => ExitStatus::Forbidden,
-                Some(404) => ExitStatus::NotFound,
-                Some(409) => ExitStatus::Conflict,
-                None if is_connection_error(source) => ExitStatus::Unreachable,
-                _ => ExitStatus::Failure,
-            },
-            Error::Failed(_) | Error::Io { .. } => ExitStatus::Failure,
+            Error::Api { code: 403, .. } => ExitStatus::Forbidden,
+            Error::Api { code: 404, .. } => ExitStatus::NotFound,
+            Error::Api { code: 409, .. } => ExitStatus::Conflict,
+            Error::Plan { source: PlanError::AutoscalerEntry(_), .. } => ExitStatus::Usage,
+            Error::Api { .. }
+            | Error::Client { .. }
+            | Error::Plan { .. }
+            | Error::Unconfirmed { .. }
+            | Error::HelmRecord { .. }
+            | Error::Json { .. }
+            | Error::Report { .. }
+            | Error::Io { .. } => ExitStatus::Failure,
         }
     }
 
-    /// Wraps a kube error with what we were doing, turning RBAC refusals and connection
-    /// failures into their own variants so the message says what to do.
+    /// Maps a kube error, with what we were doing, to the variant that says what to do:
+    /// connection failures, rejected credentials, and the server's status as one line.
     pub fn api(context: impl Into<String>, source: kube::Error) -> Self {
         let context = context.into();
         if is_connection_error(&source) {
-            return Error::Unreachable(format!("{context}: {source}"));
+            let cause = innermost(&source);
+            return Error::Unreachable { context, endpoint: endpoint(), cause, source: Some(Box::new(source)) };
         }
-        Error::Api { context, source }
+        match &source {
+            kube::Error::Api(status) if status.code == 401 => {
+                Error::Unauthorized { context, endpoint: endpoint(), source: Box::new(source) }
+            }
+            kube::Error::Api(status) => Error::Api {
+                context,
+                code: status.code,
+                reason: if status.reason.is_empty() { "error".into() } else { status.reason.clone() },
+                message: status.message.clone(),
+                source: Box::new(source),
+            },
+            _ => Error::Client { context, source: Box::new(source) },
+        }
     }
 
-    pub fn forbidden(verb: &str, resource: &str, namespace: Option<&str>, source: &kube::Error) -> Self {
+    /// An RBAC refusal of `verb` on `resource`, naming the scope it was asked in.
+    pub fn forbidden(verb: &str, resource: &str, namespace: Option<&str>, source: kube::Error) -> Self {
         let scope = match namespace {
             Some(ns) => format!(" in namespace \"{ns}\""),
             None => " (all namespaces)".to_string(),
         };
-        let message = match source {
+        let message = match &source {
             kube::Error::Api(status) => status.message.clone(),
-            other => other.to_string(),
+            other => innermost(other),
         };
         Error::Forbidden { verb: verb.to_string(), resource: resource.to_string(), scope, message }
+    }
+
+    pub fn json(context: impl Into<String>, source: serde_json::Error) -> Self {
+        Error::Json { context: context.into(), source }
+    }
+
+    /// Whether retrying the same request later may succeed: the server was unreachable.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Unreachable { .. })
+    }
+
+    /// The full chain, for `-v`: every source's Debug form.
+    pub fn detail(&self) -> String {
+        let mut text = format!("{self:?}");
+        let mut current: &dyn std::error::Error = self;
+        while let Some(next) = current.source() {
+            text.push_str(&format!("\n  caused by: {next:?}"));
+            current = next;
+        }
+        text
     }
 }
 
@@ -135,6 +322,65 @@ pub fn api_code(error: &kube::Error) -> Option<u16> {
     }
 }
 
-fn is_connection_error(error: &kube::Error) -> bool {
+pub fn is_connection_error(error: &kube::Error) -> bool {
     matches!(error, kube::Error::HyperError(_) | kube::Error::Service(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, reason: &str, message: &str) -> kube::Error {
+        let status = kube::core::Status {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+            status: Some(kube::core::response::StatusSummary::Failure),
+            ..Default::default()
+        };
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn every_exit_code_is_in_the_table_once() {
+        let codes: Vec<i32> = EXIT_CODES.iter().map(|(s, _, _)| s.code()).collect();
+        assert_eq!(codes, (0..=11).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn readme_exit_code_table_is_the_code_table() {
+        let readme = include_str!("../README.md");
+        let section = readme.split("## Exit codes").nth(1).expect("README has an Exit codes section");
+        let rows: Vec<(i32, String)> = section
+            .lines()
+            .skip_while(|l| !l.starts_with("| 0 "))
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+                (cells[0].parse().expect("a code"), cells[1].to_string())
+            })
+            .collect();
+        let expected: Vec<(i32, String)> = EXIT_CODES.iter().map(|(s, _, m)| (s.code(), m.to_string())).collect();
+        assert_eq!(rows, expected, "README's exit-code table must be EXIT_CODES (copy the meanings from src/error.rs)");
+    }
+
+    #[test]
+    fn server_errors_are_one_line_without_debug_structures() {
+        let bad_selector = Error::api(
+            "list deployments.apps",
+            status(400, "BadRequest", "unable to parse requirement: found '(', expected: identifier"),
+        );
+        let text = bad_selector.to_string();
+        assert_eq!(
+            text,
+            "list deployments.apps: unable to parse requirement: found '(', expected: identifier (400 BadRequest)"
+        );
+        assert!(!text.contains("Status {"));
+
+        let rejected = Error::api("list deployments.apps", status(401, "Unauthorized", "Unauthorized"));
+        assert_eq!(rejected.exit_status(), ExitStatus::Unauthorized);
+        assert!(rejected.to_string().contains("401 Unauthorized"), "{rejected}");
+        assert!(!rejected.to_string().contains('\n'));
+        assert!(rejected.detail().contains("caused by"), "-v shows the server's answer");
+    }
 }

@@ -65,9 +65,71 @@ where
 /// Turns a kube error into ours, naming the verb and resource for RBAC refusals.
 pub fn classify_error(error: kube::Error, verb: &str, resource: &str, scope: &NamespaceScope) -> Error {
     if api_code(&error) == Some(403) {
-        return Error::forbidden(verb, resource, scope.namespace(), &error);
+        return Error::forbidden(verb, resource, scope.namespace(), error);
     }
     Error::api(format!("{verb} {resource}"), error)
+}
+
+/// As [`classify_error`] for a LIST with a label selector: the server refuses a selector it
+/// cannot parse with 400 Bad Request, which is the user's input to fix.
+fn list_error(error: kube::Error, resource: &str, scope: &NamespaceScope, selector: Option<&str>) -> Error {
+    match (&error, selector) {
+        (kube::Error::Api(status), Some(selector)) if status.code == 400 => {
+            Error::InvalidSelector { selector: selector.to_string(), message: status.message.clone() }
+        }
+        _ => classify_error(error, "list", resource, scope),
+    }
+}
+
+/// A workload as the analysis keeps it: of its managedFields only the entries that own
+/// replicas (the rest, status writers above all, is most of an object's size).
+fn reduce_workload(kind: &WorkloadKind, object: DynamicObject) -> Workload {
+    let mut metadata = object.metadata;
+    if let Some(entries) = metadata.managed_fields.as_mut() {
+        entries.retain(|e| {
+            e.fields_v1.as_ref().is_some_and(|f| ownership::fields_contain(&f.0, &ownership::REPLICAS_PATH))
+        });
+    }
+    Workload::from_parts(kind.clone(), metadata, &object.data)
+}
+
+/// GETs one workload; `None` when it does not exist.
+pub async fn get_workload(
+    client: &Client,
+    kind: &WorkloadKind,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Workload>> {
+    let api = workload_api(client, kind, namespace);
+    match api.get(name).await {
+        Ok(object) => Ok(Some(reduce_workload(kind, object))),
+        Err(e) if api_code(&e) == Some(404) => Ok(None),
+        Err(e) => Err(classify_error(e, "get", &kind.plural, &NamespaceScope::Namespace(namespace.to_string()))),
+    }
+}
+
+/// Which of `workloads` carry the labels of `selector`: one LIST per workload, narrowed to it by
+/// a field selector, so the cost does not grow with the namespace.
+pub async fn names_matching(
+    client: &Client,
+    workloads: &[Workload],
+    namespace: &str,
+    selector: &str,
+) -> Result<BTreeSet<(WorkloadKind, String)>> {
+    let scope = NamespaceScope::Namespace(namespace.to_string());
+    let mut matching = BTreeSet::new();
+    for workload in workloads {
+        let api = workload_api(client, &workload.kind, namespace);
+        let params = ListParams::default().labels(selector).fields(&format!("metadata.name={}", workload.name()));
+        let page = api
+            .list_metadata(&params)
+            .await
+            .map_err(|e| list_error(e, &workload.kind.plural, &scope, Some(selector)))?;
+        if !page.items.is_empty() {
+            matching.insert((workload.kind.clone(), workload.name().to_string()));
+        }
+    }
+    Ok(matching)
 }
 
 /// LISTs every page.
@@ -107,18 +169,8 @@ pub async fn list_workloads(
     let mut params = label_params(selector).limit(PAGE_SIZE);
     let mut workloads = Vec::new();
     loop {
-        let page = api.list(&params).await.map_err(|e| classify_error(e, "list", &kind.plural, scope))?;
-        for object in page.items {
-            let mut metadata = object.metadata;
-            // The analysis reads only the entries that own replicas; the rest (status writers
-            // above all) is most of an object's size.
-            if let Some(entries) = metadata.managed_fields.as_mut() {
-                entries.retain(|e| {
-                    e.fields_v1.as_ref().is_some_and(|f| ownership::fields_contain(&f.0, &ownership::REPLICAS_PATH))
-                });
-            }
-            workloads.push(Workload::from_parts(kind.clone(), metadata, &object.data));
-        }
+        let page = api.list(&params).await.map_err(|e| list_error(e, &kind.plural, scope, selector))?;
+        workloads.extend(page.items.into_iter().map(|object| reduce_workload(kind, object)));
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
             None => return Ok(workloads),

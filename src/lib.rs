@@ -10,19 +10,19 @@ pub mod client;
 pub mod commands;
 pub mod core;
 pub mod error;
+pub mod inventory;
 pub mod kubeio;
 pub mod output;
+pub mod retry;
 
 use std::ffi::OsString;
-
-use clap::Parser;
 
 pub use error::{Error, ExitStatus};
 
 /// Parses `args`, runs the verb and returns the process exit status. Errors are printed here,
 /// as one line on stderr.
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
-    let cli = match cli::Cli::try_parse_from(args) {
+    let cli = match cli::parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {
             let status = if error.use_stderr() { ExitStatus::Usage } else { ExitStatus::Success };
@@ -30,6 +30,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
             return status;
         }
     };
+    let verbose = cli.ui.verbose;
     let printer = output::Printer::new(&cli.ui);
     init_logging(cli.ui.verbose, printer.stderr_color());
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
@@ -44,6 +45,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
         Err(error) => {
             let label = printer.paint_err(console::Style::new().red().bold(), "error:");
             printer.note(&format!("{label} {error}"));
+            if verbose > 0 {
+                printer.note(&error.detail());
+            }
             error.exit_status()
         }
     }

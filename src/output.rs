@@ -99,12 +99,14 @@ impl Printer {
     pub fn document<T: Serialize>(&self, format: OutputFormat, value: &T) -> Result<()> {
         match format {
             OutputFormat::Json => {
-                let mut text = serde_json::to_string_pretty(value).map_err(|e| Error::Failed(e.to_string()))?;
+                let mut text = serde_json::to_string_pretty(value)
+                    .map_err(|e| Error::Report { format: "JSON", message: e.to_string() })?;
                 text.push('\n');
                 self.data(&text)
             }
             OutputFormat::Yaml => {
-                let text = serde_saphyr::to_string(value).map_err(|e| Error::Failed(e.to_string()))?;
+                let text = serde_saphyr::to_string(value)
+                    .map_err(|e| Error::Report { format: "YAML", message: e.to_string() })?;
                 self.data(&text)
             }
             OutputFormat::Text => unreachable!("text output is rendered by each command"),

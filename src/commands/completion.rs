@@ -15,12 +15,12 @@
 
 use std::time::Duration;
 
-use clap::{Arg, ArgAction, Command, CommandFactory, ValueHint};
+use clap::{Arg, ArgAction, Command, ValueHint};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 use kube::config::Kubeconfig;
 
-use crate::cli::{Cli, CompletionShell, KubeArgs};
+use crate::cli::{CompletionShell, KubeArgs};
 use crate::client;
 use crate::error::{ExitStatus, Result};
 use crate::kubeio;
@@ -79,7 +79,7 @@ pub fn render_script(shell: CompletionShell) -> String {
 /// The derived tree is named `kubectl hpa-migrate`, which would name the verbs' handlers of the
 /// generated scripts after a command that is not the one being completed.
 fn visible_tree() -> Command {
-    let cli = Cli::command();
+    let cli = crate::cli::command();
     let mut tree = Command::new(BIN_NAME).version(env!("CARGO_PKG_VERSION")).propagate_version(true);
     if let Some(about) = cli.get_about() {
         tree = tree.about(about.clone());
@@ -99,7 +99,7 @@ pub async fn complete(words: &[String], printer: &Printer) -> Result<ExitStatus>
 
 /// The CLI as clap sees it once built: global flags copied into every verb, `--help` added.
 fn command_tree() -> Command {
-    let mut root = Cli::command();
+    let mut root = crate::cli::command();
     root.build();
     root
 }

@@ -11,13 +11,18 @@ use kube::Client;
 use serde_json::Value;
 
 use crate::cli::{MigrateArgs, OutputFormat, StripArgs, StripMethodArg};
-use crate::commands::{check, parse_targets, strip, verify};
+use crate::commands::{Target, check, parse_targets, strip, verify};
 use crate::core::deploy::FLUX_RECONCILE_ANNOTATION;
 use crate::core::ownership::Mechanism;
 use crate::core::verdict::{Assessment, Verdict};
 use crate::error::{Error, ExitStatus, Result};
+use crate::inventory::Query;
 use crate::kubeio::{self, NamespaceScope};
 use crate::output::{Printer, count};
+
+fn query<'a>(scope: &'a NamespaceScope, targets: &'a [Target], backup_dir: &'a std::path::Path) -> Query<'a> {
+    Query { scope, selector: None, targets, all_workloads: false, backup_dir }
+}
 
 /// How long after the deploy tool's apply is seen the watch goes on, to see its effect settle.
 const SETTLE: Duration = Duration::from_secs(5);
@@ -37,9 +42,10 @@ pub async fn run(client: &Client, scope: &NamespaceScope, args: &MigrateArgs, pr
     // 1. Namespace and workloads.
     heading("1. Workloads");
     let targets = parse_targets(&args.targets)?;
+    let backup_dir = args.backups.dir();
     let mut scope = scope.clone();
     if scope == NamespaceScope::All && targets.is_empty() {
-        let everything = check::collect(client, &scope, None, &[], false, &[]).await?;
+        let everything = check::report(client, &query(&scope, &[], &backup_dir)).await?;
         let mut namespaces: Vec<String> = everything.workloads.iter().map(|a| a.namespace.clone()).collect();
         namespaces.dedup();
         if namespaces.is_empty() {
@@ -54,7 +60,7 @@ pub async fn run(client: &Client, scope: &NamespaceScope, args: &MigrateArgs, pr
             .map_err(prompt_error)?;
         scope = NamespaceScope::Namespace(namespaces[chosen].clone());
     }
-    let report = check::collect(client, &scope, None, &targets, false, &[]).await?;
+    let report = check::report(client, &query(&scope, &targets, &backup_dir)).await?;
     if report.workloads.is_empty() {
         printer.note("No workload here is targeted by an HPA or ScaledObject: create the autoscaler first (check --all-workloads).");
         return Ok(ExitStatus::Success);
@@ -131,7 +137,7 @@ pub async fn run(client: &Client, scope: &NamespaceScope, args: &MigrateArgs, pr
             field_managers: Vec::new(),
             dry_run: false,
             yes: false,
-            backup_dir: args.backup_dir.clone(),
+            backups: args.backups.clone(),
             pause_flux: pause,
             force: false,
             output: OutputFormat::Text,
@@ -154,7 +160,7 @@ pub async fn run(client: &Client, scope: &NamespaceScope, args: &MigrateArgs, pr
             printer.note(&format!("  - {line}"));
         }
     }
-    let now = check::collect(client, &scope, None, &targets_of(&migrating), false, &[]).await?;
+    let now = check::report(client, &query(&scope, &targets_of(&migrating), &backup_dir)).await?;
     let paused: Vec<&Assessment> = now.workloads.iter().filter(|a| flux_paused(a)).collect();
     if !paused.is_empty() {
         printer.note("Flux is paused for these objects: merge the change in Git, then come back here.");
@@ -165,7 +171,7 @@ pub async fn run(client: &Client, scope: &NamespaceScope, args: &MigrateArgs, pr
             .interact_on(&term)
             .map_err(prompt_error)?;
         let names: Vec<String> = paused.iter().map(|a| a.target()).collect();
-        strip::resume(client, &scope, &names, printer).await?;
+        crate::commands::resume::run(client, &scope, &names, printer).await?;
     }
 
     // 6. Watch through the deploy: until each deploy tool's next apply is seen (its
@@ -197,7 +203,7 @@ pub async fn run(client: &Client, scope: &NamespaceScope, args: &MigrateArgs, pr
 
     // 7. Summary.
     heading("7. Summary");
-    let after = check::collect(client, &scope, None, &targets_of(&migrating), false, &[]).await?;
+    let after = check::report(client, &query(&scope, &targets_of(&migrating), &backup_dir)).await?;
     let mut status = ExitStatus::Success;
     for (a, live) in after.workloads.iter().zip(&lives) {
         let before = migrating.iter().find(|m| m.name == a.name && m.kind == a.kind).and_then(|m| m.replicas.spec);

@@ -4,6 +4,7 @@ pub mod check;
 pub mod completion;
 pub mod migrate;
 pub mod restore;
+pub mod resume;
 pub mod strip;
 mod targets;
 pub mod verify;
@@ -47,7 +48,7 @@ pub async fn dispatch(cli: Cli, printer: Printer) -> Result<ExitStatus> {
         Verb::Verify(args) => verify::run(client, &scope, selector, &args, &printer).await,
         Verb::Migrate(args) => migrate::run(client, &scope, &args, &printer).await,
         Verb::Restore(args) => restore::run(client, &args, &printer).await,
-        Verb::Resume(args) => strip::resume(client, &scope, &args.targets, &printer).await,
+        Verb::Resume(args) => resume::run(client, &scope, &args.targets, &printer).await,
         Verb::Completion(_) | Verb::Complete(_) => unreachable!("handled before connecting"),
     }
 }

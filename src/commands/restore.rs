@@ -17,6 +17,7 @@ use crate::core::patch;
 use crate::error::{Error, ExitStatus, Result, api_code};
 use crate::kubeio::{self, NamespaceScope};
 use crate::output::{self, Printer, yaml};
+use crate::retry::{self, Attempt};
 
 pub async fn run(client: &Client, args: &RestoreArgs, printer: &Printer) -> Result<ExitStatus> {
     let backup = Backup::read(&args.backup)?;
@@ -84,11 +85,11 @@ pub async fn run(client: &Client, args: &RestoreArgs, printer: &Printer) -> Resu
                 {"op": "test", "path": "/data/release", "value": current},
                 {"op": "replace", "path": "/data/release", "value": encoded},
             ]);
-            serde_json::from_value(operations).map_err(|e| Error::Failed(e.to_string()))
+            serde_json::from_value(operations).map_err(|e| Error::json("building the restore patch", e))
         };
         object = send(&api, &reference.name, object, build, args.dry_run, &scope, &reference.resource).await?;
         if object.pointer("/data/release").and_then(Value::as_str) != Some(encoded.as_str()) {
-            return Err(Error::Failed(format!("{label}: the release record is not as backed up after the restore")));
+            return Err(unconfirmed(&label, "the release record is not as backed up after the restore"));
         }
     }
     if !backup.annotations.is_empty() {
@@ -103,7 +104,7 @@ pub async fn run(client: &Client, args: &RestoreArgs, printer: &Printer) -> Resu
         object = send(&api, &reference.name, object, build, args.dry_run, &scope, &reference.resource).await?;
         for (key, value) in &backup.annotations {
             if object.pointer(&patch::annotation_path(key)).and_then(Value::as_str) != value.as_str() {
-                return Err(Error::Failed(format!("{label}: annotation {key} is not as backed up after the restore")));
+                return Err(unconfirmed(&label, &format!("annotation {key} is not as backed up after the restore")));
             }
         }
     }
@@ -112,9 +113,10 @@ pub async fn run(client: &Client, args: &RestoreArgs, printer: &Printer) -> Resu
         object = send(&api, &reference.name, object, build, args.dry_run, &scope, &reference.resource).await?;
         let restored = object.pointer("/metadata/managedFields").cloned().unwrap_or(Value::Null);
         if !patch::same_entries(&restored, entries) {
-            return Err(Error::Failed(format!(
-                "{label}: the API server did not take the backed-up managedFields; nothing else was changed by this step"
-            )));
+            return Err(unconfirmed(
+                &label,
+                "the API server did not take the backed-up managedFields; nothing else was changed by this step",
+            ));
         }
     }
     let verb = if args.dry_run { "dry run: would restore" } else { "restored" };
@@ -129,37 +131,41 @@ pub async fn run(client: &Client, args: &RestoreArgs, printer: &Printer) -> Resu
 async fn send(
     api: &Api<DynamicObject>,
     name: &str,
-    mut object: Value,
+    object: Value,
     build: impl Fn(&Value) -> Result<json_patch::Patch>,
     dry_run: bool,
     scope: &NamespaceScope,
     resource: &str,
 ) -> Result<Value> {
-    const MAX_ATTEMPTS: u32 = 5;
-    for attempt in 1..=MAX_ATTEMPTS {
-        match kubeio::json_patch(api, name, build(&object)?, dry_run).await {
-            Ok(written) if dry_run => return Ok(written),
-            Ok(_) => {
-                return kubeio::get_object(api, name).await.map_err(|e| Error::api(format!("re-reading {name}"), e));
+    let mut object = Some(object);
+    retry::on_conflict(name, |_| {
+        let known = object.take();
+        let build = &build;
+        async move {
+            let current = match known {
+                Some(current) => current,
+                None => kubeio::get_object(api, name).await.map_err(|e| Error::api(format!("re-reading {name}"), e))?,
+            };
+            match kubeio::json_patch(api, name, build(&current)?, dry_run).await {
+                Ok(written) if dry_run => Ok(Attempt::Done(written)),
+                Ok(_) => kubeio::get_object(api, name)
+                    .await
+                    .map(Attempt::Done)
+                    .map_err(|e| Error::api(format!("re-reading {name}"), e)),
+                Err(e) if retry::is_conflict(&e) => Ok(Attempt::Conflict),
+                Err(e) => Err(kubeio::classify_error(e, "patch", resource, scope)),
             }
-            Err(e) if matches!(api_code(&e), Some(409 | 422)) && attempt < MAX_ATTEMPTS => {
-                object =
-                    kubeio::get_object(api, name).await.map_err(|e| Error::api(format!("re-reading {name}"), e))?;
-            }
-            Err(e) if matches!(api_code(&e), Some(409 | 422)) => {
-                return Err(Error::Conflict(format!(
-                    "{name} kept changing while restoring; re-run to review the new diff"
-                )));
-            }
-            Err(e) if api_code(&e) == Some(403) => return Err(kubeio::classify_error(e, "patch", resource, scope)),
-            Err(e) => return Err(Error::api(format!("restoring {name}"), e)),
         }
-    }
-    unreachable!("the loop returns on its last attempt")
+    })
+    .await
 }
 
 fn version_of(object: &Value) -> Result<String> {
-    patch::resource_version(object).map_err(|e| Error::Failed(e.to_string()))
+    patch::resource_version(object).map_err(|source| Error::Plan { target: "the object".into(), source })
+}
+
+fn unconfirmed(label: &str, why: &str) -> Error {
+    Error::Unconfirmed { target: label.to_string(), why: why.to_string() }
 }
 
 fn render_diff(backup: &Backup, live: &Value) -> String {

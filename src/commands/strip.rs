@@ -11,22 +11,21 @@ use kube::Client;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::backup::{self, Backup, ObjectRef};
+use crate::backup::{Backup, ObjectRef};
 use crate::cli::{OutputFormat, StripArgs, StripMethodArg};
-use crate::commands::check;
-use crate::commands::parse_targets;
+use crate::commands::{check, parse_targets};
 use crate::core::deploy::{FLUX_RECONCILE_ANNOTATION, HazardSource, LAST_APPLIED_ANNOTATION, StripMethod};
 use crate::core::helm::{self, Driver};
 use crate::core::ownership::{self, DEFAULT_HANDOVER_MANAGER, Mechanism};
-use crate::core::patch::{self, EntryIdentity, HelmChange, PlanError, WorkloadChange};
+use crate::core::patch::{self, EntryIdentity, HelmChange, Mismatch, PlanError, WorkloadChange};
 use crate::core::verdict::{Assessment, Verdict};
 use crate::core::workload::{Workload, WorkloadKind};
-use crate::error::{Error, ExitStatus, Result, api_code};
+use crate::error::{Error, ExitStatus, Result};
+use crate::inventory::{Inventory, Query};
 use crate::kubeio::{self, NamespaceScope};
 use crate::output::{self, Printer, yaml};
+use crate::retry::{self, Attempt};
 
-/// How often a conflicting write is retried before giving up.
-const MAX_ATTEMPTS: u32 = 5;
 /// Objects changed at once.
 const CONCURRENCY: usize = 4;
 
@@ -43,6 +42,8 @@ struct ObjectPlan {
     workload_change: Option<WorkloadChange>,
     helm_change: Option<HelmChange>,
     methods: Vec<StripMethod>,
+    /// What was asked but left alone, and why; added to the result's message.
+    notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -109,14 +110,15 @@ pub async fn strip(
                 .into(),
         ));
     }
-    let handover_managers = handover_managers(args);
-    let report = check::collect(client, scope, selector, &targets, false, &handover_managers).await?;
-    let helm_records = read_helm_records(client, &report.workloads, *scope == NamespaceScope::All).await;
+    refuse_flags_that_do_not_apply(args)?;
+    let backup_dir = args.backups.dir();
+    let query = Query { scope, selector, targets: &targets, all_workloads: false, backup_dir: &backup_dir };
+    let inventory = Inventory::collect(client, &query).await?;
 
     let mut results = Vec::new();
     let mut plans = Vec::new();
-    for assessment in report.workloads {
-        match plan_object(client, assessment, args, &helm_records).await {
+    for assessment in inventory.assess(&handover_managers(args)) {
+        match plan_object(client, assessment, args, &inventory).await {
             Ok(Ok(plan)) => plans.push(plan),
             Ok(Err(result)) => results.push(result),
             Err(error) => return Err(error),
@@ -138,7 +140,6 @@ pub async fn strip(
         printer.confirm(args.yes, &format!("Apply these changes to {} object(s)?", plans.len()))?;
     }
 
-    let backup_dir = args.backup_dir.clone().unwrap_or_else(backup::default_dir);
     let progress = progress_bar(printer, plans.len());
     let executed: Vec<ObjectResult> = futures::stream::iter(plans)
         .map(|plan| {
@@ -162,25 +163,41 @@ pub async fn strip(
     Ok(report_of(args, results))
 }
 
-fn handover_managers(args: &StripArgs) -> Vec<String> {
-    if args.method == StripMethodArg::Handover { args.field_managers.clone() } else { Vec::new() }
+/// `--field-manager` narrows managed-fields to the named managers and names the handover
+/// manager; for the other methods it would narrow nothing, so it is refused rather than ignored.
+fn refuse_flags_that_do_not_apply(args: &StripArgs) -> Result<()> {
+    if args.field_managers.is_empty() {
+        return Ok(());
+    }
+    match args.method {
+        StripMethodArg::LastApplied | StripMethodArg::HelmRelease => Err(Error::Usage(format!(
+            "--field-manager does not apply to --method {}: it names managedFields entries (--method managed-fields, or auto) or the handover manager (--method handover)",
+            match args.method {
+                StripMethodArg::LastApplied => "last-applied",
+                _ => "helm-release",
+            }
+        ))),
+        StripMethodArg::Handover if args.field_managers.len() > 1 => {
+            Err(Error::Usage("--method handover takes one --field-manager: the manager that takes replicas".into()))
+        }
+        _ => Ok(()),
+    }
 }
 
-async fn read_helm_records(
-    client: &Client,
-    workloads: &[Assessment],
-    all_namespaces: bool,
-) -> std::result::Result<Vec<helm::ReleaseRecord>, String> {
-    let releases: std::collections::BTreeSet<(String, String)> = workloads
-        .iter()
-        .filter_map(|a| a.deploy.helm.as_ref())
-        .filter(|h| h.manifest_replicas.is_some())
-        .map(|h| (h.namespace.clone(), h.release.clone()))
-        .collect();
-    if releases.is_empty() {
-        return Ok(Vec::new());
-    }
-    kubeio::helm_records(client, &releases, all_namespaces).await
+/// Whether Flux deploys the object: its Kustomization or HelmRelease labels, or a Flux owner of
+/// replicas. Only those are paused by `--pause-flux`; the annotation means nothing elsewhere.
+pub fn flux_manages(assessment: &Assessment) -> bool {
+    let labelled =
+        assessment.deploy.flux.as_ref().is_some_and(|f| f.kustomization.is_some() || f.helm_release.is_some());
+    labelled
+        || assessment
+            .replica_owners
+            .iter()
+            .any(|o| matches!(o.mechanism, Mechanism::FluxKustomize | Mechanism::FluxHelm))
+}
+
+fn handover_managers(args: &StripArgs) -> Vec<String> {
+    if args.method == StripMethodArg::Handover { args.field_managers.clone() } else { Vec::new() }
 }
 
 fn result_for(assessment: &Assessment, outcome: Outcome, message: String, exit: ExitStatus) -> ObjectResult {
@@ -203,7 +220,7 @@ async fn plan_object(
     client: &Client,
     assessment: Assessment,
     args: &StripArgs,
-    helm_records: &std::result::Result<Vec<helm::ReleaseRecord>, String>,
+    inventory: &Inventory,
 ) -> Result<std::result::Result<ObjectPlan, ObjectResult>> {
     let in_charge = matches!(assessment.verdict, Verdict::StripNeeded | Verdict::Safe);
     if !in_charge && !args.force {
@@ -215,41 +232,25 @@ async fn plan_object(
         );
         return Ok(Err(result_for(&assessment, Outcome::Refused, message, ExitStatus::ActionNeeded)));
     }
-    let methods: Vec<StripMethod> = match args.method {
-        StripMethodArg::Auto => assessment.strip_methods(),
-        StripMethodArg::ManagedFields => vec![StripMethod::ManagedFields],
-        StripMethodArg::LastApplied => vec![StripMethod::LastApplied],
-        StripMethodArg::HelmRelease => vec![StripMethod::HelmRelease],
-        StripMethodArg::Handover => vec![StripMethod::Handover],
+    let methods = match chosen_methods(&assessment, args) {
+        Ok(methods) => methods,
+        Err(message) => return Ok(Err(result_for(&assessment, Outcome::Refused, message, ExitStatus::Usage))),
     };
-    let managers: Vec<String> = if !methods.contains(&StripMethod::ManagedFields) {
-        Vec::new()
-    } else if args.method == StripMethodArg::ManagedFields && !args.field_managers.is_empty() {
-        args.field_managers.clone()
-    } else {
-        let mut names: Vec<String> = assessment
-            .hazards
-            .iter()
-            .filter(|h| h.source == HazardSource::ManagedFields)
-            .map(|h| h.owner.clone())
-            .collect();
-        names.dedup();
-        names
-    };
+    let managers = managers_to_strip(&assessment, args, &methods);
     let api = kubeio::workload_api(client, &assessment.workload_kind, &assessment.namespace);
     let before = kubeio::get_object(&api, &assessment.name).await.map_err(|e| {
         kubeio::classify_error(e, "get", &assessment.workload_kind.plural, &namespace_scope(&assessment))
     })?;
-    let pause_flux = args.pause_flux;
+    let pause_flux = args.pause_flux && flux_manages(&assessment);
     let last_applied = methods.contains(&StripMethod::LastApplied);
     let workload_change = match WorkloadChange::plan(&before, &managers, last_applied, pause_flux) {
         Ok(change) => Some(change).filter(|c| !c.is_empty()),
         Err(error) => return Ok(Err(refusal(&assessment, &error))),
     };
     let helm_change = if methods.contains(&StripMethod::HelmRelease) {
-        match plan_helm(&assessment, &before, helm_records) {
+        match plan_helm(&assessment, &before, inventory) {
             Ok(change) => change,
-            Err(message) => return Ok(Err(result_for(&assessment, Outcome::Refused, message, ExitStatus::Failure))),
+            Err((message, exit)) => return Ok(Err(result_for(&assessment, Outcome::Refused, message, exit))),
         }
     } else {
         None
@@ -261,7 +262,7 @@ async fn plan_object(
         && manager.starts_with("kubectl")
     {
         let message = format!(
-            "refused: handover manager {manager} starts with `kubectl`; Flux deletes such entries before each apply"
+            "refused: handover manager {manager} starts with `kubectl`; Flux takes such entries over before each apply"
         );
         return Ok(Err(result_for(&assessment, Outcome::Refused, message, ExitStatus::Usage)));
     }
@@ -275,6 +276,14 @@ async fn plan_object(
         };
         return Ok(Err(result_for(&assessment, Outcome::NothingToDo, message, ExitStatus::Success)));
     }
+    let mut notes = Vec::new();
+    if args.pause_flux && !pause_flux {
+        notes.push(
+            "not paused for Flux: Flux does not manage it (no kustomize.toolkit.fluxcd.io or helm.toolkit.fluxcd.io labels, no Flux owner of replicas)"
+                .to_string(),
+        );
+    }
+    notes.extend(left_alone(&assessment, &methods, &managers));
     Ok(Ok(ObjectPlan {
         kind: assessment.workload_kind.clone(),
         assessment,
@@ -286,7 +295,68 @@ async fn plan_object(
         workload_change,
         helm_change,
         methods,
+        notes,
     }))
+}
+
+/// The methods for this workload. With `--field-manager`, `auto` narrows to managed-fields of
+/// the named managers; naming a manager that does not own replicas is refused (nothing
+/// changes), so a typo never strips someone else.
+fn chosen_methods(assessment: &Assessment, args: &StripArgs) -> std::result::Result<Vec<StripMethod>, String> {
+    let narrowed = !args.field_managers.is_empty() && args.method != StripMethodArg::Handover;
+    if narrowed {
+        let owners: Vec<&str> = assessment.replica_owners.iter().map(|o| o.manager.as_str()).collect();
+        let unknown: Vec<&String> = args.field_managers.iter().filter(|m| !owners.contains(&m.as_str())).collect();
+        if !unknown.is_empty() {
+            return Err(format!(
+                "refused: --field-manager {} does not own replicas here (owners: {}); nothing was changed",
+                unknown.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", "),
+                if owners.is_empty() { "none".to_string() } else { owners.join(", ") }
+            ));
+        }
+        return Ok(vec![StripMethod::ManagedFields]);
+    }
+    Ok(match args.method {
+        StripMethodArg::Auto => assessment.strip_methods(),
+        StripMethodArg::ManagedFields => vec![StripMethod::ManagedFields],
+        StripMethodArg::LastApplied => vec![StripMethod::LastApplied],
+        StripMethodArg::HelmRelease => vec![StripMethod::HelmRelease],
+        StripMethodArg::Handover => vec![StripMethod::Handover],
+    })
+}
+
+/// The managedFields entries to strip: the named ones, else every deploy tool's.
+fn managers_to_strip(assessment: &Assessment, args: &StripArgs, methods: &[StripMethod]) -> Vec<String> {
+    if !methods.contains(&StripMethod::ManagedFields) {
+        return Vec::new();
+    }
+    if !args.field_managers.is_empty() {
+        return args.field_managers.clone();
+    }
+    let mut names: Vec<String> = assessment
+        .hazards
+        .iter()
+        .filter(|h| h.source == HazardSource::ManagedFields)
+        .map(|h| h.owner.clone())
+        .collect();
+    names.dedup();
+    names
+}
+
+/// Hazards the chosen methods leave in place (a narrowed strip), said so the report is honest.
+fn left_alone(assessment: &Assessment, methods: &[StripMethod], managers: &[String]) -> Vec<String> {
+    assessment
+        .hazards
+        .iter()
+        .filter(|h| match h.source {
+            HazardSource::ManagedFields => {
+                methods.contains(&StripMethod::ManagedFields) && !managers.contains(&h.owner)
+            }
+            HazardSource::LastAppliedAnnotation => !methods.contains(&StripMethod::LastApplied),
+            HazardSource::HelmRelease => !methods.contains(&StripMethod::HelmRelease),
+        })
+        .map(|h| format!("left alone (not named): {}", h.detail))
+        .collect()
 }
 
 fn refusal(assessment: &Assessment, error: &PlanError) -> ObjectResult {
@@ -311,22 +381,27 @@ fn owns_replicas(object: &Value, manager: &str) -> bool {
 fn plan_helm(
     assessment: &Assessment,
     object: &Value,
-    records: &std::result::Result<Vec<helm::ReleaseRecord>, String>,
-) -> std::result::Result<Option<HelmChange>, String> {
+    inventory: &Inventory,
+) -> std::result::Result<Option<HelmChange>, (String, ExitStatus)> {
     let Some(info) = &assessment.deploy.helm else {
-        return Err("refused: the workload has no Helm release annotations (meta.helm.sh/release-name)".into());
+        return Err((
+            "refused: --method helm-release, but the workload is in no Helm release (no meta.helm.sh/release-name annotation)"
+                .into(),
+            ExitStatus::Usage,
+        ));
     };
     if info.manifest_replicas.is_none() {
         return Ok(None);
     }
-    let records = records.as_ref().map_err(|e| format!("cannot read the Helm release record: {e}"))?;
-    let record = records
-        .iter()
-        .find(|r| r.release == info.release && r.namespace == info.namespace)
-        .ok_or_else(|| format!("no deployed record of Helm release {}/{}", info.namespace, info.release))?;
-    let workload =
-        Workload::from_object(assessment.workload_kind.clone(), object.clone()).map_err(|e| e.to_string())?;
-    HelmChange::plan(record, &workload).map(Some).map_err(|e| format!("refused: {e}"))
+    if let Some(Err(problem)) = &inventory.helm_records {
+        return Err((format!("cannot read the Helm release record: {problem}"), ExitStatus::Failure));
+    }
+    let record = inventory.helm_record(&info.namespace, &info.release).ok_or_else(|| {
+        (format!("no deployed record of Helm release {}/{}", info.namespace, info.release), ExitStatus::Failure)
+    })?;
+    let workload = Workload::from_object(assessment.workload_kind.clone(), object.clone())
+        .map_err(|e| (format!("the workload does not decode: {e}"), ExitStatus::Failure))?;
+    HelmChange::plan(record, &workload).map(Some).map_err(|e| (format!("refused: {e}"), ExitStatus::Failure))
 }
 
 /// Fails before anything is shown or changed if the identity may not patch what the plans touch.
@@ -378,8 +453,9 @@ async fn execute(client: &Client, plan: ObjectPlan, dry_run: bool, backup_dir: &
     result.methods = plan.methods.clone();
     let outcome = execute_steps(client, &plan, dry_run, backup_dir, &mut result).await;
     match outcome {
-        Ok(messages) => {
+        Ok(mut messages) => {
             result.outcome = if dry_run { Outcome::DryRun } else { Outcome::Changed };
+            messages.extend(plan.notes.iter().cloned());
             result.message = messages.join("; ");
         }
         Err(error) => {
@@ -411,10 +487,6 @@ async fn execute_steps(
     Ok(messages)
 }
 
-fn is_conflict(error: &kube::Error) -> bool {
-    matches!(api_code(error), Some(409 | 422))
-}
-
 fn object_ref(plan: &ObjectPlan, object: &Value) -> ObjectRef {
     ObjectRef {
         api_version: plan.kind.api_version(),
@@ -426,13 +498,29 @@ fn object_ref(plan: &ObjectPlan, object: &Value) -> ObjectRef {
     }
 }
 
-fn write_error(context: &str, scope: &NamespaceScope, resource: &str, error: kube::Error) -> Error {
-    match api_code(&error) {
-        Some(403) => kubeio::classify_error(error, "patch", resource, scope),
-        _ => Error::api(context.to_string(), error),
-    }
+fn unconfirmed(plan: &ObjectPlan, why: impl std::fmt::Display) -> Error {
+    Error::Unconfirmed { target: plan.assessment.target(), why: why.to_string() }
 }
 
+/// The backup of exactly what `change` touches on `before`.
+fn workload_backup(plan: &ObjectPlan, change: &WorkloadChange, before: &Value) -> Backup {
+    let mut backup = Backup::new(change_names(change), object_ref(plan, before), change.resource_version.clone());
+    if change.managed_fields.is_some() {
+        backup.managed_fields = before.pointer("/metadata/managedFields").cloned();
+    }
+    for (key, touched) in
+        [(LAST_APPLIED_ANNOTATION, change.last_applied.is_some()), (FLUX_RECONCILE_ANNOTATION, change.pause_flux)]
+    {
+        if touched {
+            let old = before.pointer(&patch::annotation_path(key)).cloned().unwrap_or(Value::Null);
+            backup.annotations.insert(key.to_string(), old);
+        }
+    }
+    backup
+}
+
+/// One guarded JSON patch per attempt: re-read (after the first), re-plan, go ahead only with
+/// the confirmed plan, back up, write, confirm the stored object, re-read.
 async fn apply_workload_change(
     client: &Client,
     plan: &ObjectPlan,
@@ -444,93 +532,58 @@ async fn apply_workload_change(
     let api = kubeio::workload_api(client, &plan.kind, &plan.assessment.namespace);
     let scope = namespace_scope(&plan.assessment);
     let name = &plan.assessment.name;
-    for attempt in 1..=MAX_ATTEMPTS {
-        result.attempts = attempt;
-        let before = if attempt == 1 {
-            plan.before.clone()
-        } else {
-            kubeio::get_object(&api, name)
-                .await
-                .map_err(|e| Error::api(format!("re-reading {}", plan.assessment.target()), e))?
-        };
+    let target = plan.assessment.target();
+    let reread = || async {
+        kubeio::get_object(&api, name).await.map_err(|e| kubeio::classify_error(e, "get", &plan.kind.plural, &scope))
+    };
+    let backups = std::cell::RefCell::new(std::mem::take(&mut result.backups));
+    let attempts = std::cell::Cell::new(0);
+    let (api, scope, target, backups, attempts, reread) = (&api, &scope, &target, &backups, &attempts, &reread);
+    let outcome = retry::on_conflict(target, |attempt| async move {
+        attempts.set(attempt);
+        let before = if attempt == 1 { plan.before.clone() } else { reread().await? };
         let change = WorkloadChange::plan(&before, &plan.managers, plan.last_applied, plan.pause_flux)
-            .map_err(|e| Error::Failed(format!("re-planning after a concurrent change: {e}")))?;
+            .map_err(|source| Error::Plan { target: target.clone(), source })?;
         if change.is_empty() {
-            return Ok("nothing left to do: the change is already in place".into());
+            return Ok(Attempt::Done("nothing left to do: the change is already in place".to_string()));
         }
         if !change.same_edits(confirmed) {
             return Err(Error::Conflict(format!(
-                "{} changed in a way that changes the plan; nothing was changed: re-run to review the new diff",
-                plan.assessment.target()
+                "{target} changed in a way that changes the plan; nothing was changed: re-run to review the new diff"
             )));
         }
-        if !dry_run {
-            let mut backup =
-                Backup::new(change_names(&change), object_ref(plan, &before), change.resource_version.clone());
-            if change.managed_fields.is_some() {
-                backup.managed_fields = before.pointer("/metadata/managedFields").cloned();
-            }
-            for (key, touched) in [
-                (LAST_APPLIED_ANNOTATION, change.last_applied.is_some()),
-                (FLUX_RECONCILE_ANNOTATION, change.pause_flux),
-            ] {
-                if touched {
-                    let old = before.pointer(&patch::annotation_path(key)).cloned().unwrap_or(Value::Null);
-                    backup.annotations.insert(key.to_string(), old);
-                }
-            }
-            let path = backup.write(backup_dir)?;
-            if !result.backups.contains(&path) {
-                result.backups.push(path);
-            }
-        }
-        let answer = kubeio::json_patch(&api, name, change.patch(&before), dry_run).await;
-        let written = match answer {
+        // Written before the change, so no object is ever changed without its backup on disk.
+        let backup = if dry_run { None } else { Some(workload_backup(plan, &change, &before).write(backup_dir)?) };
+        let written = match kubeio::json_patch(api, name, change.patch(&before), dry_run).await {
             Ok(written) => written,
-            Err(error) if is_conflict(&error) => {
+            Err(error) if retry::is_conflict(&error) => {
                 // Nothing was changed by this attempt, so its backup describes no change.
-                if let Some(path) = result.backups.pop() {
+                if let Some(path) = backup {
                     let _ = std::fs::remove_file(path);
                 }
-                if attempt == MAX_ATTEMPTS {
-                    return Err(Error::Conflict(format!(
-                        "{} kept changing; gave up after {MAX_ATTEMPTS} attempts and nothing was changed",
-                        plan.assessment.target()
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-                continue;
+                return Ok(Attempt::Conflict);
             }
-            Err(error) => {
-                return Err(write_error(
-                    &format!("patching {}", plan.assessment.target()),
-                    &scope,
-                    &plan.kind.plural,
-                    error,
-                ));
-            }
+            Err(error) => return Err(kubeio::classify_error(error, "patch", &plan.kind.plural, scope)),
         };
+        backups.borrow_mut().extend(backup);
         // What our write produced, exactly: the server's answer is the object as stored by
         // this patch (or as a dry run would store it), before anyone else writes again.
-        patch::confirm_workload(&before, &written, &change.expected()).map_err(|why| {
-            Error::Failed(format!("{}: the change could not be confirmed: {why}", plan.assessment.target()))
-        })?;
+        patch::confirm_workload(&before, &written, &change.expected()).map_err(|why| unconfirmed(plan, why))?;
         if dry_run {
             if written.pointer("/metadata/resourceVersion") != before.pointer("/metadata/resourceVersion") {
-                return Err(Error::Failed("the dry run moved the resourceVersion".into()));
+                return Err(unconfirmed(plan, "the dry run moved the resourceVersion"));
             }
         } else {
             // And re-read: the change must still hold (other writers may have written since,
             // but none may have taken replicas back).
-            let after = kubeio::get_object(&api, name)
-                .await
-                .map_err(|e| Error::api(format!("re-reading {}", plan.assessment.target()), e))?;
-            patch::confirm_still_stripped(&after, &change)
-                .map_err(|why| Error::Failed(format!("{}: {why}", plan.assessment.target())))?;
+            patch::confirm_still_stripped(&reread().await?, &change).map_err(|why| unconfirmed(plan, why))?;
         }
-        return Ok(describe_workload_change(&change, dry_run));
-    }
-    unreachable!("the loop returns on its last attempt")
+        Ok(Attempt::Done(describe_workload_change(&change, dry_run)))
+    })
+    .await;
+    result.backups = backups.take();
+    result.attempts = attempts.get();
+    outcome
 }
 
 fn change_names(change: &WorkloadChange) -> Vec<String> {
@@ -563,6 +616,13 @@ fn describe_workload_change(change: &WorkloadChange, dry_run: bool) -> String {
     if dry_run { format!("dry run: {text} (server-side dry run, nothing persisted)") } else { text }
 }
 
+fn record_resource(driver: Driver) -> (&'static str, &'static str) {
+    match driver {
+        Driver::Secret => ("Secret", "secrets"),
+        Driver::ConfigMap => ("ConfigMap", "configmaps"),
+    }
+}
+
 async fn apply_helm_change(
     client: &Client,
     plan: &ObjectPlan,
@@ -573,28 +633,35 @@ async fn apply_helm_change(
 ) -> Result<String> {
     let api = kubeio::release_record_api(client, confirmed.driver, &confirmed.namespace);
     let scope = NamespaceScope::Namespace(confirmed.namespace.clone());
-    let resource = match confirmed.driver {
-        Driver::Secret => "secrets",
-        Driver::ConfigMap => "configmaps",
-    };
-    let workload =
-        Workload::from_object(plan.kind.clone(), plan.before.clone()).map_err(|e| Error::Failed(e.to_string()))?;
-    for attempt in 1..=MAX_ATTEMPTS {
-        let record_object = kubeio::get_object(&api, &confirmed.object_name)
+    let (kind, resource) = record_resource(confirmed.driver);
+    let label = format!("Helm record {}/{}", confirmed.namespace, confirmed.object_name);
+    let read = || async {
+        let object = kubeio::get_object(&api, &confirmed.object_name)
             .await
-            .map_err(|e| Error::api(format!("reading Helm record {}", confirmed.object_name), e))?;
-        let record = decode_record(confirmed, &record_object)?;
-        let change = HelmChange::plan(&record, &workload).map_err(|e| Error::Failed(e.to_string()))?;
+            .map_err(|e| kubeio::classify_error(e, "get", resource, &scope))?;
+        let record = helm::ReleaseRecord::from_object(confirmed.driver, &object)
+            .map_err(|source| Error::HelmRecord { name: confirmed.object_name.clone(), source })?;
+        Ok::<_, Error>((object, record))
+    };
+    let workload = Workload::from_object(plan.kind.clone(), plan.before.clone())
+        .map_err(|e| Error::json(format!("decoding {}", plan.assessment.target()), e))?;
+    let backups = std::cell::RefCell::new(std::mem::take(&mut result.backups));
+    let (api, scope, label, backups, read, workload) = (&api, &scope, &label, &backups, &read, &workload);
+    let outcome = retry::on_conflict(label, |_| async move {
+        let (record_object, record) = read().await?;
+        let change =
+            HelmChange::plan(&record, workload).map_err(|source| Error::Plan { target: label.clone(), source })?;
         if change.old_json != confirmed.old_json || change.new_json != confirmed.new_json {
             return Err(Error::Conflict(format!(
-                "Helm record {}/{} changed since it was read; nothing was changed: re-run to review the new diff",
-                confirmed.namespace, confirmed.object_name
+                "{label} changed since it was read; nothing was changed: re-run to review the new diff"
             )));
         }
-        if !dry_run {
+        let backup = if dry_run {
+            None
+        } else {
             let reference = ObjectRef {
                 api_version: "v1".into(),
-                kind: if confirmed.driver == Driver::Secret { "Secret" } else { "ConfigMap" }.into(),
+                kind: kind.into(),
                 resource: resource.into(),
                 namespace: confirmed.namespace.clone(),
                 name: confirmed.object_name.clone(),
@@ -602,39 +669,34 @@ async fn apply_helm_change(
             };
             let mut backup = Backup::new(vec!["helm-release".into()], reference, change.resource_version.clone());
             backup.release_payload = Some(String::from_utf8_lossy(&change.old_payload).into_owned());
-            let path = backup.write(backup_dir)?;
-            result.backups.push(path);
-        }
-        match kubeio::json_patch(&api, &confirmed.object_name, change.patch(), dry_run).await {
-            Ok(written) => {
-                let stored = if dry_run {
-                    written
-                } else {
-                    kubeio::get_object(&api, &confirmed.object_name)
-                        .await
-                        .map_err(|e| Error::api("re-reading the Helm record", e))?
-                };
-                let after = decode_record(confirmed, &stored)?;
-                if after.json != change.new_json {
-                    return Err(Error::Failed("the Helm release record is not as planned after the change".into()));
+            Some(backup.write(backup_dir)?)
+        };
+        let written = match kubeio::json_patch(api, &confirmed.object_name, change.patch(), dry_run).await {
+            Ok(written) => written,
+            Err(error) if retry::is_conflict(&error) => {
+                if let Some(path) = backup {
+                    let _ = std::fs::remove_file(path);
                 }
-                let what =
-                    format!("replicas removed from Helm release {} revision {}", record.release, record.revision);
-                return Ok(if dry_run { format!("dry run: {what}") } else { what });
+                return Ok(Attempt::Conflict);
             }
-            Err(error) if is_conflict(&error) && attempt < MAX_ATTEMPTS => continue,
-            Err(error) if is_conflict(&error) => {
-                return Err(Error::Conflict("the Helm release record kept changing; nothing was changed".into()));
-            }
-            Err(error) => return Err(write_error("patching the Helm release record", &scope, resource, error)),
+            Err(error) => return Err(kubeio::classify_error(error, "patch", resource, scope)),
+        };
+        backups.borrow_mut().extend(backup);
+        let stored = if dry_run {
+            helm::ReleaseRecord::from_object(confirmed.driver, &written)
+                .map_err(|source| Error::HelmRecord { name: confirmed.object_name.clone(), source })?
+        } else {
+            read().await?.1
+        };
+        if stored.json != change.new_json {
+            return Err(unconfirmed(plan, "the Helm release record is not as planned after the change"));
         }
-    }
-    unreachable!("the loop returns on its last attempt")
-}
-
-fn decode_record(confirmed: &HelmChange, object: &Value) -> Result<helm::ReleaseRecord> {
-    helm::ReleaseRecord::from_object(confirmed.driver, object)
-        .map_err(|e| Error::Failed(format!("decoding the Helm release record: {e}")))
+        let what = format!("replicas removed from Helm release {} revision {}", record.release, record.revision);
+        Ok(Attempt::Done(if dry_run { format!("dry run: {what}") } else { what }))
+    })
+    .await;
+    result.backups = backups.take();
+    outcome
 }
 
 async fn apply_handover(
@@ -647,44 +709,45 @@ async fn apply_handover(
     let api = kubeio::workload_api(client, &plan.kind, &plan.assessment.namespace);
     let scope = namespace_scope(&plan.assessment);
     let name = &plan.assessment.name;
-    for attempt in 1..=MAX_ATTEMPTS {
-        result.attempts = result.attempts.max(attempt);
-        let before = kubeio::get_object(&api, name).await.map_err(|e| Error::api("re-reading the workload", e))?;
-        let Some(replicas) = before.pointer("/spec/replicas").and_then(Value::as_i64) else {
-            return Err(Error::Failed("the workload has no spec.replicas to hand over".into()));
+    let attempts = std::cell::Cell::new(result.attempts);
+    let target = plan.assessment.target();
+    let (api, scope, attempts) = (&api, &scope, &attempts);
+    let outcome = retry::on_conflict(&target, |attempt| async move {
+        attempts.set(attempts.get().max(attempt));
+        let read = || async {
+            kubeio::get_object(api, name)
+                .await
+                .map_err(|e| kubeio::classify_error(e, "get", &plan.kind.plural, scope))
         };
-        let resource_version = patch::resource_version(&before).map_err(|e| Error::Failed(e.to_string()))?;
+        let before = read().await?;
+        let Some(replicas) = before.pointer("/spec/replicas").and_then(Value::as_i64) else {
+            return Err(unconfirmed(plan, "the workload has no spec.replicas to hand over"));
+        };
+        let resource_version = patch::resource_version(&before)
+            .map_err(|source| Error::Plan { target: plan.assessment.target(), source })?;
         let body = patch::handover_object(&plan.kind, &plan.assessment.namespace, name, replicas, &resource_version);
-        match kubeio::apply(&api, name, manager, &body, dry_run).await {
+        match kubeio::apply(api, name, manager, &body, dry_run).await {
             Ok(written) => {
-                let after = if dry_run {
-                    written
-                } else {
-                    kubeio::get_object(&api, name).await.map_err(|e| Error::api("re-reading", e))?
-                };
-                confirm_handover(&before, &after, manager)?;
+                let after = if dry_run { written } else { read().await? };
+                confirm_handover(&before, &after, manager).map_err(|why| unconfirmed(plan, why))?;
                 let what = format!("{manager} now co-owns replicas ({replicas})");
-                return Ok(if dry_run { format!("dry run: {what}") } else { what });
+                Ok(Attempt::Done(if dry_run { format!("dry run: {what}") } else { what }))
             }
-            Err(error) if is_conflict(&error) && attempt < MAX_ATTEMPTS => continue,
-            Err(error) if is_conflict(&error) => {
-                return Err(Error::Conflict(format!(
-                    "{} kept changing; nothing was changed",
-                    plan.assessment.target()
-                )));
-            }
-            Err(error) => return Err(write_error("applying the handover", &scope, &plan.kind.plural, error)),
+            Err(error) if retry::is_conflict(&error) => Ok(Attempt::Conflict),
+            Err(error) => Err(kubeio::classify_error(error, "patch", &plan.kind.plural, scope)),
         }
-    }
-    unreachable!("the loop returns on its last attempt")
+    })
+    .await;
+    result.attempts = attempts.get();
+    outcome
 }
 
-fn confirm_handover(before: &Value, after: &Value, manager: &str) -> Result<()> {
+fn confirm_handover(before: &Value, after: &Value, manager: &str) -> std::result::Result<(), Mismatch> {
     if before.get("spec") != after.get("spec") {
-        return Err(Error::Failed("the handover changed the workload's spec".into()));
+        return Err(Mismatch("the handover changed the workload's spec".into()));
     }
     if !owns_replicas(after, manager) {
-        return Err(Error::Failed(format!("{manager} does not own replicas after the handover")));
+        return Err(Mismatch(format!("{manager} does not own replicas after the handover")));
     }
     let others = |object: &Value| -> Vec<(EntryIdentity, Value)> {
         object
@@ -698,7 +761,7 @@ fn confirm_handover(before: &Value, after: &Value, manager: &str) -> Result<()> 
     };
     let after_entries = others(after);
     if others(before).iter().any(|entry| !after_entries.contains(entry)) {
-        return Err(Error::Failed("the handover changed another manager's entry".into()));
+        return Err(Mismatch("the handover changed another manager's entry".into()));
     }
     Ok(())
 }
@@ -813,63 +876,4 @@ pub fn render_results(report: &StripReport, printer: &Printer) -> String {
         }
     }
     out
-}
-
-/// `resume`: removes the Flux pause annotation `strip --pause-flux` set.
-pub async fn resume(
-    client: &Client,
-    scope: &NamespaceScope,
-    targets: &[String],
-    printer: &Printer,
-) -> Result<ExitStatus> {
-    let targets = parse_targets(targets)?;
-    if targets.is_empty() {
-        return Err(Error::Usage("name the workloads to resume (TARGET...)".into()));
-    }
-    let Some(namespace) = scope.namespace() else {
-        return Err(Error::Usage(
-            "a workload cannot be named across all namespaces: drop -A and pass -n NAMESPACE".into(),
-        ));
-    };
-    for target in targets {
-        let kind = kubeio::resolve_kind(client, &target.type_name).await?;
-        let api = kubeio::workload_api(client, &kind, namespace);
-        let label = format!("{namespace}/{}/{}", kind.command_name(), target.name);
-        let mut done = false;
-        for _ in 0..MAX_ATTEMPTS {
-            let object = kubeio::get_object(&api, &target.name).await.map_err(|e| match api_code(&e) {
-                Some(404) => Error::NotFound {
-                    kind: kind.command_name(),
-                    name: target.name.clone(),
-                    namespace: namespace.into(),
-                },
-                _ => kubeio::classify_error(e, "get", &kind.plural, scope),
-            })?;
-            if object.pointer(&patch::annotation_path(FLUX_RECONCILE_ANNOTATION)).is_none() {
-                printer.data(&format!("unchanged {label}: Flux reconciliation is not paused\n"))?;
-                done = true;
-                break;
-            }
-            let resource_version = patch::resource_version(&object).map_err(|e| Error::Failed(e.to_string()))?;
-            let patch = patch::annotation_patch(&resource_version, &object, FLUX_RECONCILE_ANNOTATION, None);
-            match kubeio::json_patch(&api, &target.name, patch, false).await {
-                Ok(_) => {
-                    let after =
-                        kubeio::get_object(&api, &target.name).await.map_err(|e| Error::api("re-reading", e))?;
-                    let expected =
-                        patch::Expected { annotations: vec![(FLUX_RECONCILE_ANNOTATION, None)], ..Default::default() };
-                    patch::confirm_workload(&object, &after, &expected).map_err(Error::Failed)?;
-                    printer.data(&format!("resumed {label}: Flux reconciles it again\n"))?;
-                    done = true;
-                    break;
-                }
-                Err(e) if is_conflict(&e) => continue,
-                Err(e) => return Err(write_error("removing the pause annotation", scope, &kind.plural, e)),
-            }
-        }
-        if !done {
-            return Err(Error::Conflict(format!("{label} kept changing; nothing was changed")));
-        }
-    }
-    Ok(ExitStatus::Success)
 }

@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Event;
 use kube::Client;
-use kube::api::{Api, ListParams, WatchEvent, WatchParams};
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -18,6 +19,7 @@ use crate::commands::{check, parse_targets};
 use crate::core::timeline::{self, Cause, Drop, EventRecord, Subjects, Timeline, WorkloadType};
 use crate::core::verdict::{Assessment, Verdict};
 use crate::error::{Error, ExitStatus, Result};
+use crate::inventory::{Inventory, Query};
 use crate::kubeio::{self, NamespaceScope};
 use crate::output::{Printer, count};
 
@@ -113,12 +115,6 @@ pub struct VerifyReport {
     pub results: Vec<WorkloadResult>,
 }
 
-pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let parsed: SignedDuration =
-        text.parse().map_err(|e| format!("`{text}` is not a duration (write it as 90s, 10m, 1h30m): {e}"))?;
-    Duration::try_from(parsed).map_err(|_| format!("`{text}` must not be negative"))
-}
-
 pub async fn run(
     client: &Client,
     scope: &NamespaceScope,
@@ -130,18 +126,52 @@ pub async fn run(
     if targets.is_empty() && selector.is_none() {
         return Err(Error::Usage("name the workloads to verify (TARGET...), or select them with -l SELECTOR".into()));
     }
-    let report = check::collect(client, scope, selector, &targets, false, &[]).await?;
-    if let Some(unsupported) = report.workloads.iter().find(|a| workload_type(a).is_none()) {
+    let backup_dir = args.backups.dir();
+    let query = Query { scope, selector, targets: &targets, all_workloads: false, backup_dir: &backup_dir };
+    let inventory = Inventory::collect(client, &query).await?;
+    let assessments = inventory.assess(&[]);
+    if let Some(unsupported) = assessments.iter().find(|a| workload_type(a).is_none()) {
         return Err(Error::Usage(format!(
             "{}: verify reads Deployment and StatefulSet events only; watch it with kubectl get -w",
             unsupported.target()
         )));
     }
+    let lives = match args.watch {
+        Some(duration) => Some(
+            futures::future::try_join_all(
+                assessments.iter().map(|a| watch(client, a, duration.0, args.floor, printer, std::future::pending())),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let history_wanted = args.since.is_some() || args.watch.is_none();
-    let results = futures::future::try_join_all(
-        report.workloads.iter().map(|a| verify_workload(client, a, args, history_wanted, printer)),
-    )
-    .await?;
+    let histories = if history_wanted {
+        let evidence = Evidence::read(client, &assessments).await?;
+        Some(
+            assessments
+                .iter()
+                .map(|a| {
+                    let workload = inventory.workloads.iter().find(|w| w.kind == a.workload_kind && w.name() == a.name);
+                    history(a, workload, &evidence, args)
+                })
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        None
+    };
+    let end_states = end_states(client, &assessments, &backup_dir, args.floor).await?;
+    let mut lives = lives.map(Vec::into_iter);
+    let mut histories = histories.map(Vec::into_iter);
+    let results: Vec<WorkloadResult> = assessments
+        .iter()
+        .zip(end_states)
+        .map(|(a, end_state)| {
+            let live = lives.as_mut().and_then(Iterator::next);
+            let history = histories.as_mut().and_then(Iterator::next);
+            judge(a, history, live, end_state, args)
+        })
+        .collect();
     let exit = results.iter().map(|r| r.outcome).max().map(Outcome::exit).unwrap_or(ExitStatus::Success);
     let report = VerifyReport { api_version: check::REPORT_API_VERSION, kind: "VerifyReport", results };
     match args.output {
@@ -167,21 +197,15 @@ fn autoscaler_names(assessment: &Assessment) -> (Vec<String>, Vec<String>) {
     (hpas, scaled_objects)
 }
 
-async fn verify_workload(
-    client: &Client,
+/// The verdict of one workload from what was seen; pure.
+fn judge(
     assessment: &Assessment,
+    history: Option<History>,
+    live: Option<Live>,
+    end_state: EndState,
     args: &VerifyArgs,
-    history_wanted: bool,
-    printer: &Printer,
-) -> Result<WorkloadResult> {
+) -> WorkloadResult {
     let floor = args.floor;
-    let live = match args.watch {
-        Some(duration) => Some(watch(client, assessment, duration.0, floor, printer, std::future::pending()).await?),
-        None => None,
-    };
-    let history = if history_wanted { Some(history(client, assessment, args).await?) } else { None };
-    let end_state = end_state(client, assessment, floor).await?;
-
     let history_failures = history.iter().flat_map(|h| h.drops.iter()).filter(|d| d.is_failure());
     let live_failures = live.iter().flat_map(|l| l.drops.iter()).filter(|d| d.is_failure());
     let failures: Vec<&Drop> = history_failures.chain(live_failures).collect();
@@ -223,7 +247,7 @@ async fn verify_workload(
     } else {
         (Outcome::Pass, format!("replicas never went to {floor} or below in the period, and {}", end_state.reason))
     };
-    Ok(WorkloadResult {
+    WorkloadResult {
         namespace: assessment.namespace.clone(),
         kind: assessment.kind.clone(),
         name: assessment.name.clone(),
@@ -233,7 +257,37 @@ async fn verify_workload(
         history,
         live,
         end_state,
-    })
+    }
+}
+
+/// The Events and ReplicaSets of the namespaces the workloads are in: one LIST per kind and
+/// namespace, however many workloads are verified, filtered locally.
+struct Evidence {
+    events: BTreeMap<String, Vec<EventRecord>>,
+    replica_sets: BTreeMap<String, Vec<ReplicaSet>>,
+}
+
+impl Evidence {
+    async fn read(client: &Client, assessments: &[Assessment]) -> Result<Self> {
+        let namespaces: std::collections::BTreeSet<&str> = assessments.iter().map(|a| a.namespace.as_str()).collect();
+        let with_deployments: std::collections::BTreeSet<&str> = assessments
+            .iter()
+            .filter(|a| workload_type(a) == Some(WorkloadType::Deployment))
+            .map(|a| a.namespace.as_str())
+            .collect();
+        let events = futures::future::try_join_all(
+            namespaces.iter().map(|ns| async move { Ok::<_, Error>((ns.to_string(), list_events(client, ns).await?)) }),
+        );
+        let replica_sets = futures::future::try_join_all(with_deployments.iter().map(|ns| async move {
+            let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+            let sets = kubeio::list_all(&api, &ListParams::default()).await.map_err(|e| {
+                kubeio::classify_error(e, "list", "replicasets.apps", &NamespaceScope::Namespace(ns.to_string()))
+            })?;
+            Ok::<_, Error>((ns.to_string(), sets))
+        }));
+        let (events, replica_sets) = futures::try_join!(events, replica_sets)?;
+        Ok(Self { events: events.into_iter().collect(), replica_sets: replica_sets.into_iter().collect() })
+    }
 }
 
 async fn list_events(client: &Client, namespace: &str) -> Result<Vec<EventRecord>> {
@@ -246,46 +300,39 @@ async fn list_events(client: &Client, namespace: &str) -> Result<Vec<EventRecord
 }
 
 /// The current size of each ReplicaSet the Deployment owns, or the StatefulSet's replicas.
-async fn current_sizes(
-    client: &Client,
+fn current_sizes(
     assessment: &Assessment,
     kind: WorkloadType,
-    object: &Value,
-) -> Result<BTreeMap<String, i64>> {
-    let scope = NamespaceScope::Namespace(assessment.namespace.clone());
+    uid: &str,
+    replica_sets: &[ReplicaSet],
+) -> BTreeMap<String, i64> {
     match kind {
         WorkloadType::StatefulSet => {
-            let replicas = object.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or_default();
-            Ok(BTreeMap::from([(assessment.name.clone(), replicas)]))
+            BTreeMap::from([(assessment.name.clone(), assessment.replicas.status.unwrap_or_default())])
         }
-        WorkloadType::Deployment => {
-            let uid = object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
-            let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &assessment.namespace);
-            let sets = kubeio::list_all(&api, &ListParams::default())
-                .await
-                .map_err(|e| kubeio::classify_error(e, "list", "replicasets.apps", &scope))?;
-            Ok(sets
-                .into_iter()
-                .filter(|rs| rs.metadata.owner_references.iter().flatten().any(|o| o.uid == uid))
-                .map(|rs| {
-                    (rs.metadata.name.unwrap_or_default(), i64::from(rs.spec.and_then(|s| s.replicas).unwrap_or(0)))
-                })
-                .collect())
-        }
+        WorkloadType::Deployment => replica_sets
+            .iter()
+            .filter(|rs| rs.metadata.owner_references.iter().flatten().any(|o| o.uid == uid))
+            .map(|rs| {
+                let size = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                (rs.metadata.name.clone().unwrap_or_default(), i64::from(size))
+            })
+            .collect(),
     }
 }
 
-async fn history(client: &Client, assessment: &Assessment, args: &VerifyArgs) -> Result<History> {
+fn history(
+    assessment: &Assessment,
+    workload: Option<&crate::core::workload::Workload>,
+    evidence: &Evidence,
+    args: &VerifyArgs,
+) -> History {
     let kind = workload_type(assessment).expect("checked before");
     let now = Timestamp::now();
     let ttl = SignedDuration::try_from(args.event_ttl.0).unwrap_or(SignedDuration::MAX);
-    let api = kubeio::workload_api(client, &assessment.workload_kind, &assessment.namespace);
-    let object = kubeio::get_object(&api, &assessment.name).await.map_err(|e| Error::api("reading the workload", e))?;
-    let created = object
-        .pointer("/metadata/creationTimestamp")
-        .and_then(Value::as_str)
-        .and_then(|t| t.parse::<Timestamp>().ok())
-        .unwrap_or(Timestamp::UNIX_EPOCH);
+    let metadata = workload.map(|w| &w.metadata);
+    let created = metadata.and_then(|m| m.creation_timestamp.as_ref()).map(|t| t.0).unwrap_or(Timestamp::UNIX_EPOCH);
+    let uid = metadata.and_then(|m| m.uid.as_deref()).unwrap_or_default();
     let evidence_from = created.max(now - ttl);
     let from = match &args.since {
         Some(since) => now - SignedDuration::try_from(since.0).unwrap_or(SignedDuration::MAX),
@@ -293,10 +340,9 @@ async fn history(client: &Client, assessment: &Assessment, args: &VerifyArgs) ->
     };
     // A period that starts before the workload existed is covered from its creation on.
     let covered = from.max(created) >= evidence_from;
-    let (events, current) = futures::try_join!(
-        list_events(client, &assessment.namespace),
-        current_sizes(client, assessment, kind, &object)
-    )?;
+    let events = evidence.events.get(&assessment.namespace).map(Vec::as_slice).unwrap_or_default();
+    let sets = evidence.replica_sets.get(&assessment.namespace).map(Vec::as_slice).unwrap_or_default();
+    let current = current_sizes(assessment, kind, uid, sets);
     let (hpas, scaled_objects) = autoscaler_names(assessment);
     let subjects = Subjects {
         workload_type: kind,
@@ -305,23 +351,49 @@ async fn history(client: &Client, assessment: &Assessment, args: &VerifyArgs) ->
         scaled_objects: &scaled_objects,
         created: Some(created),
     };
-    let timeline = timeline::rebuild(&events, &subjects, &current, from, now);
+    let timeline = timeline::rebuild(events, &subjects, &current, from, now);
     let drops = timeline::drops(&timeline, args.floor);
-    Ok(History { from, to: now, evidence_from, covered, timeline, drops })
+    History { from, to: now, evidence_from, covered, timeline, drops }
 }
 
-/// The workload's state at the end: at or above the floor, an autoscaler in charge, no deploy
-/// mechanism owning replicas (`check`'s analysis, read fresh).
-async fn end_state(client: &Client, assessment: &Assessment, floor: i64) -> Result<EndState> {
-    let scope = NamespaceScope::Namespace(assessment.namespace.clone());
-    let target =
-        crate::commands::Target { type_name: assessment.workload_kind.command_name(), name: assessment.name.clone() };
-    let report = check::collect(client, &scope, None, std::slice::from_ref(&target), false, &[]).await?;
-    let now = report.workloads.into_iter().next().ok_or_else(|| Error::NotFound {
-        kind: assessment.workload_kind.command_name(),
-        name: assessment.name.clone(),
-        namespace: assessment.namespace.clone(),
-    })?;
+/// Each workload's state at the end: at or above the floor, an autoscaler in charge, no deploy
+/// mechanism owning replicas (`check`'s analysis, read fresh, once for all of them).
+async fn end_states(
+    client: &Client,
+    assessments: &[Assessment],
+    backup_dir: &std::path::Path,
+    floor: i64,
+) -> Result<Vec<EndState>> {
+    let mut by_namespace: BTreeMap<&str, Vec<crate::commands::Target>> = BTreeMap::new();
+    for a in assessments {
+        by_namespace
+            .entry(a.namespace.as_str())
+            .or_default()
+            .push(crate::commands::Target { type_name: a.workload_kind.command_name(), name: a.name.clone() });
+    }
+    let mut now: Vec<Assessment> = Vec::new();
+    for (namespace, targets) in &by_namespace {
+        let scope = NamespaceScope::Namespace(namespace.to_string());
+        let query = Query { scope: &scope, selector: None, targets, all_workloads: false, backup_dir };
+        now.extend(check::report(client, &query).await?.workloads);
+    }
+    assessments
+        .iter()
+        .map(|a| {
+            let current = now
+                .iter()
+                .find(|n| n.namespace == a.namespace && n.kind == a.kind && n.name == a.name)
+                .ok_or_else(|| Error::NotFound {
+                    kind: a.workload_kind.command_name(),
+                    name: a.name.clone(),
+                    namespace: a.namespace.clone(),
+                })?;
+            Ok(end_state(current, floor))
+        })
+        .collect()
+}
+
+fn end_state(now: &Assessment, floor: i64) -> EndState {
     let mut problems = Vec::new();
     if now.replicas.spec.is_some_and(|r| r <= floor) {
         problems.push(format!(
@@ -336,13 +408,13 @@ async fn end_state(client: &Client, assessment: &Assessment, floor: i64) -> Resu
         }
         _ => problems.push(format!("{} ({})", now.reason, now.verdict.as_str())),
     }
-    Ok(EndState {
+    EndState {
         verdict: now.verdict,
         reason: now.reason.clone(),
         replicas: now.replicas.spec,
         ok: problems.is_empty(),
         problems,
-    })
+    }
 }
 
 struct WatchState {
@@ -352,13 +424,13 @@ struct WatchState {
     generation: Option<i64>,
 }
 
-fn state_of(object: &Value) -> WatchState {
-    let int = |p: &str| object.pointer(p).and_then(Value::as_i64);
+fn state_of(object: &DynamicObject) -> WatchState {
+    let int = |p: &str| object.data.pointer(p).and_then(Value::as_i64);
     WatchState {
         spec: int("/spec/replicas"),
         status: int("/status/replicas"),
         ready: int("/status/readyReplicas").or(int("/status/replicas").map(|_| 0)),
-        generation: int("/metadata/generation"),
+        generation: object.metadata.generation,
     }
 }
 
@@ -368,10 +440,56 @@ fn lower(current: &mut Option<i64>, value: Option<i64>) {
     }
 }
 
-/// Watches the workload for `duration` from a known resourceVersion, with bookmarks; stops at
-/// the first drop no autoscaler ordered. A 410 Gone or a broken watch is a gap: the object is
-/// re-listed, and the gap is ruled out only if its generation did not move across it (every
-/// change of spec.replicas bumps it). `stop` ends the watch early (the guided flow's "the
+/// What the live watch has seen so far.
+struct Watched {
+    state: Option<WatchState>,
+    minimum: Minimum,
+    gaps: Vec<String>,
+    unresolved_gaps: usize,
+    drops: Vec<Drop>,
+    /// When the connection broke and why, until the watch is back.
+    open_gap: Option<(Timestamp, String)>,
+}
+
+impl Watched {
+    fn observe(&mut self, next: WatchState) -> Option<(i64, i64)> {
+        lower(&mut self.minimum.spec, next.spec);
+        lower(&mut self.minimum.status, next.status);
+        lower(&mut self.minimum.ready, next.ready);
+        let step = match (self.state.as_ref().and_then(|s| s.spec), next.spec) {
+            (Some(before), Some(after)) => Some((before, after)),
+            _ => None,
+        };
+        self.state = Some(next);
+        step
+    }
+
+    /// Closes an open gap on the object as re-listed: ruled out when its generation did not
+    /// move across it (every change of spec.replicas bumps it).
+    fn close_gap_by_generation(&mut self, after: &WatchState) {
+        let Some((since, _)) = self.open_gap.take() else { return };
+        let before = self.state.as_ref().and_then(|s| s.generation);
+        if before.is_some() && before == after.generation {
+            self.gaps.push(format!(
+                "ruled out: the generation did not move across the gap from {since}, so spec.replicas did not change"
+            ));
+        } else {
+            self.unresolved_gaps += 1;
+            self.gaps.push(format!(
+                "not ruled out: the generation moved from {} to {} across the gap from {since}",
+                count(before),
+                count(after.generation)
+            ));
+        }
+    }
+}
+
+/// Watches the workload for `duration` through kube-runtime's `watcher`, which reconnects with
+/// backoff when the connection breaks (an API server restart) and re-lists after `410 Gone`.
+/// Stops at the first drop no autoscaler ordered. A broken connection opens a gap: a watch
+/// that resumes from its last resourceVersion replays every change since, so nothing was
+/// missed; a re-list closes it by the generation rule. A server still unreachable when the
+/// window ends is [`Error::Unreachable`]. `stop` ends the watch early (the guided flow's "the
 /// deploy was seen").
 pub async fn watch(
     client: &Client,
@@ -383,159 +501,159 @@ pub async fn watch(
 ) -> Result<Live> {
     let mut stop = std::pin::pin!(stop);
     let api = kubeio::workload_api(client, &assessment.workload_kind, &assessment.namespace);
-    let scope = NamespaceScope::Namespace(assessment.namespace.clone());
-    let fields = format!("metadata.name={}", assessment.name);
+    let config = watcher::Config::default().fields(&format!("metadata.name={}", assessment.name));
+    let mut stream = std::pin::pin!(watcher::watcher(api.clone(), config).default_backoff());
     let started = Timestamp::now();
     let deadline = tokio::time::Instant::now() + duration;
-    let relist = || async {
-        let list = api
-            .list(&ListParams::default().fields(&fields))
-            .await
-            .map_err(|e| kubeio::classify_error(e, "list", &assessment.workload_kind.plural, &scope))?;
-        let object = list.items.into_iter().next().map(|o| serde_json::to_value(o).unwrap_or(Value::Null));
-        Ok::<_, Error>((list.metadata.resource_version.unwrap_or_default(), object))
+    let mut seen = Watched {
+        state: None,
+        minimum: Minimum::default(),
+        gaps: Vec::new(),
+        unresolved_gaps: 0,
+        drops: Vec::new(),
+        open_gap: None,
     };
-    let (mut version, object) = relist().await?;
-    let Some(object) = object else {
-        return Err(Error::NotFound {
-            kind: assessment.workload_kind.command_name(),
-            name: assessment.name.clone(),
-            namespace: assessment.namespace.clone(),
-        });
-    };
-    let mut state = state_of(&object);
-    let mut minimum = Minimum::default();
-    lower(&mut minimum.spec, state.spec);
-    lower(&mut minimum.status, state.status);
-    lower(&mut minimum.ready, state.ready);
-    let mut gaps = Vec::new();
-    let mut unresolved_gaps = 0;
-    let mut drops = Vec::new();
+    let mut relisted: Option<DynamicObject> = None;
     let bar = live_line(printer, assessment);
     let label = format!("{}/{}", assessment.namespace, assessment.target());
 
-    'watching: while tokio::time::Instant::now() < deadline {
-        let remaining = deadline - tokio::time::Instant::now();
-        let params = WatchParams::default().fields(&fields).timeout(remaining.as_secs().clamp(1, 290) as u32);
-        let stream = match api.watch(&params, &version).await {
-            Ok(stream) => stream,
-            Err(e) => {
-                gaps.push(format!("could not watch at {}: {e}", Timestamp::now()));
-                let (gap_version, resolved) = close_gap(&relist, &mut state, &mut gaps).await?;
-                version = gap_version;
-                unresolved_gaps += usize::from(!resolved);
+    loop {
+        let next = tokio::select! {
+            () = &mut stop => break,
+            next = tokio::time::timeout_at(deadline, stream.next()) => next,
+        };
+        let event = match next {
+            Err(_) | Ok(None) => break,
+            Ok(Some(event)) => event,
+        };
+        let object = match event {
+            Err(error) => {
+                if let Some(fatal) = fatal_watch_error(&error, assessment) {
+                    return Err(fatal);
+                }
+                if seen.open_gap.is_none() {
+                    seen.gaps.push(format!("the watch broke at {}: {error}", Timestamp::now()));
+                    seen.open_gap = Some((Timestamp::now(), error.to_string()));
+                }
                 continue;
             }
-        };
-        let mut stream = std::pin::pin!(stream.into_stream());
-        loop {
-            let next = tokio::select! {
-                () = &mut stop => break 'watching,
-                next = tokio::time::timeout_at(deadline, stream.next()) => next,
-            };
-            let event = match next {
-                Err(_) => break 'watching,
-                Ok(None) => break,
-                Ok(Some(event)) => event,
-            };
-            match event {
-                Ok(WatchEvent::Added(object) | WatchEvent::Modified(object)) => {
-                    let value = serde_json::to_value(&object).unwrap_or(Value::Null);
-                    if let Some(v) = object.metadata.resource_version.clone() {
-                        version = v;
-                    }
-                    let next_state = state_of(&value);
-                    lower(&mut minimum.spec, next_state.spec);
-                    lower(&mut minimum.status, next_state.status);
-                    lower(&mut minimum.ready, next_state.ready);
-                    if let (Some(before), Some(after)) = (state.spec, next_state.spec)
-                        && before > floor
-                        && after <= floor
-                    {
-                        let drop = attribute_live_drop(client, assessment, before, after).await?;
-                        let failure = drop.is_failure();
-                        drops.push(drop);
-                        if failure {
-                            break 'watching;
-                        }
-                    }
-                    state = next_state;
-                    if let Some(bar) = &bar {
-                        bar.set_message(format!(
-                            "{label}: replicas {} (status {}, ready {}), minimum {}",
-                            count(state.spec),
-                            count(state.status),
-                            count(state.ready),
-                            count(minimum.spec)
-                        ));
-                    }
-                }
-                Ok(WatchEvent::Bookmark(bookmark)) => version = bookmark.metadata.resource_version,
-                Ok(WatchEvent::Deleted(_)) => {
-                    gaps.push(format!("the workload was deleted at {}", Timestamp::now()));
-                    unresolved_gaps += 1;
-                    break 'watching;
-                }
-                Ok(WatchEvent::Error(status)) => {
-                    gaps.push(format!(
-                        "the watch ended with {} {} at {}",
-                        status.code,
-                        status.reason,
-                        Timestamp::now()
-                    ));
-                    let (gap_version, resolved) = close_gap(&relist, &mut state, &mut gaps).await?;
-                    version = gap_version;
-                    unresolved_gaps += usize::from(!resolved);
-                    continue 'watching;
-                }
-                Err(e) => {
-                    gaps.push(format!("the watch broke at {}: {e}", Timestamp::now()));
-                    let (gap_version, resolved) = close_gap(&relist, &mut state, &mut gaps).await?;
-                    version = gap_version;
-                    unresolved_gaps += usize::from(!resolved);
-                    continue 'watching;
-                }
+            Ok(watcher::Event::Init) => {
+                relisted = None;
+                continue;
             }
+            Ok(watcher::Event::InitApply(object)) => {
+                relisted = Some(object);
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => {
+                let Some(object) = relisted.take() else {
+                    if seen.state.is_none() {
+                        return Err(Error::NotFound {
+                            kind: assessment.workload_kind.command_name(),
+                            name: assessment.name.clone(),
+                            namespace: assessment.namespace.clone(),
+                        });
+                    }
+                    seen.gaps.push(format!("the workload is gone after a re-list at {}", Timestamp::now()));
+                    seen.unresolved_gaps += 1;
+                    break;
+                };
+                seen.close_gap_by_generation(&state_of(&object));
+                object
+            }
+            Ok(watcher::Event::Apply(object)) => {
+                if let Some((since, _)) = seen.open_gap.take() {
+                    seen.gaps.push(format!(
+                        "ruled out: the watch resumed after the gap from {since} at its last resourceVersion, and the API server replayed every change since"
+                    ));
+                }
+                object
+            }
+            Ok(watcher::Event::Delete(_)) => {
+                seen.gaps.push(format!("the workload was deleted at {}", Timestamp::now()));
+                seen.unresolved_gaps += 1;
+                break;
+            }
+        };
+        if let Some((before, after)) = seen.observe(state_of(&object))
+            && before > floor
+            && after <= floor
+        {
+            let drop = attribute_live_drop(client, assessment, before, after).await?;
+            let failure = drop.is_failure();
+            seen.drops.push(drop);
+            if failure {
+                break;
+            }
+        }
+        if let (Some(bar), Some(state)) = (&bar, &seen.state) {
+            bar.set_message(format!(
+                "{label}: replicas {} (status {}, ready {}), minimum {}",
+                count(state.spec),
+                count(state.status),
+                count(state.ready),
+                count(seen.minimum.spec)
+            ));
         }
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    Ok(Live { started, ended: Timestamp::now(), minimum, gaps, unresolved_gaps, drops })
+    if seen.open_gap.is_some() {
+        // No event since the connection broke: read the object once more to close the gap,
+        // or find the server still unreachable at the end of the window.
+        let object = api.get(&assessment.name).await.map_err(|e| {
+            kubeio::classify_error(e, "get", &assessment.workload_kind.plural, &namespace_of(assessment))
+        })?;
+        let after = state_of(&object);
+        seen.close_gap_by_generation(&after);
+        seen.observe(after);
+    }
+    Ok(Live {
+        started,
+        ended: Timestamp::now(),
+        minimum: seen.minimum,
+        gaps: seen.gaps,
+        unresolved_gaps: seen.unresolved_gaps,
+        drops: seen.drops,
+    })
 }
 
-/// Re-lists after a gap. The gap is ruled out when the generation did not move across it.
-async fn close_gap<F, Fut>(relist: &F, state: &mut WatchState, gaps: &mut Vec<String>) -> Result<(String, bool)>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<(String, Option<Value>)>>,
-{
-    let (version, object) = relist().await?;
-    let Some(object) = object else {
-        gaps.push("the workload is gone after the gap".into());
-        return Ok((version, false));
+fn namespace_of(assessment: &Assessment) -> NamespaceScope {
+    NamespaceScope::Namespace(assessment.namespace.clone())
+}
+
+/// Watch errors that waiting will not cure: rejected credentials and RBAC refusals end the
+/// watch at once; anything else (a refused connection, a restart, 410) is retried.
+fn fatal_watch_error(error: &watcher::Error, assessment: &Assessment) -> Option<Error> {
+    let source = match error {
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
+            e
+        }
+        _ => return None,
     };
-    let after = state_of(&object);
-    let resolved = after.generation.is_some() && after.generation == state.generation;
-    gaps.push(if resolved {
-        "ruled out: the generation did not move across the gap, so spec.replicas did not change".into()
-    } else {
-        format!(
-            "not ruled out: the generation moved from {} to {} across the gap",
-            count(state.generation),
-            count(after.generation)
-        )
-    });
-    *state = after;
-    Ok((version, resolved))
+    match crate::error::api_code(source) {
+        Some(401 | 403) => {
+            let source = match error {
+                watcher::Error::InitialListFailed(e)
+                | watcher::Error::WatchStartFailed(e)
+                | watcher::Error::WatchFailed(e) => kube::Error::Api(match e {
+                    kube::Error::Api(status) => status.clone(),
+                    _ => return None,
+                }),
+                _ => return None,
+            };
+            Some(kubeio::classify_error(source, "watch", &assessment.workload_kind.plural, &namespace_of(assessment)))
+        }
+        _ => None,
+    }
 }
 
-/// Looks for the autoscaler's order of this size among the latest events; the HPA controller
-/// records its event just after it writes the scale, so give it a moment.
+/// Waits, up to the attribution window, for the autoscaler's order of this size (the HPA
+/// controller records its event just after it writes the scale, and under load later still),
+/// returning as soon as it is seen; after the window, the drop is nobody's order.
 async fn attribute_live_drop(client: &Client, assessment: &Assessment, from: i64, to: i64) -> Result<Drop> {
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let now = Timestamp::now();
-    let events = list_events(client, &assessment.namespace).await?;
+    let seen_at = Timestamp::now();
     let (hpas, scaled_objects) = autoscaler_names(assessment);
     let kind = workload_type(assessment).unwrap_or(WorkloadType::Deployment);
     let subjects = Subjects {
@@ -545,13 +663,34 @@ async fn attribute_live_drop(client: &Client, assessment: &Assessment, from: i64
         scaled_objects: &scaled_objects,
         created: None,
     };
-    let recent = timeline::rebuild(&events, &subjects, &BTreeMap::new(), now - SignedDuration::from_secs(30), now);
-    let cause = Cause::of(recent.orders.iter().rev().find(|o| o.size == to));
+    let window_start = seen_at - timeline::ATTRIBUTION_WINDOW - SignedDuration::from_secs(5);
+    let order_in = |events: &[EventRecord]| {
+        let recent = timeline::rebuild(events, &subjects, &BTreeMap::new(), window_start, Timestamp::now());
+        recent.orders.iter().rev().find(|o| o.size == to).cloned()
+    };
+    let api: Api<Event> = Api::namespaced(client.clone(), &assessment.namespace);
+    let events = watcher::watcher(api, watcher::Config::default()).default_backoff().applied_objects();
+    let mut events = std::pin::pin!(events);
+    let mut known: Vec<EventRecord> = Vec::new();
+    let wait = std::time::Duration::try_from(timeline::ATTRIBUTION_WINDOW).unwrap_or(Duration::from_secs(10));
+    let found = tokio::time::timeout(wait, async {
+        while let Some(event) = events.next().await {
+            let Ok(event) = event else { continue };
+            known.extend(EventRecord::from_event(&event));
+            if let Some(order) = order_in(&known) {
+                return Some(order);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
     Ok(Drop {
-        time: now,
+        time: seen_at,
         from,
         to,
-        cause,
+        cause: Cause::of(found.as_ref()),
         evidence: format!("watch: {}/{} spec.replicas {from} -> {to}", assessment.namespace, assessment.target()),
     })
 }

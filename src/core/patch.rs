@@ -202,16 +202,21 @@ pub struct Expected<'a> {
     pub annotations: Vec<(&'a str, Option<&'a str>)>,
 }
 
+/// How an object read back differs from what a change planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Mismatch(pub String);
+
 /// Confirms, on the object as re-read, that the change took effect and nothing else moved:
 /// spec and generation unchanged, the edited entries as planned, every other entry unchanged
 /// (but this tool's own, which records the annotations it sets), the annotations as planned.
-pub fn confirm_workload(before: &Value, after: &Value, expected: &Expected<'_>) -> Result<(), String> {
+pub fn confirm_workload(before: &Value, after: &Value, expected: &Expected<'_>) -> Result<(), Mismatch> {
     // The Deployment strategy bumps metadata.generation on annotation changes too (annotations
     // are copied onto ReplicaSets); the spec, and so the pods, stay as they are.
     if expected.annotations.is_empty() {
         confirm_spec_unchanged(before, after)?;
     } else if before.get("spec") != after.get("spec") {
-        return Err("the object's spec changed".to_string());
+        return Err(Mismatch("the object's spec changed".into()));
     }
     // A field whose value this change sets moves to this tool's manager (an update takes
     // ownership of what it changes), so the annotations set are left out of the comparison.
@@ -239,12 +244,12 @@ pub fn confirm_workload(before: &Value, after: &Value, expected: &Expected<'_>) 
             (Some(expected), Some((_, actual))) if actual == expected => {}
             (None, None) => {}
             (_, Some((_, actual))) if ownership::fields_contain(actual, &REPLICAS_PATH) => {
-                return Err(format!(
+                return Err(Mismatch(format!(
                     "{} still owns .spec.replicas: the API server did not take the edited managedFields",
                     edit.identity.label()
-                ));
+                )));
             }
-            _ => return Err(format!("entry {} is not as planned after the change", edit.identity.label())),
+            _ => return Err(Mismatch(format!("entry {} is not as planned after the change", edit.identity.label()))),
         }
     }
     for (identity, fields) in entries_by_identity(before) {
@@ -252,27 +257,27 @@ pub fn confirm_workload(before: &Value, after: &Value, expected: &Expected<'_>) 
             continue;
         }
         if !after_entries.iter().any(|(i, f)| i == &identity && f == &fields) {
-            return Err(format!("entry {} changed although it was not to be touched", identity.label()));
+            return Err(Mismatch(format!("entry {} changed although it was not to be touched", identity.label())));
         }
     }
     for (key, value) in &expected.annotations {
         if after.pointer(&annotation_path(key)).and_then(Value::as_str) != *value {
-            return Err(format!("annotation {key} is not as planned after the change"));
+            return Err(Mismatch(format!("annotation {key} is not as planned after the change")));
         }
     }
     Ok(())
 }
 
-pub fn confirm_managed_fields(before: &Value, after: &Value, plan: &ManagedFieldsPlan) -> Result<(), String> {
+pub fn confirm_managed_fields(before: &Value, after: &Value, plan: &ManagedFieldsPlan) -> Result<(), Mismatch> {
     confirm_workload(before, after, &Expected { managed_fields: Some(plan), ..Expected::default() })
 }
 
-fn confirm_spec_unchanged(before: &Value, after: &Value) -> Result<(), String> {
+fn confirm_spec_unchanged(before: &Value, after: &Value) -> Result<(), Mismatch> {
     if before.get("spec") != after.get("spec") {
-        return Err("the object's spec changed".to_string());
+        return Err(Mismatch("the object's spec changed".into()));
     }
     if before.pointer("/metadata/generation") != after.pointer("/metadata/generation") {
-        return Err("the object's metadata.generation changed".to_string());
+        return Err(Mismatch("the object's metadata.generation changed".into()));
     }
     Ok(())
 }
@@ -422,7 +427,7 @@ impl WorkloadChange {
 
 /// Checks, on the object as re-read after a strip, that no stripped manager owns replicas again
 /// and the last-applied annotation (if it was stripped) still has none.
-pub fn confirm_still_stripped(after: &Value, change: &WorkloadChange) -> Result<(), String> {
+pub fn confirm_still_stripped(after: &Value, change: &WorkloadChange) -> Result<(), Mismatch> {
     let entries = managed_fields(after);
     for edit in change.managed_fields.iter().flat_map(|p| &p.edits) {
         let owns_again = entries.iter().any(|e| {
@@ -430,11 +435,11 @@ pub fn confirm_still_stripped(after: &Value, change: &WorkloadChange) -> Result<
                 && e.get("fieldsV1").is_some_and(|f| ownership::fields_contain(f, &REPLICAS_PATH))
         });
         if owns_again {
-            return Err(format!("{} took .spec.replicas back right after the strip", edit.identity.label()));
+            return Err(Mismatch(format!("{} took .spec.replicas back right after the strip", edit.identity.label())));
         }
     }
     if change.last_applied.is_some() && plan_last_applied(after).ok().flatten().is_some() {
-        return Err("the last-applied annotation sets replicas again right after the strip".into());
+        return Err(Mismatch("the last-applied annotation sets replicas again right after the strip".into()));
     }
     Ok(())
 }
@@ -721,7 +726,7 @@ mod tests {
         let before = load("flux-ssa-owns-replicas");
         let plan = plan_managed_fields(&before, &managers(&["kustomize-controller"])).unwrap();
         let error = confirm_managed_fields(&before, &before, &plan).unwrap_err();
-        assert!(error.contains("still owns .spec.replicas"), "{error}");
+        assert!(error.0.contains("still owns .spec.replicas"), "{error}");
     }
 
     #[test]
@@ -732,7 +737,7 @@ mod tests {
         json_patch::patch(&mut after, &change.patch(&before)).unwrap();
         confirm_still_stripped(&after, &change).unwrap();
         let error = confirm_still_stripped(&before, &change).unwrap_err();
-        assert!(error.contains("took .spec.replicas back"), "{error}");
+        assert!(error.0.contains("took .spec.replicas back"), "{error}");
     }
 
     #[test]

@@ -362,7 +362,7 @@ pub fn rebuild(
 }
 
 /// How long before a drop an autoscaler's order may be seen and still explain it.
-const ATTRIBUTION_WINDOW: SignedDuration = SignedDuration::from_secs(10);
+pub const ATTRIBUTION_WINDOW: SignedDuration = SignedDuration::from_secs(10);
 
 /// Every step of the total from above `floor` to `floor` or below, with its cause.
 pub fn drops(timeline: &Timeline, floor: i64) -> Vec<Drop> {

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// The resource type of a workload, resolved through discovery.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadKind {
     pub group: String,
