@@ -45,11 +45,11 @@ impl Paths {
         self.bin.join("kubectl")
     }
 
-    fn pid_file(&self, component: &str) -> PathBuf {
+    pub(crate) fn pid_file(&self, component: &str) -> PathBuf {
         self.state.join(format!("{component}.pid"))
     }
 
-    fn log_file(&self, component: &str) -> PathBuf {
+    pub(crate) fn log_file(&self, component: &str) -> PathBuf {
         self.state.join(format!("{component}.log"))
     }
 
@@ -92,7 +92,8 @@ pub fn control_plane_module(paths: &Paths) -> Result<GoModule<'static>> {
 }
 
 pub fn build(paths: &Paths) -> Result<()> {
-    control_plane_module(paths)?.ensure_built()
+    control_plane_module(paths)?.ensure_built()?;
+    crate::keda::build(paths)
 }
 
 /// True when every component's process is alive and the API server answers `/readyz`.
@@ -122,6 +123,7 @@ pub fn up(paths: &Paths) -> Result<bool> {
         if paths.stripper_kubeconfig.is_file() {
             backfill_apiserver_args(paths)?;
             eprintln!("xtask: the control plane is already up ({})", paths.admin_kubeconfig.display());
+            crate::keda::ensure_running(paths)?;
             return Ok(false);
         }
         // Token users are read at start: a plane started before the `stripper` user existed
@@ -138,6 +140,7 @@ pub fn up(paths: &Paths) -> Result<bool> {
                 started.elapsed().as_secs_f64(),
                 paths.admin_kubeconfig.display()
             );
+            crate::keda::ensure_running(paths)?;
             Ok(!was_up)
         }
         Err(error) => {
@@ -316,14 +319,14 @@ fn wait_for(
     }
 }
 
-fn log_tail(paths: &Paths, component: &str) -> String {
+pub(crate) fn log_tail(paths: &Paths, component: &str) -> String {
     let text = fs::read_to_string(paths.log_file(component)).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(30)..].join("\n");
     format!("--- last lines of {} ---\n{tail}", paths.log_file(component).display())
 }
 
-fn spawn(paths: &Paths, component: &str, configure: impl FnOnce(&mut Command)) -> Result<Child> {
+pub(crate) fn spawn(paths: &Paths, component: &str, configure: impl FnOnce(&mut Command)) -> Result<Child> {
     let log = fs::File::create(paths.log_file(component))?;
     let mut command = Command::new(paths.bin.join(component));
     configure(&mut command);
@@ -356,6 +359,7 @@ pub fn kubectl(paths: &Paths, args: &[&str], file: Option<&Path>) -> Result<Stri
 
 /// Stops every component (controller manager first, etcd last) and waits for them to exit.
 pub fn down(paths: &Paths) -> Result<()> {
+    crate::keda::stop(paths);
     let mut stopped = 0;
     for component in COMPONENTS.iter().rev() {
         let pid_file = paths.pid_file(component);
@@ -376,7 +380,7 @@ pub fn down(paths: &Paths) -> Result<()> {
     Ok(())
 }
 
-fn stop_process(pid: i32) {
+pub(crate) fn stop_process(pid: i32) {
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(15);
     while process_alive(pid) && Instant::now() < deadline {
@@ -390,11 +394,11 @@ fn stop_process(pid: i32) {
     }
 }
 
-fn read_pid(path: &Path) -> Option<i32> {
+pub(crate) fn read_pid(path: &Path) -> Option<i32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-fn process_alive(pid: i32) -> bool {
+pub(crate) fn process_alive(pid: i32) -> bool {
     // A zombie still answers kill(0); it is not running, so look at its state too.
     let status = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let state = status.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
@@ -402,7 +406,7 @@ fn process_alive(pid: i32) -> bool {
     signalable && state.is_some_and(|s| s != "Z")
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

@@ -6,6 +6,7 @@ mod demo;
 mod dist;
 mod gobuild;
 mod helm;
+mod keda;
 mod krew;
 mod pki;
 
