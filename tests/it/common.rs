@@ -196,18 +196,24 @@ impl Drop for TestNamespace {
 
 /// Runs a command with a clean environment: no user kubeconfig, no colour preferences leaking in.
 pub fn run_hermetic(mut command: Command, stdin: Option<&str>) -> Output {
-    command
-        .env_remove("KUBECONFIG")
-        .env_remove("NO_COLOR")
-        .env("HOME", std::env::temp_dir().join("hpa-migrate-test-home"))
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("spawning a test command");
+    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = spawn_hermetic(command);
     if let Some(input) = stdin {
         child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     }
     child.wait_with_output().unwrap()
+}
+
+/// Starts a command in the environment `run_hermetic` gives it, stdout and stderr piped (stdin
+/// is the caller's to set).
+pub fn spawn_hermetic(mut command: Command) -> std::process::Child {
+    command
+        .env_remove("KUBECONFIG")
+        .env_remove("NO_COLOR")
+        .env("HOME", std::env::temp_dir().join("hpa-migrate-test-home"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command.spawn().expect("spawning a test command")
 }
 
 pub fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {

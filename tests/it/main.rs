@@ -1,9 +1,11 @@
 //! Integration tests against the real local control plane (`cargo xtask cluster up`).
 //! One binary, so the crate links once; each test works in a namespace of its own.
 
+mod apiserver;
 mod check;
 mod cli;
 mod common;
+mod faults;
 mod foundation;
 mod helm;
 mod krew;
