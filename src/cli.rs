@@ -281,7 +281,7 @@ impl std::fmt::Display for DurationArg {
 /// Reads 90s, 10m or 1h30m (clap shows the message as the flag's error).
 fn duration_arg(text: &str) -> Result<DurationArg, String> {
     let parsed: jiff::SignedDuration =
-        text.parse().map_err(|e| format!("`{text}` is not a duration (write it as 90s, 10m, 1h30m): {e}"))?;
+        text.parse().map_err(|_| format!("`{text}` is not a duration: write it as 90s, 10m or 1h30m"))?;
     std::time::Duration::try_from(parsed).map(DurationArg).map_err(|_| format!("`{text}` must not be negative"))
 }
 

@@ -47,24 +47,42 @@ fn context_name(args: &KubeArgs) -> Option<String> {
 async fn load_config(args: &KubeArgs) -> Result<Config> {
     let options =
         KubeConfigOptions { context: args.context.clone(), cluster: args.cluster.clone(), user: args.user.clone() };
-    if let Some(path) = &args.kubeconfig {
-        let kubeconfig = Kubeconfig::read_from(path)
-            .map_err(|e| Error::Kubeconfig { path: Some(path.clone()), message: e.to_string() })?;
-        return Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .map_err(|e| Error::Kubeconfig { path: Some(path.clone()), message: e.to_string() });
-    }
     let has_kubeconfig = std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
         || home::home_dir().is_some_and(|home| home.join(".kube/config").is_file());
-    if has_kubeconfig || args.context.is_some() {
-        return Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| Error::Kubeconfig { path: None, message: e.to_string() });
+    if args.kubeconfig.is_none() && !has_kubeconfig && args.context.is_none() {
+        return Config::incluster().map_err(|e| Error::Kubeconfig {
+            path: None,
+            message: format!(
+                "no kubeconfig found (--kubeconfig, KUBECONFIG, ~/.kube/config) and not running in a cluster ({}); point --kubeconfig at one",
+                one_line(&e)
+            ),
+        });
     }
-    Config::incluster().map_err(|e| Error::Kubeconfig {
-        path: None,
-        message: format!(
-            "no kubeconfig found (--kubeconfig, KUBECONFIG, ~/.kube/config) and not running in a cluster ({e}); point --kubeconfig at one"
-        ),
-    })
+    let path = args.kubeconfig.clone();
+    let bad = |e: &dyn std::error::Error| Error::Kubeconfig { path: path.clone(), message: one_line(e) };
+    let kubeconfig = match &args.kubeconfig {
+        Some(path) => Kubeconfig::read_from(path),
+        None => Kubeconfig::read(),
+    }
+    .map_err(|e| bad(&e))?;
+    // kube falls back to anonymous for a --user the kubeconfig does not have; kubectl refuses.
+    if let Some(user) = &args.user
+        && !kubeconfig.auth_infos.iter().any(|a| &a.name == user)
+    {
+        return Err(Error::Kubeconfig { path, message: format!("no user \"{user}\" in the kubeconfig (--user)") });
+    }
+    Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| bad(&e))
+}
+
+/// An error as one line: the innermost cause (kube's outer messages quote paths in Debug form),
+/// with a multi-line parser message joined.
+fn one_line(error: &dyn std::error::Error) -> String {
+    let mut messages = vec![error.to_string()];
+    let mut current = error;
+    while let Some(next) = current.source() {
+        messages.push(next.to_string());
+        current = next;
+    }
+    let text = if messages.len() > 1 { messages.last().cloned().unwrap_or_default() } else { messages.remove(0) };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

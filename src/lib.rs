@@ -56,7 +56,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitStatus {
 /// Request logs go to stderr, coloured only as the printer colours stderr.
 fn init_logging(verbosity: u8, color: bool) {
     let filter = match verbosity {
-        0 => "warn",
+        // Errors reach the user as one line of ours; kube's and hyper's own logs are for -v.
+        0 => "off",
         1 => "warn,kube_client=debug,hpa_migrate=debug",
         2 => "info,kube_client=trace,hpa_migrate=trace",
         _ => "trace",

@@ -57,6 +57,36 @@ where
     )))
 }
 
+/// How long a read-only command waits out an unreachable API server (a restart, a failover)
+/// before giving up with exit 6.
+pub const UNREACHABLE_PATIENCE: Duration = Duration::from_secs(20);
+
+/// Runs a read `attempt` again while the API server cannot be reached, with jittered
+/// exponential backoff, for at most [`UNREACHABLE_PATIENCE`]; any other error ends it at once.
+/// Only for reads: a write that may have reached the server is never blindly repeated.
+pub async fn while_unreachable<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut delays = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .with_total_delay(Some(UNREACHABLE_PATIENCE))
+        .without_max_times()
+        .build();
+    loop {
+        match attempt().await {
+            Err(error) if error.is_transient() => match delays.next() {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return Err(error),
+            },
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,9 +75,11 @@ fn empty_message(scope: &NamespaceScope, all_workloads: bool) -> String {
     }
 }
 
-/// Reads the inventory the query asks for and reports on it.
+/// Reads the inventory the query asks for and reports on it, waiting out a short API server
+/// outage (a read changes nothing, so it is safe to repeat).
 pub async fn report(client: &Client, query: &Query<'_>) -> Result<CheckReport> {
-    Ok(CheckReport::of(&Inventory::collect(client, query).await?, &[]))
+    let inventory = crate::retry::while_unreachable(|| Inventory::collect(client, query)).await?;
+    Ok(CheckReport::of(&inventory, &[]))
 }
 
 impl CheckReport {

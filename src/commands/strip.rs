@@ -715,9 +715,7 @@ async fn apply_handover(
     let outcome = retry::on_conflict(&target, |attempt| async move {
         attempts.set(attempts.get().max(attempt));
         let read = || async {
-            kubeio::get_object(api, name)
-                .await
-                .map_err(|e| kubeio::classify_error(e, "get", &plan.kind.plural, scope))
+            kubeio::get_object(api, name).await.map_err(|e| kubeio::classify_error(e, "get", &plan.kind.plural, scope))
         };
         let before = read().await?;
         let Some(replicas) = before.pointer("/spec/replicas").and_then(Value::as_i64) else {

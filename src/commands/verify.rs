@@ -465,21 +465,34 @@ impl Watched {
     }
 
     /// Closes an open gap on the object as re-listed: ruled out when its generation did not
-    /// move across it (every change of spec.replicas bumps it).
-    fn close_gap_by_generation(&mut self, after: &WatchState) {
-        let Some((since, _)) = self.open_gap.take() else { return };
+    /// move across it (every change of spec.replicas bumps it). Otherwise returns when the gap
+    /// began, for the Events to rule it in.
+    fn close_gap_by_generation(&mut self, after: &WatchState) -> Option<Timestamp> {
+        let (since, _) = self.open_gap.take()?;
         let before = self.state.as_ref().and_then(|s| s.generation);
         if before.is_some() && before == after.generation {
             self.gaps.push(format!(
                 "ruled out: the generation did not move across the gap from {since}, so spec.replicas did not change"
             ));
-        } else {
+            return None;
+        }
+        self.gaps.push(format!(
+            "the generation moved from {} to {} across the gap from {since}",
+            count(before),
+            count(after.generation)
+        ));
+        Some(since)
+    }
+
+    /// Rules a gap in from the Events: a drop they show in it is reported like one seen live;
+    /// without one the gap stays unresolved (Events are best effort).
+    fn rule_in(&mut self, drops: Vec<Drop>) {
+        if drops.is_empty() {
             self.unresolved_gaps += 1;
-            self.gaps.push(format!(
-                "not ruled out: the generation moved from {} to {} across the gap from {since}",
-                count(before),
-                count(after.generation)
-            ));
+            self.gaps.push("not ruled out: the Events show no drop in the gap, but they are best effort".into());
+        } else {
+            self.gaps.push(format!("ruled in: the Events show {} drop(s) in the gap", drops.len()));
+            self.drops.extend(drops);
         }
     }
 }
@@ -502,7 +515,7 @@ pub async fn watch(
     let mut stop = std::pin::pin!(stop);
     let api = kubeio::workload_api(client, &assessment.workload_kind, &assessment.namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={}", assessment.name));
-    let mut stream = std::pin::pin!(watcher::watcher(api.clone(), config).default_backoff());
+    let mut stream = std::pin::pin!(watcher::watcher(api.clone(), config).backoff(ReconnectBackoff::new()));
     let started = Timestamp::now();
     let deadline = tokio::time::Instant::now() + duration;
     let mut seen = Watched {
@@ -558,7 +571,12 @@ pub async fn watch(
                     seen.unresolved_gaps += 1;
                     break;
                 };
-                seen.close_gap_by_generation(&state_of(&object));
+                if let Some(since) = seen.close_gap_by_generation(&state_of(&object)) {
+                    seen.rule_in(drops_in_gap(client, assessment, since, floor).await?);
+                    if seen.drops.iter().any(Drop::is_failure) {
+                        break;
+                    }
+                }
                 object
             }
             Ok(watcher::Event::Apply(object)) => {
@@ -606,7 +624,9 @@ pub async fn watch(
             kubeio::classify_error(e, "get", &assessment.workload_kind.plural, &namespace_of(assessment))
         })?;
         let after = state_of(&object);
-        seen.close_gap_by_generation(&after);
+        if let Some(since) = seen.close_gap_by_generation(&after) {
+            seen.rule_in(drops_in_gap(client, assessment, since, floor).await?);
+        }
         seen.observe(after);
     }
     Ok(Live {
@@ -617,6 +637,82 @@ pub async fn watch(
         unresolved_gaps: seen.unresolved_gaps,
         drops: seen.drops,
     })
+}
+
+/// The watch's reconnection backoff: jittered, 250 ms doubling to 2 s and no limit on attempts
+/// (the window bounds them), so a watch is back within about 2 s of the API server.
+struct ReconnectBackoff(backon::ExponentialBackoff);
+
+impl ReconnectBackoff {
+    fn new() -> Self {
+        use backon::BackoffBuilder;
+        let builder = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(250))
+            .with_max_delay(Duration::from_secs(2))
+            .with_jitter()
+            .without_max_times();
+        Self(builder.build())
+    }
+}
+
+impl Iterator for ReconnectBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        self.0.next()
+    }
+}
+
+impl kube::runtime::utils::Backoff for ReconnectBackoff {
+    fn reset(&mut self) {
+        *self = Self::new();
+    }
+}
+
+/// The drops the Events show from `since` on (with the attribution window before it, so an
+/// order just before the gap still explains a drop in it). Events are written after the fact,
+/// so this waits up to the attribution window for them, returning as soon as a drop is seen.
+async fn drops_in_gap(client: &Client, assessment: &Assessment, since: Timestamp, floor: i64) -> Result<Vec<Drop>> {
+    let (hpas, scaled_objects) = autoscaler_names(assessment);
+    let kind = workload_type(assessment).unwrap_or(WorkloadType::Deployment);
+    let subjects = Subjects {
+        workload_type: kind,
+        name: &assessment.name,
+        hpas: &hpas,
+        scaled_objects: &scaled_objects,
+        created: None,
+    };
+    let from = since - timeline::ATTRIBUTION_WINDOW;
+    let drops_in = |events: &[EventRecord]| {
+        let seen = timeline::rebuild(events, &subjects, &BTreeMap::new(), from, Timestamp::now());
+        timeline::drops(&seen, floor).into_iter().filter(|d| d.time >= since).collect::<Vec<_>>()
+    };
+    let mut events = std::pin::pin!(namespace_events(client, &assessment.namespace));
+    let mut known: Vec<EventRecord> = Vec::new();
+    let mut found = Vec::new();
+    let _ = tokio::time::timeout(attribution_wait(), async {
+        while let Some(event) = events.next().await {
+            known.extend(event);
+            found = drops_in(&known);
+            if !found.is_empty() {
+                return;
+            }
+        }
+    })
+    .await;
+    Ok(found)
+}
+
+/// The namespace's Events as they are listed and then arrive, through the runtime's watcher.
+fn namespace_events(client: &Client, namespace: &str) -> impl futures::Stream<Item = Option<EventRecord>> {
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    watcher::watcher(api, watcher::Config::default())
+        .backoff(ReconnectBackoff::new())
+        .applied_objects()
+        .map(|event| event.ok().as_ref().and_then(EventRecord::from_event))
+}
+
+fn attribution_wait() -> Duration {
+    Duration::try_from(timeline::ATTRIBUTION_WINDOW).unwrap_or(Duration::from_secs(10))
 }
 
 fn namespace_of(assessment: &Assessment) -> NamespaceScope {
@@ -668,15 +764,11 @@ async fn attribute_live_drop(client: &Client, assessment: &Assessment, from: i64
         let recent = timeline::rebuild(events, &subjects, &BTreeMap::new(), window_start, Timestamp::now());
         recent.orders.iter().rev().find(|o| o.size == to).cloned()
     };
-    let api: Api<Event> = Api::namespaced(client.clone(), &assessment.namespace);
-    let events = watcher::watcher(api, watcher::Config::default()).default_backoff().applied_objects();
-    let mut events = std::pin::pin!(events);
+    let mut events = std::pin::pin!(namespace_events(client, &assessment.namespace));
     let mut known: Vec<EventRecord> = Vec::new();
-    let wait = std::time::Duration::try_from(timeline::ATTRIBUTION_WINDOW).unwrap_or(Duration::from_secs(10));
-    let found = tokio::time::timeout(wait, async {
+    let found = tokio::time::timeout(attribution_wait(), async {
         while let Some(event) = events.next().await {
-            let Ok(event) = event else { continue };
-            known.extend(EventRecord::from_event(&event));
+            known.extend(event);
             if let Some(order) = order_in(&known) {
                 return Some(order);
             }
