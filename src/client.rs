@@ -75,7 +75,7 @@ async fn load_config(args: &KubeArgs) -> Result<Config> {
 }
 
 /// An error as one line: the innermost cause (kube's outer messages quote paths in Debug form),
-/// with a multi-line parser message joined.
+/// of a multi-line parser message the first line (the rest quotes the input).
 fn one_line(error: &dyn std::error::Error) -> String {
     let mut messages = vec![error.to_string()];
     let mut current = error;
@@ -84,5 +84,5 @@ fn one_line(error: &dyn std::error::Error) -> String {
         current = next;
     }
     let text = if messages.len() > 1 { messages.last().cloned().unwrap_or_default() } else { messages.remove(0) };
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    text.lines().next().unwrap_or_default().trim().to_string()
 }

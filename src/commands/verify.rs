@@ -492,6 +492,9 @@ impl Watched {
             self.gaps.push("not ruled out: the Events show no drop in the gap, but they are best effort".into());
         } else {
             self.gaps.push(format!("ruled in: the Events show {} drop(s) in the gap", drops.len()));
+            for drop in &drops {
+                lower(&mut self.minimum.spec, Some(drop.to));
+            }
             self.drops.extend(drops);
         }
     }
