@@ -316,19 +316,37 @@ pub fn capture_fixture(name: &str, object: &Value) {
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
-/// Runs the plugin and parses its `-o json` output; returns the document and the exit code.
-pub fn plugin_json(ns: &TestNamespace, kubeconfig: &Path, args: &[&str]) -> (Value, i32) {
+/// Runs the plugin with `-o json` added: the document (None if it printed none), the exit code
+/// and stderr.
+pub fn plugin_output_json(ns: &TestNamespace, kubeconfig: &Path, args: &[&str]) -> (Option<Value>, i32, String) {
     let mut all = args.to_vec();
     all.extend_from_slice(&["-o", "json"]);
     let output = ns.plugin(kubeconfig, &all);
-    let document = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "plugin {args:?} printed no JSON ({e}):\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (document, output.status.code().unwrap_or(-1))
+    let document = serde_json::from_slice(&output.stdout).ok();
+    (document, output.status.code().unwrap_or(-1), stderr(&output))
+}
+
+/// Runs the plugin and parses its `-o json` output; returns the document and the exit code.
+pub fn plugin_json(ns: &TestNamespace, kubeconfig: &Path, args: &[&str]) -> (Value, i32) {
+    let (document, code, stderr) = plugin_output_json(ns, kubeconfig, args);
+    let document =
+        document.unwrap_or_else(|| panic!("plugin {args:?} printed no JSON (exit {code}):\nstderr: {stderr}"));
+    (document, code)
+}
+
+/// The backup directory of a test's own (under the system temp dir, named after its namespace).
+pub fn backup_dir(ns: &TestNamespace) -> PathBuf {
+    std::env::temp_dir().join(format!("hpa-migrate-backups-{}", ns.name))
+}
+
+/// `strip --yes -o json` as the user of `kubeconfig`, with the test's backup directory: the
+/// report (Null if none), the exit code and stderr.
+pub fn strip_as(ns: &TestNamespace, kubeconfig: &Path, args: &[&str]) -> (Value, i32, String) {
+    let dir = backup_dir(ns);
+    let mut all = vec!["strip", "--yes", "--backup-dir", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let (report, code, stderr) = plugin_output_json(ns, kubeconfig, &all);
+    (report.unwrap_or(Value::Null), code, stderr)
 }
 
 /// Waits until the HPA controller has written conditions on the HPA and returns them as

@@ -4,7 +4,6 @@
 //! fails here.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -47,20 +46,6 @@ fn the_strip_role_is_the_reader_role_plus_patch_on_what_strip_changes() {
         ("", "configmaps", "patch"),
     ]);
     assert_eq!(extra, expected);
-}
-
-fn backup_dir(ns: &TestNamespace) -> PathBuf {
-    std::env::temp_dir().join(format!("hpa-migrate-backups-{}", ns.name))
-}
-
-/// `strip --yes -o json` as the user of `kubeconfig`: the report (Null if none), exit code, stderr.
-fn strip_as(ns: &TestNamespace, kubeconfig: &Path, args: &[&str]) -> (Value, i32, String) {
-    let dir = backup_dir(ns);
-    let mut all = vec!["strip", "--yes", "-o", "json", "--backup-dir", dir.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let output = ns.plugin(kubeconfig, &all);
-    let report = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-    (report, output.status.code().unwrap_or(-1), stderr(&output))
 }
 
 fn verdict(report: &Value) -> &str {

@@ -9,19 +9,11 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-fn backup_dir(ns: &TestNamespace) -> PathBuf {
-    std::env::temp_dir().join(format!("hpa-migrate-backups-{}", ns.name))
-}
-
-/// Runs `strip ... -o json --yes` with a backup directory of the test's own.
+/// Runs `strip ... -o json --yes` as the admin with a backup directory of the test's own.
 fn strip(ns: &TestNamespace, args: &[&str]) -> (Value, i32, String) {
-    let dir = backup_dir(ns);
-    let mut all = vec!["strip", "--yes", "-o", "json", "--backup-dir", dir.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let output = ns.plugin(&admin_kubeconfig(), &all);
-    let report = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("strip {args:?} printed no JSON ({e}):\n{}\n{}", stdout(&output), stderr(&output)));
-    (report, output.status.code().unwrap_or(-1), stderr(&output))
+    let (report, code, stderr) = strip_as(ns, &admin_kubeconfig(), args);
+    assert!(!report.is_null(), "strip {args:?} printed no JSON (exit {code}):\n{stderr}");
+    (report, code, stderr)
 }
 
 fn outcome(report: &Value) -> &str {

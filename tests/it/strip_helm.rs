@@ -8,13 +8,9 @@ use crate::common::*;
 use crate::tools::*;
 
 fn strip(ns: &TestNamespace, args: &[&str]) -> (Value, i32) {
-    let dir = std::env::temp_dir().join(format!("hpa-migrate-backups-{}", ns.name));
-    let mut all = vec!["strip", "--yes", "-o", "json", "--backup-dir", dir.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let output = ns.plugin(&admin_kubeconfig(), &all);
-    let report = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("strip printed no JSON ({e}): {}\n{}", stdout(&output), stderr(&output)));
-    (report, output.status.code().unwrap_or(-1))
+    let (report, code, stderr) = strip_as(ns, &admin_kubeconfig(), args);
+    assert!(!report.is_null(), "strip {args:?} printed no JSON (exit {code}):\n{stderr}");
+    (report, code)
 }
 
 async fn install_with_hpa(ns: &TestNamespace, helm: &Helm, release: &str) {

@@ -11,12 +11,9 @@ use serde_json::{Value, json};
 use crate::common::*;
 
 fn verify(ns: &TestNamespace, args: &[&str]) -> (Value, i32) {
-    let mut all = vec!["verify", "-o", "json"];
+    let mut all = vec!["verify"];
     all.extend_from_slice(args);
-    let output = ns.plugin(&admin_kubeconfig(), &all);
-    let report = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("verify {args:?} printed no JSON ({e}):\n{}\n{}", stdout(&output), stderr(&output)));
-    (report, output.status.code().unwrap_or(-1))
+    plugin_json(ns, &admin_kubeconfig(), &all)
 }
 
 fn replicas_in_timeline(result: &Value) -> Vec<i64> {
