@@ -242,6 +242,26 @@ fn judge_hpa(state: &HpaState, workload: &Workload) -> (Option<String>, Vec<Stri
     (None, warnings)
 }
 
+/// How KEDA reads a boolean annotation: Go's `strconv.ParseBool` (`1`, `t`, `T`, `TRUE`, `true`,
+/// `True` and their false twins); KEDA takes any other value as true.
+fn go_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// A ScaledObject allowed to idle at 0 (`minReplicaCount: 0` or `idleReplicaCount: 0`) whose
+/// workload KEDA has scaled to 0: its HPA reports ScalingDisabled, which is KEDA's idle state.
+fn keda_idle_at_zero(scaled_object: &Value, keda: &KedaState, hpa: &HpaState, workload: &Workload) -> bool {
+    let idles_at_zero = keda.min_replica_count == 0
+        || scaled_object.pointer("/spec/idleReplicaCount").and_then(Value::as_i64) == Some(0);
+    let disabled = condition(&hpa.conditions, "ScalingActive")
+        .is_some_and(|c| c.status == "False" && c.reason.as_deref() == Some("ScalingDisabled"));
+    idles_at_zero && disabled && workload.replicas.spec == Some(0)
+}
+
 /// Builds the autoscalers of `workload` from the HPAs and ScaledObjects in its namespace.
 pub fn autoscalers_for(
     workload: &Workload,
@@ -259,7 +279,7 @@ pub fn autoscalers_for(
         let annotation =
             |key: &str| scaled_object.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str);
         let paused_replicas = annotation(KEDA_PAUSED_REPLICAS).map(str::to_string);
-        let paused = paused_replicas.is_some() || annotation(KEDA_PAUSED).is_some_and(|v| v != "false");
+        let paused = paused_replicas.is_some() || annotation(KEDA_PAUSED).is_some_and(|v| go_bool(v) != Some(false));
         let conditions = value_conditions(scaled_object);
         let keda = KedaState {
             scaled_object: name.clone(),
@@ -286,7 +306,18 @@ pub fn autoscalers_for(
         } else if let Some(state) = &hpa_state {
             let (blocked, hpa_warnings) = judge_hpa(state, workload);
             warnings = hpa_warnings;
-            blocked
+            if blocked.is_some() && keda_idle_at_zero(scaled_object, &keda, state, workload) {
+                // Seen on the real operator: with minReplicaCount 0 it scales an idle target to 0
+                // through /scale, and the HPA then disables itself; KEDA activates it again.
+                warnings.push(format!(
+                    "ScaledObject {name} scaled the workload to 0 while its triggers are idle; HPA {} is disabled at 0 \
+                     (ScalingDisabled) until KEDA activates the workload again",
+                    state.name
+                ));
+                None
+            } else {
+                blocked
+            }
         } else {
             Some(format!("ScaledObject {name} has no HPA {hpa_name}: is the KEDA operator running?"))
         };

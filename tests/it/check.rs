@@ -198,48 +198,6 @@ async fn a_statefulset_owned_by_flux_needs_a_strip() {
 }
 
 #[tokio::test]
-async fn a_keda_scaled_object_and_its_hpa_count_as_one_autoscaler() {
-    install_keda_crd().await;
-    let ns = TestNamespace::new("check-keda").await;
-    ns.apply("kustomize-controller", &deployment_manifest("querier", Some(3))).await;
-    let scaled_object = ns
-        .apply(
-            "kubectl",
-            &json!({
-                "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "querier"},
-                "spec": {"scaleTargetRef": {"name": "querier"}, "minReplicaCount": 2, "maxReplicaCount": 9}
-            }),
-        )
-        .await;
-    // What KEDA does: an HPA named keda-hpa-<name>, controlled by the ScaledObject.
-    let mut hpa = hpa_manifest("keda-hpa-querier", "Deployment", "querier", 2, 9);
-    hpa["metadata"]["ownerReferences"] = json!([{
-        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "querier",
-        "uid": scaled_object["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true
-    }]);
-    ns.apply("keda-operator", &hpa).await;
-    hpa_conditions(&ns, "keda-hpa-querier", judged).await;
-
-    let (report, code) = plugin_json(&ns, &admin_kubeconfig(), &["check"]);
-    assert_eq!(code, 1);
-    assert_eq!(report["kedaInstalled"], true);
-    let querier = workload(&report, "querier");
-    assert_eq!(querier["verdict"], "strip-needed", "{querier:#}");
-    let autoscalers = querier["autoscalers"].as_array().unwrap();
-    assert_eq!(autoscalers.len(), 1);
-    assert_eq!(autoscalers[0]["kind"], "ScaledObject");
-    assert_eq!(autoscalers[0]["hpa"]["name"], "keda-hpa-querier");
-    assert_eq!(autoscalers[0]["keda"]["minReplicaCount"], 2);
-
-    let paused = ns.kubectl(&["annotate", "scaledobject/querier", "autoscaling.keda.sh/paused=true"], None);
-    assert_success(&paused, "pausing the ScaledObject");
-    let (report, _) = plugin_json(&ns, &admin_kubeconfig(), &["check"]);
-    let querier = workload(&report, "querier");
-    assert_eq!(querier["verdict"], "autoscaler-not-ready");
-    assert!(querier["next"].as_str().unwrap().contains("autoscaling.keda.sh/paused-"));
-}
-
-#[tokio::test]
 async fn workloads_without_an_autoscaler_show_up_with_all_workloads() {
     let ns = TestNamespace::new("check-missing").await;
     ns.apply("kustomize-controller", &deployment_manifest("lonely", Some(2))).await;

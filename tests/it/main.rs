@@ -8,6 +8,7 @@ mod common;
 mod faults;
 mod foundation;
 mod helm;
+mod keda;
 mod krew;
 mod migrate;
 mod rbac;

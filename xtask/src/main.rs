@@ -4,6 +4,7 @@ mod bench;
 mod cluster;
 mod demo;
 mod dist;
+mod flux;
 mod gobuild;
 mod helm;
 mod keda;
@@ -71,7 +72,7 @@ fn run(args: &[&str]) -> Result<()> {
             helm::build()?;
             with_cluster(&paths, || {
                 cargo(
-                    &["test", "--locked", "--test", "it", "--", "foundation::", "helm::"],
+                    &["test", "--locked", "--test", "it", "--", "foundation::", "helm::", "keda::"],
                     &[("HPA_MIGRATE_UPDATE_FIXTURES", "1")],
                 )
             })
