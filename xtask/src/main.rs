@@ -4,7 +4,6 @@ mod bench;
 mod cluster;
 mod demo;
 mod dist;
-mod flux;
 mod gobuild;
 mod helm;
 mod keda;
