@@ -74,6 +74,19 @@ pub enum Error {
     #[error("{0}")]
     Failed(String),
 
+    /// `guard`: the input cannot be guarded (no autoscaler in charge, a kind without a policy,
+    /// already below the floor); nothing was changed.
+    #[error("{0}")]
+    GuardRefused(String),
+
+    /// `guard`: the cluster does not serve ValidatingAdmissionPolicy (Kubernetes older than 1.30).
+    #[error("{0}")]
+    AdmissionPolicyUnavailable(String),
+
+    /// `guard on`: the guard was installed but did not refuse a drop in time; it was rolled back.
+    #[error("{0}")]
+    GuardNotActive(String),
+
     #[error("cannot write {path}: {source}")]
     Io {
         path: PathBuf,
@@ -88,6 +101,9 @@ impl Error {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
             Error::Usage(_) | Error::UnknownResourceType(_) | Error::NoScaleSubresource(_) => ExitStatus::Usage,
+            Error::GuardRefused(_) => ExitStatus::Usage,
+            Error::AdmissionPolicyUnavailable(_) => ExitStatus::NotFound,
+            Error::GuardNotActive(_) => ExitStatus::Failure,
             Error::NotFound { .. } => ExitStatus::NotFound,
             Error::Forbidden { .. } => ExitStatus::Forbidden,
             Error::Kubeconfig { .. } | Error::Unreachable(_) => ExitStatus::Unreachable,
