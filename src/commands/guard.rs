@@ -554,18 +554,18 @@ enum Probe {
 
 /// Sends a server-side dry run that sets replicas to floor - 1 (dry runs go through admission
 /// and persist nothing) and reports whether the guard answered.
-async fn probe(client: &Client, plan: &Guarded) -> Result<Probe> {
-    let url = format!("/apis/apps/v1/namespaces/{}/{}", plan.namespace, plan.kind.plural());
+async fn probe(client: &Client, kind: GuardedKind, namespace: &str, name: &str, replicas: i64) -> Result<Probe> {
+    let target = format!("{}/{name}", kind.command_name());
+    let url = format!("/apis/apps/v1/namespaces/{namespace}/{}", kind.plural());
     let params = PatchParams { dry_run: true, field_manager: Some(guard::FIELD_MANAGER.into()), ..Default::default() };
-    let patch = Patch::Merge(json!({"spec": {"replicas": plan.floor - 1}}));
+    let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
     let request = kube::core::Request::new(url)
-        .patch(&plan.name, &params, &patch)
-        .map_err(|e| Error::Usage(format!("building the dry run for {}: {e}", plan.target())))?;
-    let what = format!("server-side dry run of {}/{}", plan.namespace, plan.target());
+        .patch(name, &params, &patch)
+        .map_err(|e| Error::Usage(format!("building the dry run for {target}: {e}")))?;
+    let what = format!("server-side dry run of {namespace}/{target}");
     let response = client.send(request.map(kube::client::Body::from)).await.map_err(|e| Error::api(what.clone(), e))?;
     let status = response.status();
-    let ours =
-        |text: &str| text.contains("hpa-migrate guard: ") && text.contains(&format!("{} in namespace", plan.target()));
+    let ours = |text: &str| text.contains("hpa-migrate guard: ") && text.contains(&format!("{target} in namespace"));
     let warned =
         response.headers().get_all(http::header::WARNING).iter().any(|v| ours(&String::from_utf8_lossy(v.as_bytes())));
     let body = response.into_body().collect_bytes().await.map_err(|e| Error::api(what.clone(), e))?;
@@ -583,8 +583,8 @@ async fn probe(client: &Client, plan: &Guarded) -> Result<Probe> {
     if status.as_u16() == 403 {
         return Err(Error::Forbidden {
             verb: "patch".into(),
-            resource: format!("{}.apps", plan.kind.plural()),
-            scope: format!(" in namespace \"{}\"", plan.namespace),
+            resource: format!("{}.apps", kind.plural()),
+            scope: format!(" in namespace \"{namespace}\""),
             message,
         });
     }
@@ -600,7 +600,7 @@ async fn confirm_active(client: &Client, plan: &Guarded) -> Result<()> {
     };
     let deadline = Instant::now() + ACTIVATION_TIMEOUT;
     loop {
-        let answer = probe(client, plan).await?;
+        let answer = probe(client, plan.kind, &plan.namespace, &plan.name, plan.floor - 1).await?;
         if answer == expected {
             return Ok(());
         }
@@ -616,6 +616,26 @@ async fn confirm_active(client: &Client, plan: &Guarded) -> Result<()> {
             )));
         }
         tokio::time::sleep(ACTIVATION_POLL).await;
+    }
+}
+
+/// Waits until a dry run dropping the workload to 0 replicas is no longer refused by the guard:
+/// the API server keeps enforcing a deleted or rewritten policy until its informer catches up.
+async fn confirm_lifted(client: &Client, kind: GuardedKind, namespace: &str, name: &str) -> Result<(), String> {
+    let deadline = Instant::now() + ACTIVATION_TIMEOUT;
+    loop {
+        match probe(client, kind, namespace, name, 0).await {
+            Ok(Probe::Passed) => return Ok(()),
+            Err(Error::Api { source, .. }) if api_code(&source) == Some(404) => return Ok(()),
+            answer if Instant::now() >= deadline => {
+                return Err(format!(
+                    "{namespace}/{}/{name}: the API server still answered a dry run as guarded after {} s ({answer:?})",
+                    kind.command_name(),
+                    ACTIVATION_TIMEOUT.as_secs()
+                ));
+            }
+            _ => tokio::time::sleep(ACTIVATION_POLL).await,
+        }
     }
 }
 
@@ -678,6 +698,9 @@ pub async fn lift(client: &Client, assessments: &[Assessment], uninstall: bool) 
                 Err(other) => return Err(other),
             };
             if *marked || had_mark || listed.contains(&(namespace.clone(), name.clone())) {
+                if let Err(why) = confirm_lifted(client, kind, namespace, name).await {
+                    lifted.warnings.push(why);
+                }
                 lifted.unguarded.push(label);
             } else {
                 lifted.not_guarded.push(label);

@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod common;
 mod foundation;
+mod guard;
 mod helm;
 mod krew;
 mod migrate;
