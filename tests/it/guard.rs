@@ -4,7 +4,8 @@
 //! lets the same deploy through after a strip, and `guard off` leaves the cluster as it was.
 //!
 //! The guard's policies are cluster-scoped and one test's `guard off` may delete a policy another
-//! test is about to use, so the tests here run one at a time.
+//! test is about to use, so every test that guards (here and the guided flow's) holds
+//! [`ONE_AT_A_TIME`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 use crate::common::*;
 use crate::tools::*;
 
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const GUARD_LABEL: &str = "hpa-migrate.io/guard";
 
