@@ -216,6 +216,16 @@ async fn helm_upgrade_is_refused(helm: &Helm, ns: &TestNamespace) {
         .map(|r| (r["revision"].as_i64().unwrap(), r["status"].as_str().unwrap()))
         .collect();
     assert_eq!(statuses, vec![(1, "deployed"), (2, "failed")], "{history:#}");
+
+    // After strip, the same upgrade passes under the guard and replicas stay.
+    let backups = std::env::temp_dir().join(format!("hpa-migrate-backups-{}", ns.name));
+    let strip =
+        ns.plugin(&admin_kubeconfig(), &["strip", "deploy/web", "--yes", "--backup-dir", backups.to_str().unwrap()]);
+    assert_success(&strip, "strip under the guard");
+    settled(ns, "web").await;
+    let since = ns.resource_version("web").await;
+    helm.ok(&["upgrade", "web", &chart("web"), "--set", "replicas=null"]);
+    ns.assert_kept_since("web", &since, 5).await;
     guard_ok(ns, &["off", "deploy/web"]);
 }
 
