@@ -580,6 +580,13 @@ async fn probe(client: &Client, kind: GuardedKind, namespace: &str, name: &str, 
         .ok()
         .and_then(|v| v["message"].as_str().map(str::to_string))
         .unwrap_or_else(|| body.trim().to_string());
+    if status.as_u16() == 404 {
+        return Err(Error::NotFound {
+            kind: kind.command_name().into(),
+            name: name.into(),
+            namespace: namespace.into(),
+        });
+    }
     if status.as_u16() == 403 {
         return Err(Error::Forbidden {
             verb: "patch".into(),
@@ -626,7 +633,7 @@ async fn confirm_lifted(client: &Client, kind: GuardedKind, namespace: &str, nam
     loop {
         match probe(client, kind, namespace, name, 0).await {
             Ok(Probe::Passed) => return Ok(()),
-            Err(Error::Api { source, .. }) if api_code(&source) == Some(404) => return Ok(()),
+            Err(Error::NotFound { .. }) => return Ok(()),
             answer if Instant::now() >= deadline => {
                 return Err(format!(
                     "{namespace}/{}/{name}: the API server still answered a dry run as guarded after {} s ({answer:?})",
@@ -637,6 +644,27 @@ async fn confirm_lifted(client: &Client, kind: GuardedKind, namespace: &str, nam
             _ => tokio::time::sleep(ACTIVATION_POLL).await,
         }
     }
+}
+
+/// The entries whose workload does not exist any more.
+async fn gone_entries(client: &Client, kind: GuardedKind, entries: &[Entry]) -> Result<Vec<Entry>> {
+    let mut gone = Vec::new();
+    for entry in entries {
+        let api = workload_api(client, kind, &entry.namespace);
+        match api.get_opt(&entry.name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => gone.push(entry.clone()),
+            Err(e) => {
+                return Err(kubeio::classify_error(
+                    e,
+                    "get",
+                    &format!("{}.apps", kind.plural()),
+                    &NamespaceScope::Namespace(entry.namespace.clone()),
+                ));
+            }
+        }
+    }
+    Ok(gone)
 }
 
 /// What `guard off` did.
@@ -684,8 +712,20 @@ pub async fn lift(client: &Client, assessments: &[Assessment], uninstall: bool) 
         for mode in Mode::ALL {
             let entries = read_entries(client, kind, mode).await?;
             listed.extend(entries.iter().map(|e| (e.namespace.clone(), e.name.clone())));
+            // Entries of workloads that no longer exist (deleted with their namespace while
+            // guarded) go too: they would refuse a new workload of the same name.
+            let gone = gone_entries(client, kind, &entries).await?;
+            for entry in &gone {
+                lifted.warnings.push(format!(
+                    "removed the guard of {}/{}/{}, which no longer exists",
+                    entry.namespace,
+                    kind.command_name(),
+                    entry.name
+                ));
+            }
             update_entries(client, kind, mode, |entries| {
-                ours.iter().fold(entries.to_vec(), |entries, (_, ns, name, _)| guard::without_entry(&entries, ns, name))
+                let kept = gone.iter().fold(entries.to_vec(), |e, g| guard::without_entry(&e, &g.namespace, &g.name));
+                ours.iter().fold(kept, |entries, (_, ns, name, _)| guard::without_entry(&entries, ns, name))
             })
             .await?;
         }

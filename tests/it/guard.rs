@@ -331,8 +331,10 @@ async fn guard_off_leaves_the_cluster_as_it_was() {
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
     judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
     let before = settled(&ns, "web").await;
-    let policies_before = policy_objects();
-    assert!(policies_before.is_empty(), "no other guard is installed while this test runs: {policies_before:?}");
+    // No other guard test runs now; a crashed run may have left a guard of a workload deleted
+    // since (its namespace), which this removes.
+    guard_ok(&ns, &["off", "--uninstall"]);
+    assert_eq!(policy_objects(), Vec::<String>::new());
 
     guard_ok(&ns, &["on", "deploy/web"]);
     let on = ns.deployment_value("web").await;
@@ -362,6 +364,7 @@ async fn bad_input_is_one_line_a_distinct_exit_code_and_changes_nothing() {
     judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
     let lonely = settled(&ns, "lonely").await;
     let web = settled(&ns, "web").await;
+    let policies = policy_objects();
 
     for (args, code, says) in [
         (&["on", "deploy/lonely"][..], 2, "no autoscaler is in charge (autoscaler-missing"),
@@ -382,7 +385,7 @@ async fn bad_input_is_one_line_a_distinct_exit_code_and_changes_nothing() {
     }
     assert_eq!(user_state(&ns.deployment_value("lonely").await), user_state(&lonely));
     assert_eq!(user_state(&ns.deployment_value("web").await), user_state(&web));
-    assert_eq!(policy_objects(), Vec::<String>::new());
+    assert_eq!(policy_objects(), policies);
 
     // With --floor, a workload no autoscaler targets can be guarded.
     guard_ok(&ns, &["on", "deploy/lonely", "--floor", "4"]);
@@ -434,12 +437,13 @@ async fn the_guard_role_guards_and_the_viewer_is_refused() {
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
     judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
     let before = settled(&ns, "web").await;
+    let policies = policy_objects();
 
     let viewer = ns.plugin(&viewer_kubeconfig(), &["guard", "on", "deploy/web"]);
     assert_eq!(viewer.status.code(), Some(5), "{}", stderr(&viewer));
     assert!(stderr(&viewer).contains("grant the role in deploy/rbac/guard.yaml"), "{}", stderr(&viewer));
     assert_eq!(user_state(&ns.deployment_value("web").await), user_state(&before));
-    assert!(policy_objects().is_empty());
+    assert_eq!(policy_objects(), policies);
 
     let on = ns.plugin(&guardian, &["guard", "on", "deploy/web"]);
     assert_success(&on, "guard on as the guardian");
@@ -447,7 +451,7 @@ async fn the_guard_role_guards_and_the_viewer_is_refused() {
     assert_success(&ns.plugin(&guardian, &["guard", "status"]), "guard status as the guardian");
     assert_success(&ns.plugin(&guardian, &["guard", "off", "deploy/web"]), "guard off as the guardian");
     assert_eq!(user_state(&ns.deployment_value("web").await), user_state(&before));
-    assert!(policy_objects().is_empty());
+    assert!(policy_objects().is_empty(), "the last guard removed its policy: {:?}", policy_objects());
 
     // Beyond reading: patch on workloads, and the guard's policy objects; never more.
     assert!(can_i(&guardian, &ns, "patch", "deployments.apps"));
