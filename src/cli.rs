@@ -131,6 +131,8 @@ pub enum Verb {
     Restore(RestoreArgs),
     /// Let Flux reconcile objects again after `strip --pause-flux`
     Resume(ResumeArgs),
+    /// Guard the migration window: the API server refuses any write that drops a workload below its floor
+    Guard(crate::commands::guard::GuardArgs),
     /// Print a shell completion script, or the helper kubectl runs for `kubectl hpa-migrate <TAB>`
     Completion(CompletionArgs),
     /// Completion candidates for kubectl's plugin completion (run by kubectl_complete-hpa_migrate)

@@ -43,11 +43,15 @@ pub const EXIT_CODES: &[(ExitStatus, &str, &str)] = &[
     (
         ExitStatus::Usage,
         "usage",
-        "usage: bad flags or arguments, an invalid label selector, unknown resource type, type without `/scale`, a method or `--field-manager` that does not apply to the workload",
+        "usage: bad flags or arguments, an invalid label selector, unknown resource type, type without `/scale`, a method or `--field-manager` that does not apply to the workload; `guard` refused a workload (no autoscaler in charge, minimum 0, already below the floor, not a Deployment or StatefulSet)",
     ),
     (ExitStatus::Inconclusive, "inconclusive", "inconclusive (`verify`): the evidence does not cover the period"),
-    (ExitStatus::NotFound, "not found", "not found: a workload, resource type or backup file"),
-    (ExitStatus::Forbidden, "forbidden", "forbidden (RBAC); `strip` checks before changing anything"),
+    (
+        ExitStatus::NotFound,
+        "not found",
+        "not found: a workload, resource type or backup file; `guard` on a cluster without ValidatingAdmissionPolicy",
+    ),
+    (ExitStatus::Forbidden, "forbidden", "forbidden (RBAC); `strip` and `guard on` check before changing anything"),
     (
         ExitStatus::Unreachable,
         "unreachable",
@@ -62,7 +66,7 @@ pub const EXIT_CODES: &[(ExitStatus, &str, &str)] = &[
     (
         ExitStatus::Failure,
         "other failure",
-        "any other failure (the server answered unexpectedly, a change could not be confirmed), or `strip` objects that failed in different ways",
+        "any other failure (the server answered unexpectedly, a change could not be confirmed), `strip` objects that failed in different ways, or `guard on` whose guard did not become active (rolled back)",
     ),
     (
         ExitStatus::Config,
@@ -199,6 +203,19 @@ pub enum Error {
     #[error("cannot write the report as {format}: {message}")]
     Report { format: &'static str, message: String },
 
+    /// `guard`: the input cannot be guarded (no autoscaler in charge, a kind without a policy,
+    /// already below the floor); nothing was changed.
+    #[error("{0}")]
+    GuardRefused(String),
+
+    /// `guard`: the cluster does not serve ValidatingAdmissionPolicy (Kubernetes older than 1.30).
+    #[error("{0}")]
+    AdmissionPolicyUnavailable(String),
+
+    /// `guard on`: the guard was installed but did not refuse a drop in time; it was rolled back.
+    #[error("{0}")]
+    GuardNotActive(String),
+
     #[error("cannot write {path}: {source}")]
     Io {
         path: PathBuf,
@@ -235,6 +252,9 @@ impl Error {
             | Error::InvalidSelector { .. }
             | Error::UnknownResourceType(_)
             | Error::NoScaleSubresource(_) => ExitStatus::Usage,
+            Error::GuardRefused(_) => ExitStatus::Usage,
+            Error::AdmissionPolicyUnavailable(_) => ExitStatus::NotFound,
+            Error::GuardNotActive(_) => ExitStatus::Failure,
             Error::NotFound { .. } => ExitStatus::NotFound,
             Error::Forbidden { .. } => ExitStatus::Forbidden,
             Error::Kubeconfig { .. } => ExitStatus::Config,

@@ -141,16 +141,26 @@ pub fn render_text(report: &CheckReport, printer: &Printer) -> String {
     }
     let mut table = Table::new();
     table.load_style(presets::NOTHING);
-    table.set_header(["NAMESPACE", "WORKLOAD", "REPLICAS", "OWNERS", "AUTOSCALER", "VERDICT"]);
+    // The GUARD column only appears when a workload is guarded (`guard on`).
+    let guarded = report.workloads.iter().any(|a| a.guard.is_some());
+    let mut header = vec!["NAMESPACE", "WORKLOAD", "REPLICAS", "OWNERS", "AUTOSCALER", "VERDICT"];
+    if guarded {
+        header.push("GUARD");
+    }
+    table.set_header(header);
     for a in &report.workloads {
-        table.add_row([
+        let mut row = vec![
             Cell::new(&a.namespace),
             Cell::new(a.target()),
             Cell::new(replicas_cell(a)),
             Cell::new(owners_cell(a)),
             Cell::new(autoscaler_cell(&a.autoscalers)),
             Cell::new(printer.paint(verdict_style(a.verdict), a.verdict.as_str())),
-        ]);
+        ];
+        if guarded {
+            row.push(Cell::new(a.guard.as_ref().map(|g| g.summary()).unwrap_or_else(|| "-".into())));
+        }
+        table.add_row(row);
     }
     let mut out = String::new();
     for line in table.to_string().lines() {

@@ -11,7 +11,7 @@ use kube::Client;
 use serde_json::Value;
 
 use crate::cli::{MigrateArgs, OutputFormat, StripArgs, StripMethodArg};
-use crate::commands::{Target, check, parse_targets, strip, verify};
+use crate::commands::{Target, check, guard, parse_targets, strip, verify};
 use crate::core::deploy::FLUX_RECONCILE_ANNOTATION;
 use crate::core::ownership::Mechanism;
 use crate::core::verdict::{Assessment, Verdict};
@@ -107,6 +107,24 @@ pub async fn run(client: &Client, scope: &NamespaceScope, args: &MigrateArgs, pr
     if migrating.is_empty() {
         return Ok(ExitStatus::ActionNeeded);
     }
+
+    // The guard for the migration window: until the end of the flow the API server refuses any
+    // deploy that would drop these workloads below their autoscaler's minimum.
+    let guarded = Confirm::with_theme(&theme)
+        .with_prompt("Guard these workloads for the migration window (the API server refuses any deploy that would drop them below their autoscaler's minimum)?")
+        .default(true)
+        .interact_on(&term)
+        .map_err(prompt_error)?
+        && match guard::protect(client, &migrating, None, crate::core::guard::Mode::Deny).await {
+            Ok(done) => {
+                printer.note(&format!("Guarded {} workload(s); the guard is lifted at the end once the hand-over is done.", done.len()));
+                true
+            }
+            Err(error) => {
+                printer.warn(&format!("not guarded: {error}"));
+                false
+            }
+        };
 
     // 3. Flux: pause first, so its next forced apply cannot take replicas back.
     let flux_unpaused = migrating.iter().filter(|a| flux_owns(a) && !flux_paused(a)).count();
@@ -228,6 +246,19 @@ pub async fn run(client: &Client, scope: &NamespaceScope, args: &MigrateArgs, pr
     }
     for path in &backups {
         printer.note(&format!("backup: {}", path.display()));
+    }
+    // The guard is lifted once the hand-over is done; while something still needs action it
+    // stays (no prompt here: the watch's reader of Enter may still hold the terminal's input).
+    if guarded && status == ExitStatus::Success {
+        let lifted = guard::lift(client, &migrating, false).await?;
+        printer.note(&format!("Lifted the guard of {} workload(s).", lifted.unguarded.len()));
+    } else if guarded {
+        let names: Vec<String> = migrating.iter().map(Assessment::target).collect();
+        let ns = scope.namespace().unwrap_or_default();
+        printer.note(&format!(
+            "The guard stays on until the above is fixed: kubectl hpa-migrate guard off -n {ns} {}",
+            names.join(" ")
+        ));
     }
     Ok(status)
 }
@@ -360,10 +391,12 @@ fn equivalent_commands(scope: &NamespaceScope, targets: &[String]) -> String {
     let ns_one = scope.namespace().map(|ns| format!("-n {ns}")).unwrap_or_else(|| "-n NAMESPACE".into());
     format!(
         "kubectl hpa-migrate check {ns}\n\
+         kubectl hpa-migrate guard on {ns_one} {named}\n\
          kubectl hpa-migrate strip {ns_one} {named} --dry-run\n\
          kubectl hpa-migrate strip {ns_one} {named} --pause-flux --yes\n\
          # remove `replicas` from the source (Git, chart values, manifests); once merged:\n\
          kubectl hpa-migrate resume {ns_one} {named}\n\
-         kubectl hpa-migrate verify {ns_one} {named} --watch 10m\n"
+         kubectl hpa-migrate verify {ns_one} {named} --watch 10m\n\
+         kubectl hpa-migrate guard off {ns_one} {named}\n"
     )
 }

@@ -3,6 +3,7 @@
 pub mod autoscaler;
 pub mod deploy;
 pub mod gojson;
+pub mod guard;
 pub mod helm;
 pub mod ownership;
 pub mod patch;

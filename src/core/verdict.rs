@@ -52,6 +52,8 @@ pub struct Assessment {
     pub hazards: Vec<Hazard>,
     pub deploy: DeployInfo,
     pub autoscalers: Vec<Autoscaler>,
+    /// The `guard` mark on the workload (null when it is not guarded).
+    pub guard: Option<super::guard::Mark>,
     #[serde(skip)]
     pub workload_kind: WorkloadKind,
 }
@@ -160,6 +162,7 @@ pub fn assess(
         hazards,
         deploy,
         autoscalers,
+        guard: super::guard::Mark::of(workload),
         workload_kind: workload.kind.clone(),
     }
 }

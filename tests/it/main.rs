@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod faults;
 mod foundation;
+mod guard;
 mod helm;
 mod keda;
 mod krew;

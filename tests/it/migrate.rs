@@ -76,6 +76,8 @@ fn with_label(mut manifest: Value, revision: &str) -> Value {
 
 #[tokio::test]
 async fn the_guided_flow_migrates_a_flux_workload() {
+    // It guards the workload for the migration window: one guard test at a time.
+    let _guard = crate::guard::ONE_AT_A_TIME.lock().await;
     let ns = TestNamespace::new("flow-flux").await;
     ns.apply("kustomize-controller", &with_label(deployment_manifest("web", Some(5)), "1")).await;
     judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
@@ -83,6 +85,10 @@ async fn the_guided_flow_migrates_a_flux_workload() {
     let terminal = Terminal::start(&ns.name, &flow_command(&ns));
     terminal.wait_for("Select workloads to migrate").await;
     terminal.keys(&["Enter"]);
+    terminal.wait_for("Guard these workloads for the migration window").await;
+    terminal.keys(&["y"]);
+    terminal.wait_for("the guard is lifted at the end").await;
+    assert_eq!(ns.deployment_value("web").await["metadata"]["labels"]["hpa-migrate.io/guard"], "deny");
     terminal.wait_for("Pause their reconciliation first").await;
     terminal.keys(&["y"]);
     terminal.wait_for("Apply these changes to 1 object(s)?").await;
@@ -100,9 +106,11 @@ async fn the_guided_flow_migrates_a_flux_workload() {
     let screen = terminal.screen();
     assert!(screen.contains("web: 5 -> 5 replicas (minimum while watching 5), now safe"), "{screen}");
     assert!(screen.contains("EXIT=0"), "{screen}");
+    assert!(screen.contains("Lifted the guard of 1 workload(s)."), "{screen}");
     let after = ns.deployment_value("web").await;
     assert_eq!(spec_replicas(&after), Some(5));
     assert!(after["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/reconcile"].is_null(), "Flux resumed");
+    assert!(after["metadata"]["labels"].get("hpa-migrate.io/guard").is_none(), "the guard was lifted");
 }
 
 #[tokio::test]
@@ -118,6 +126,8 @@ async fn the_guided_flow_migrates_a_client_side_apply_workload() {
     let terminal = Terminal::start(&ns.name, &flow_command(&ns));
     terminal.wait_for("Select workloads to migrate").await;
     terminal.keys(&["Enter"]);
+    terminal.wait_for("Guard these workloads for the migration window").await;
+    terminal.keys(&["n"]);
     terminal.wait_for("Apply these changes to 1 object(s)?").await;
     assert!(!terminal.screen().contains("Pause their reconciliation"), "no Flux, no pause question");
     terminal.keys(&["y"]);
