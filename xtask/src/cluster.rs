@@ -93,7 +93,8 @@ pub fn control_plane_module(paths: &Paths) -> Result<GoModule<'static>> {
 
 pub fn build(paths: &Paths) -> Result<()> {
     control_plane_module(paths)?.ensure_built()?;
-    crate::keda::build(paths)
+    crate::keda::build(paths)?;
+    crate::flux::build(paths)
 }
 
 /// True when every component's process is alive and the API server answers `/readyz`.
@@ -124,6 +125,7 @@ pub fn up(paths: &Paths) -> Result<bool> {
             backfill_apiserver_args(paths)?;
             eprintln!("xtask: the control plane is already up ({})", paths.admin_kubeconfig.display());
             crate::keda::ensure_running(paths)?;
+            crate::flux::ensure_running(paths)?;
             return Ok(false);
         }
         // Token users are read at start: a plane started before the `stripper` user existed
@@ -141,6 +143,7 @@ pub fn up(paths: &Paths) -> Result<bool> {
                 paths.admin_kubeconfig.display()
             );
             crate::keda::ensure_running(paths)?;
+            crate::flux::ensure_running(paths)?;
             Ok(!was_up)
         }
         Err(error) => {
@@ -360,6 +363,7 @@ pub fn kubectl(paths: &Paths, args: &[&str], file: Option<&Path>) -> Result<Stri
 /// Stops every component (controller manager first, etcd last) and waits for them to exit.
 pub fn down(paths: &Paths) -> Result<()> {
     crate::keda::stop(paths);
+    crate::flux::stop(paths);
     let mut stopped = 0;
     for component in COMPONENTS.iter().rev() {
         let pid_file = paths.pid_file(component);

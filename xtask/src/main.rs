@@ -4,6 +4,7 @@ mod bench;
 mod cluster;
 mod demo;
 mod dist;
+mod flux;
 mod gobuild;
 mod helm;
 mod keda;

@@ -1,0 +1,245 @@
+//! The real Flux kustomize-controller beside the control plane: built from the pinned Go module
+//! in `tests/tools/flux/` (a module that requires kustomize-controller and carries over its
+//! replace directives, since `go install ...@version` refuses a module with replaces), run
+//! outside the cluster with a service account bound to `cluster-admin` (what Flux's own install
+//! grants it), the Kustomization CRD from its module and the source CRDs (GitRepository,
+//! OCIRepository, Bucket, ExternalArtifact) from source-controller's module, and its ports on
+//! free 127.0.0.1 ports.
+//!
+//! No source-controller runs: kustomize-controller only reads its source's
+//! `status.artifact` (url, revision, digest) and downloads the tarball from that URL, so the
+//! tests serve tarballs themselves and write the GitRepository status as source-controller
+//! would (tests/it/gitops.rs).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cluster::{self, Paths};
+use crate::gobuild::{GoBinary, GoModule, required_version};
+use crate::workspace_root;
+
+const MODULE: &str = "github.com/fluxcd/kustomize-controller";
+/// kustomize-controller's dependency on the source API; the CRDs live in the main module of
+/// the same version (the API module ships only Go types).
+const SOURCE_API_MODULE: &str = "github.com/fluxcd/source-controller/api";
+const SOURCE_MODULE: &str = "github.com/fluxcd/source-controller";
+/// The component name: binary, pid and log file under target/cluster. It is also the field
+/// manager the controller applies with, as on real clusters.
+pub const COMPONENT: &str = "kustomize-controller";
+/// The controller's RUNTIME_NAMESPACE and its service account's namespace, as Flux installs it.
+pub const NAMESPACE: &str = "flux-system";
+
+fn module_dir() -> PathBuf {
+    workspace_root().join("tests/tools/flux")
+}
+
+pub fn module(paths: &Paths) -> Result<GoModule<'static>> {
+    const BINARIES: &[GoBinary] = &[GoBinary { package: MODULE, name: COMPONENT }];
+    Ok(GoModule {
+        label: "kustomize-controller",
+        dir: module_dir(),
+        binaries: BINARIES,
+        ldflags: "-s -w".into(),
+        out_dir: paths.bin.clone(),
+    })
+}
+
+pub fn build(paths: &Paths) -> Result<()> {
+    module(paths)?.ensure_built()
+}
+
+/// The directory of `module@version` in the module cache, downloading it if needed. Run outside
+/// any module (the system temp dir), so the pinned go.mod/go.sum are never touched.
+fn module_source(module: &str, version: &str) -> Result<PathBuf> {
+    let output = Command::new("go")
+        .current_dir(std::env::temp_dir())
+        .env("GO111MODULE", "on")
+        .args(["mod", "download", "-json", &format!("{module}@{version}")])
+        .output()
+        .context("running `go mod download`")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!("`go mod download {module}@{version}` failed: {}{}", text.trim(), String::from_utf8_lossy(&output.stderr));
+    }
+    let info: serde_json::Value = serde_json::from_str(&text).context("reading `go mod download -json`")?;
+    info["Dir"].as_str().map(PathBuf::from).with_context(|| format!("no Dir for {module}@{version}: {text}"))
+}
+
+/// The CRD files the controller needs: its own Kustomization and the sources it watches.
+fn crd_files() -> Result<Vec<PathBuf>> {
+    let go_mod = module_dir().join("go.mod");
+    let controller = module_source(MODULE, &required_version(&go_mod, MODULE)?)?;
+    let source = module_source(SOURCE_MODULE, &required_version(&go_mod, SOURCE_API_MODULE)?)?;
+    let mut files = vec![controller.join("config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml")];
+    for kind in ["gitrepositories", "ocirepositories", "buckets", "externalartifacts"] {
+        files.push(source.join(format!("config/crd/bases/source.toolkit.fluxcd.io_{kind}.yaml")));
+    }
+    Ok(files)
+}
+
+fn state_dir(paths: &Paths) -> PathBuf {
+    paths.state.join(COMPONENT)
+}
+
+fn health_port_file(paths: &Paths) -> PathBuf {
+    state_dir(paths).join("health-port")
+}
+
+/// True when the controller's process is alive and its health endpoint answers.
+pub fn is_running(paths: &Paths) -> bool {
+    cluster::read_pid(&paths.pid_file(COMPONENT)).is_some_and(cluster::process_alive)
+        && fs::read_to_string(health_port_file(paths))
+            .ok()
+            .and_then(|p| p.trim().parse::<u16>().ok())
+            .is_some_and(ready)
+}
+
+/// controller-runtime's `/readyz` on the health address.
+fn ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+}
+
+/// Starts the controller on the running plane unless it already runs (the API server is left
+/// alone, so tests running elsewhere on the plane are not disturbed).
+pub fn ensure_running(paths: &Paths) -> Result<()> {
+    if is_running(paths) {
+        return Ok(());
+    }
+    stop(paths);
+    let started = Instant::now();
+    let dir = state_dir(paths);
+    fs::create_dir_all(&dir)?;
+
+    for crd in crd_files()? {
+        cluster::kubectl(paths, &["apply", "--server-side", "-f"], Some(&crd))?;
+    }
+    apply_stdin(paths, &identity_manifests())?;
+    for crd in ["kustomizations.kustomize.toolkit.fluxcd.io", "gitrepositories.source.toolkit.fluxcd.io"] {
+        cluster::kubectl(paths, &["wait", "--for=condition=Established", &format!("crd/{crd}"), "--timeout=60s"], None)?;
+    }
+    let token =
+        cluster::kubectl(paths, &["create", "token", COMPONENT, "-n", NAMESPACE, "--duration=87600h"], None)?;
+    let kubeconfig = dir.join("kubeconfig");
+    write_kubeconfig(paths, &kubeconfig, token.trim())?;
+
+    let health_port = cluster::free_port()?;
+    let metrics_port = cluster::free_port()?;
+    let mut child = cluster::spawn(paths, COMPONENT, |c| {
+        // The controller has no --kubeconfig flag: controller-runtime reads KUBECONFIG.
+        c.env("KUBECONFIG", &kubeconfig)
+            .env("RUNTIME_NAMESPACE", NAMESPACE)
+            // Its artifacts go to the system temp dir; keep them with the plane's state.
+            .env("TMPDIR", &dir)
+            .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))
+            .arg(format!("--health-addr=127.0.0.1:{health_port}"))
+            .arg("--watch-all-namespaces=true")
+            // Tests run many Kustomizations at once; the default 4 would queue them.
+            .arg("--concurrent=8")
+            // A Kustomization created before its source has an artifact retries this soon.
+            .arg("--requeue-dependency=2s")
+            // A tarball the test server no longer serves fails fast instead of retrying 9 times.
+            .arg("--http-retry=2")
+            .arg("--kube-api-qps=100")
+            .arg("--kube-api-burst=200")
+            .arg("--log-level=info");
+    })?;
+    fs::write(health_port_file(paths), health_port.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("kustomize-controller exited ({status}) while starting\n{}", cluster::log_tail(paths, COMPONENT));
+        }
+        if ready(health_port) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("timed out waiting for kustomize-controller's /readyz\n{}", cluster::log_tail(paths, COMPONENT));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!(
+        "xtask: kustomize-controller up in {:.1}s (log: {})",
+        started.elapsed().as_secs_f64(),
+        paths.log_file(COMPONENT).display()
+    );
+    Ok(())
+}
+
+/// The namespace, the service account and its binding to `cluster-admin` (Flux's install binds
+/// kustomize-controller's account to `cluster-admin` too: it applies whatever Git holds).
+fn identity_manifests() -> String {
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n---\n\
+         apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {COMPONENT}\n  namespace: {NAMESPACE}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: cluster-reconciler-{NAMESPACE}\n\
+         roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: cluster-admin\n\
+         subjects:\n- kind: ServiceAccount\n  name: {COMPONENT}\n  namespace: {NAMESPACE}\n"
+    )
+}
+
+fn apply_stdin(paths: &Paths, yaml: &str) -> Result<()> {
+    use std::io::Write;
+    let mut child = Command::new(paths.kubectl())
+        .arg("--kubeconfig")
+        .arg(&paths.admin_kubeconfig)
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running kubectl")?;
+    child.stdin.take().expect("stdin is piped").write_all(yaml.as_bytes())?;
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!("kubectl apply failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(())
+}
+
+/// The admin kubeconfig's server and CA with the controller's service-account token.
+fn write_kubeconfig(paths: &Paths, path: &Path, token: &str) -> Result<()> {
+    let admin = fs::read_to_string(&paths.admin_kubeconfig)?;
+    let field = |name: &str| {
+        admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
+            .with_context(|| format!("no `{name}` in {}", paths.admin_kubeconfig.display()))
+    };
+    let (server, ca) = (field("server:")?, field("certificate-authority-data:")?);
+    fs::write(
+        path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
+             users:\n- name: {COMPONENT}\n  user:\n    token: {token}\n\
+             contexts:\n- name: local\n  context:\n    cluster: local\n    user: {COMPONENT}\n\
+             current-context: local\n"
+        ),
+    )?;
+    Ok(())
+}
+
+/// Stops the controller if it runs (before the plane, whose API server it talks to).
+pub fn stop(paths: &Paths) {
+    let pid_file = paths.pid_file(COMPONENT);
+    if let Some(pid) = cluster::read_pid(&pid_file) {
+        if cluster::process_alive(pid) {
+            cluster::stop_process(pid);
+            eprintln!("xtask: kustomize-controller stopped");
+        }
+        let _ = fs::remove_file(&pid_file);
+    }
+}
