@@ -292,12 +292,18 @@ pub fn autoscalers_for(
         };
         let hpa_state = hpa.map(hpa_state);
         let mut warnings = Vec::new();
+        let not_ready = condition(&keda.conditions, "Ready").filter(|c| c.status == "False");
+        // Seen on the real operator: a trigger that cannot be read (its system unreachable)
+        // makes the ScaledObject Ready=False with reason TriggerError, but the HPA it created
+        // stays and still holds minReplicas and maxReplicas, like an HPA without metrics.
+        let trigger_error =
+            not_ready.is_some_and(|c| c.reason.as_deref() == Some("TriggerError")) && hpa_state.is_some();
         let blocked = if keda.paused {
             Some(format!(
                 "ScaledObject {name} is paused ({}); KEDA deletes its HPA while paused: remove the annotation",
                 if keda.paused_replicas.is_some() { KEDA_PAUSED_REPLICAS } else { KEDA_PAUSED }
             ))
-        } else if let Some(ready) = condition(&keda.conditions, "Ready").filter(|c| c.status == "False") {
+        } else if let Some(ready) = not_ready.filter(|_| !trigger_error) {
             Some(format!(
                 "ScaledObject {name} is not Ready ({}): {}",
                 ready.reason.clone().unwrap_or_default(),
@@ -306,6 +312,13 @@ pub fn autoscalers_for(
         } else if let Some(state) = &hpa_state {
             let (blocked, hpa_warnings) = judge_hpa(state, workload);
             warnings = hpa_warnings;
+            if let Some(ready) = not_ready.filter(|_| trigger_error) {
+                warnings.push(format!(
+                    "ScaledObject {name} is not Ready (TriggerError: {}); its HPA {} still holds replicas within min/max",
+                    ready.message.clone().unwrap_or_default(),
+                    state.name
+                ));
+            }
             if blocked.is_some() && keda_idle_at_zero(scaled_object, &keda, state, workload) {
                 // Seen on the real operator: with minReplicaCount 0 it scales an idle target to 0
                 // through /scale, and the HPA then disables itself; KEDA activates it again.
@@ -353,4 +366,98 @@ pub fn autoscalers_for(
         });
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::core::fixtures::{deployment, load};
+
+    /// A ScaledObject and an HPA captured from the real KEDA operator, moved into the
+    /// workload's namespace (each test captured them in a namespace of its own).
+    fn captured(scaled_object: &str, hpa: Option<&str>, workload: &Workload) -> (Value, Vec<HorizontalPodAutoscaler>) {
+        let mut so = load(scaled_object);
+        so["metadata"]["namespace"] = workload.namespace().into();
+        let hpas = hpa
+            .map(|name| {
+                let mut hpa = load(name);
+                hpa["metadata"]["namespace"] = workload.namespace().into();
+                serde_json::from_value(hpa).unwrap()
+            })
+            .into_iter()
+            .collect();
+        (so, hpas)
+    }
+
+    fn only(workload: &Workload, so: Value, hpas: &[HorizontalPodAutoscaler]) -> Autoscaler {
+        let mut found = autoscalers_for(workload, hpas, &[so]);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        found.remove(0)
+    }
+
+    #[test]
+    fn the_real_operators_hpa_is_one_autoscaler_with_its_scaled_object() {
+        let workload = deployment("keda-paused-replicas-deployment");
+        let (so, hpas) = captured("keda-scaledobject-ready", Some("keda-hpa"), &workload);
+        let autoscaler = only(&workload, so, &hpas);
+        assert_eq!(autoscaler.kind, AutoscalerKind::ScaledObject);
+        assert_eq!(autoscaler.hpa.as_ref().unwrap().name, "keda-hpa-web");
+        assert_eq!(autoscaler.blocked, None);
+        assert!(autoscaler.warnings.iter().any(|w| w.contains("FailedGetExternalMetric")), "{:?}", autoscaler.warnings);
+    }
+
+    #[test]
+    fn paused_is_read_as_keda_reads_it() {
+        let workload = deployment("keda-paused-replicas-deployment");
+        // `paused: "False"`: the real operator kept (re-created) its HPA and reported Paused=False.
+        let (so, hpas) = captured("keda-scaledobject-paused-false", Some("keda-hpa"), &workload);
+        assert_eq!(so["metadata"]["annotations"][KEDA_PAUSED], "False");
+        let autoscaler = only(&workload, so, &hpas);
+        assert!(!autoscaler.keda.as_ref().unwrap().paused);
+        assert_eq!(autoscaler.blocked, None);
+
+        let (so, _) = captured("keda-scaledobject-paused", None, &workload);
+        let autoscaler = only(&workload, so, &[]);
+        assert!(autoscaler.blocked.as_deref().unwrap().contains(KEDA_PAUSED), "{:?}", autoscaler.blocked);
+
+        assert_eq!(
+            [go_bool("0"), go_bool("F"), go_bool("TRUE"), go_bool("yes")],
+            [Some(false), Some(false), Some(true), None]
+        );
+    }
+
+    #[test]
+    fn an_idle_scaled_object_at_zero_is_in_charge() {
+        let workload = deployment("keda-idle-deployment");
+        assert_eq!(workload.replicas.spec, Some(0));
+        let (so, hpas) = captured("keda-scaledobject-idle", Some("keda-hpa-scaling-disabled"), &workload);
+        let autoscaler = only(&workload, so.clone(), &hpas);
+        assert_eq!(autoscaler.blocked, None);
+        assert!(autoscaler.warnings.iter().any(|w| w.contains("ScalingDisabled")), "{:?}", autoscaler.warnings);
+
+        // With a minimum above 0, KEDA would not idle it there: the disabled HPA blocks.
+        let mut with_minimum = so;
+        with_minimum["spec"]["minReplicaCount"] = 2.into();
+        let autoscaler = only(&workload, with_minimum, &hpas);
+        assert!(autoscaler.blocked.as_deref().unwrap().contains("ScalingDisabled"), "{:?}", autoscaler.blocked);
+    }
+
+    #[test]
+    fn a_trigger_error_with_its_hpa_is_a_warning_and_without_it_blocks() {
+        let workload = deployment("keda-paused-replicas-deployment");
+        let (so, hpas) = captured("keda-scaledobject-trigger-error", Some("keda-hpa-trigger-error"), &workload);
+        let autoscaler = only(&workload, so.clone(), &hpas);
+        assert_eq!(autoscaler.blocked, None);
+        assert!(autoscaler.warnings.iter().any(|w| w.contains("TriggerError")), "{:?}", autoscaler.warnings);
+
+        let autoscaler = only(&workload, so, &[]);
+        assert!(
+            autoscaler.blocked.as_deref().unwrap().contains("is not Ready (TriggerError)"),
+            "{:?}",
+            autoscaler.blocked
+        );
+    }
 }

@@ -117,7 +117,11 @@ pub fn classify(manager: &str, operation: &str, subresource: Option<&str>, hando
     match manager {
         // The HPA controller writes through /scale with the controller manager's user agent.
         "kube-controller-manager" if via_scale => Mechanism::Autoscaler,
-        "keda-operator" | "keda" => Mechanism::Autoscaler,
+        // The KEDA operator writes with no field manager, so its user agent names it: `keda`,
+        // the binary's name in KEDA's images (measured on v2.21.0). It changes workloads only
+        // through /scale (paused-replicas, activation, deactivation, raising to minReplicaCount).
+        // (`keda-operator` is its HPAs' `app.kubernetes.io/managed-by` label, not a manager.)
+        "keda" if via_scale => Mechanism::Autoscaler,
         "kustomize-controller" => Mechanism::FluxKustomize,
         "helm-controller" => Mechanism::FluxHelm,
         "argocd-controller" | "argocd-application-controller" | "argocd-server" => Mechanism::ArgoCd,
@@ -209,6 +213,18 @@ pub fn fields_empty(fields: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_real_keda_operator_owns_replicas_through_scale_as_keda() {
+        // Captured after `autoscaling.keda.sh/paused-replicas: "3"` on a Deployment at 5 that
+        // kubectl applied: KEDA's /scale write took replicas from kubectl.
+        let workload = crate::core::fixtures::deployment("keda-paused-replicas-deployment");
+        let owners = replica_owners(workload.metadata.managed_fields.as_deref().unwrap(), &[]);
+        assert_eq!(owners.len(), 1, "{owners:?}");
+        assert_eq!((owners[0].manager.as_str(), owners[0].subresource.as_deref()), ("keda", Some("scale")));
+        assert_eq!(owners[0].mechanism, Mechanism::Autoscaler);
+        assert_eq!(classify("keda-operator", "Update", Some("scale"), &[]), Mechanism::Other, "a label, not a manager");
+    }
 
     #[test]
     fn contains_replicas_only_when_the_leaf_is_there() {

@@ -390,3 +390,28 @@ async fn with_keda_in_charge_the_drop_is_found_and_the_strip_prevents_it() {
     let (report, code) = verify(&ns, &["deploy/api", "--since", "10m"]);
     assert_eq!((code, report["results"][0]["outcome"].as_str()), (0, Some("pass")), "{report:#}");
 }
+
+#[tokio::test]
+async fn a_trigger_that_cannot_be_read_leaves_the_hpa_holding_its_bounds() {
+    require_operator();
+    let ns = TestNamespace::new("keda-trigger-error").await;
+    ns.apply("kubectl", &deployment_manifest("web", Some(1))).await;
+    let mut so = scaled_object("web", "web", 2, 6);
+    // Nothing listens on port 1: every poll of this trigger fails at once.
+    so["spec"]["triggers"] = json!([{"type": "prometheus", "metadata": {"serverAddress": "http://127.0.0.1:1", "query": "up", "threshold": "1"}}]);
+    ns.apply("kubectl", &so).await;
+    let so = scaled_object_condition(&ns, "web", "Ready", "False").await;
+    assert_eq!(condition(&so, "Ready").unwrap()["reason"], "TriggerError", "{so:#}");
+    capture_fixture("keda-scaledobject-trigger-error", &so);
+    // The HPA stays and still enforces minReplicas: 1 -> 2.
+    let hpa = keda_hpa(&ns, "keda-hpa-web").await;
+    capture_fixture("keda-hpa-trigger-error", &hpa);
+    deployment_at(&ns, "web", 2).await;
+
+    let (report, _) = check(&ns);
+    let web = workload(&report, "web");
+    // Raising it, the HPA controller took replicas from kubectl's apply: in charge, and safe.
+    assert_eq!(web["verdict"], "safe", "{web:#}");
+    assert_eq!(web["replicaOwners"][0]["manager"], "kube-controller-manager", "{web:#}");
+    assert!(web["warnings"].to_string().contains("TriggerError"), "{web:#}");
+}
