@@ -164,6 +164,13 @@ async fn the_operator_creates_its_hpa_and_check_reads_its_conditions() {
     assert_eq!(autoscalers[0]["keda"]["minReplicaCount"], 2);
     let ready = autoscalers[0]["keda"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
     assert_eq!(ready["status"], "True");
+    // An idle trigger makes it Active=False: KEDA's word that it would not scale out, not a block.
+    let reported = autoscalers[0]["keda"]["conditions"].to_string();
+    for expected in
+        [r#""type":"Active","status":"False","reason":"ScalerNotActive""#, r#""type":"Paused","status":"False""#]
+    {
+        assert!(reported.contains(expected), "{expected} in {reported}");
+    }
     assert!(web["warnings"].to_string().contains("FailedGetExternalMetric"), "{web:#}");
 
     // A configured name instead of keda-hpa-<name>.
@@ -337,6 +344,20 @@ async fn a_scaled_object_takes_over_an_existing_hpa() {
         (Some("ScaledObject"), Some("web"))
     );
     assert_eq!(web["verdict"], "strip-needed", "{web:#}");
+
+    // The annotation is read only by KEDA's admission webhook (which refuses, without it, a
+    // ScaledObject over a workload an HPA already targets); the operator itself takes over
+    // whatever HPA the ScaledObject names, annotation or not. No webhook runs here.
+    ns.apply("kubectl", &deployment_manifest("db", Some(3))).await;
+    judged_hpa(&ns, &hpa_manifest("db", "Deployment", "db", 2, 6)).await;
+    let mut so = scaled_object("db", "db", 2, 7);
+    so["spec"]["advanced"] = json!({"horizontalPodAutoscalerConfig": {"name": "db"}});
+    ns.apply("kubectl", &so).await;
+    eventually(Duration::from_secs(60), "KEDA to take over HPA db without the annotation", || async {
+        get(&ns, "hpa", "db")
+            .filter(|h| h["metadata"]["ownerReferences"][0]["kind"] == "ScaledObject" && h["spec"]["maxReplicas"] == 7)
+    })
+    .await;
 
     // Without naming it, KEDA creates keda-hpa-web beside it: two autoscalers over one workload.
     ns.apply("kubectl", &deployment_manifest("api", Some(3))).await;
