@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::helm::ReleaseRecord;
-use super::ownership::{Mechanism, ReplicaOwner};
+use super::ownership::{self, Mechanism, ReplicaOwner};
 use super::workload::Workload;
 
 pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -173,6 +173,9 @@ pub fn helm_info(
 ///   solely own when it leaves their manifest; client-side-apply and Helm 3 Update entries turn
 ///   into Apply owners when the tool migrates to server-side apply (kubectl's and Argo CD's
 ///   client-side-apply upgrade), so they are stripped too.
+/// - On an object a Flux Kustomization applies (its labels), the entries Flux takes over before
+///   each apply ([`ownership::flux_takes_over`]: `kubectl patch`, `kubectl edit`, client-side
+///   `kubectl apply`, `before-first-apply`...): they are Flux's at its next reconcile.
 /// - Any other manager that *applies* replicas: it would drop the field the same way.
 ///   An applier that shares ownership with the autoscaler or a handover manager is no hazard:
 ///   when it stops sending the field, the co-owner keeps it (server-side apply only removes a
@@ -181,16 +184,30 @@ pub fn helm_info(
 /// - A Helm 3 release manifest with replicas: Helm sends `replicas: null`.
 pub fn hazards(owners: &[ReplicaOwner], info: &DeployInfo) -> Vec<Hazard> {
     let covered = covered_appliers(owners);
+    let flux_applies = info.flux.as_ref().is_some_and(|f| f.kustomization.is_some());
     let mut found: Vec<Hazard> = owners
         .iter()
-        .filter(|o| o.mechanism.is_deploy_tool() || (o.mechanism == Mechanism::Other && o.is_apply()))
         .filter(|o| !covered.contains(o))
-        .map(|o| Hazard {
-            mechanism: o.mechanism,
-            source: HazardSource::ManagedFields,
-            owner: o.manager.clone(),
-            detail: format!("managedFields entry {} owns .spec.replicas", o.label()),
-            method: StripMethod::ManagedFields,
+        .filter_map(|o| {
+            let detail = format!("managedFields entry {} owns .spec.replicas", o.label());
+            let (mechanism, detail) =
+                if flux_applies && o.mechanism != Mechanism::FluxKustomize && ownership::flux_takes_over(o) {
+                    let taken = format!(
+                        "{detail}; Flux's kustomize-controller merges that entry into its own before each apply of this object"
+                    );
+                    (Mechanism::FluxKustomize, taken)
+                } else if o.mechanism.is_deploy_tool() || (o.mechanism == Mechanism::Other && o.is_apply()) {
+                    (o.mechanism, detail)
+                } else {
+                    return None;
+                };
+            Some(Hazard {
+                mechanism,
+                source: HazardSource::ManagedFields,
+                owner: o.manager.clone(),
+                detail,
+                method: StripMethod::ManagedFields,
+            })
         })
         .collect();
     if let Some(replicas) = &info.last_applied_replicas {
@@ -230,4 +247,57 @@ pub fn covered_appliers(owners: &[ReplicaOwner]) -> Vec<&ReplicaOwner> {
         .iter()
         .filter(|o| o.is_apply() && !matches!(o.mechanism, Mechanism::Autoscaler | Mechanism::Handover))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::core::fixtures::{deployment, hpa};
+    use crate::core::ownership::Mechanism;
+    use crate::core::verdict::Verdict;
+    use crate::core::{Cluster, analyze};
+
+    use super::StripMethod;
+
+    /// Captured from the real kustomize-controller (tests/it/flux.rs): Flux applied the object,
+    /// then `kubectl patch` set replicas, so `kubectl-patch` (Update) owns them.
+    const PATCHED: &str = "flux-managed-kubectl-patch-owns-replicas";
+
+    fn assess(workload: &crate::core::workload::Workload) -> crate::core::verdict::Assessment {
+        let hpas = [hpa("hpa-min3-rescaled", workload.namespace(), workload.name())];
+        analyze(workload, &Cluster { hpas: &hpas, ..Cluster::default() })
+    }
+
+    #[test]
+    fn the_real_controller_s_entry_is_flux_s() {
+        let workload = deployment("flux-real-owns-replicas");
+        let assessment = assess(&workload);
+        assert_eq!(assessment.verdict, Verdict::StripNeeded);
+        assert_eq!(assessment.hazards[0].mechanism, Mechanism::FluxKustomize);
+        assert_eq!(
+            assessment.deploy.flux.as_ref().and_then(|f| f.kustomization.as_deref()),
+            Some(format!("{}/shop", workload.namespace()).as_str())
+        );
+    }
+
+    #[test]
+    fn a_kubectl_patch_owner_on_an_object_flux_applies_is_flux_s() {
+        let workload = deployment(PATCHED);
+        let assessment = assess(&workload);
+        assert_eq!(assessment.verdict, Verdict::StripNeeded, "{}", assessment.reason);
+        assert_eq!(assessment.replica_owners[0].mechanism, Mechanism::Manual);
+        let hazard = &assessment.hazards[0];
+        assert_eq!((hazard.owner.as_str(), hazard.mechanism), ("kubectl-patch", Mechanism::FluxKustomize));
+        assert_eq!(hazard.method, StripMethod::ManagedFields);
+        assert!(hazard.detail.contains("merges that entry into its own"), "{}", hazard.detail);
+        assert!(assessment.next.ends_with("--pause-flux"), "{}", assessment.next);
+    }
+
+    #[test]
+    fn the_same_owner_on_an_object_flux_does_not_apply_is_a_person_s() {
+        let mut workload = deployment(PATCHED);
+        workload.metadata.labels = None;
+        let assessment = assess(&workload);
+        assert_eq!(assessment.verdict, Verdict::Safe, "{}", assessment.reason);
+        assert!(assessment.hazards.is_empty());
+    }
 }

@@ -70,7 +70,7 @@ impl Mechanism {
 }
 
 /// The manager name `strip --method handover` uses unless told otherwise. It must not start
-/// with `kubectl`: Flux deletes such entries before each apply.
+/// with `kubectl`: Flux takes such entries over (merges them into its own) before each apply.
 pub const DEFAULT_HANDOVER_MANAGER: &str = "hpa-migrate-handover";
 
 /// The temporary manager name the Kubernetes docs use in "Transferring ownership"; people who
@@ -131,6 +131,26 @@ pub fn classify(manager: &str, operation: &str, subresource: Option<&str>, hando
         "kubectl" | "kubectl-edit" | "kubectl-patch" | "kubectl-scale" | "kubectl-set" | "kubectl-label"
         | "kubectl-annotate" => Mechanism::Manual,
         _ => Mechanism::Other,
+    }
+}
+
+/// Whether Flux's kustomize-controller takes this entry over before each apply of an object it
+/// manages: it merges the entries of managers whose name starts with `kubectl` (Update or
+/// Apply), `before-first-apply` (Update) or `kustomize-controller` (Update; its own writes from
+/// before server-side apply) into its own `kustomize-controller` Apply entry (fluxcd/pkg `ssa`
+/// cleanup options as kustomize-controller v1.9 sets them; names are matched by prefix, and only
+/// entries of the main resource: `/scale` writes such as `kubectl scale` are left alone).
+/// Measured on the real controller: replicas owned by `kubectl-patch` dropped to 1 at the next
+/// reconcile of a manifest without them.
+pub fn flux_takes_over(owner: &ReplicaOwner) -> bool {
+    if owner.subresource.is_some() {
+        return false;
+    }
+    let name = owner.manager.as_str();
+    match owner.operation.as_str() {
+        "Update" => ["kubectl", "before-first-apply", "kustomize-controller"].iter().any(|p| name.starts_with(p)),
+        "Apply" => name.starts_with("kubectl"),
+        _ => false,
     }
 }
 
@@ -269,6 +289,44 @@ mod tests {
         let mut fields = json!({"f:spec": {"f:replicas": {}}});
         remove_field(&mut fields, &REPLICAS_PATH);
         assert!(fields_empty(&fields));
+    }
+
+    fn owner(manager: &str, operation: &str, subresource: Option<&str>) -> ReplicaOwner {
+        ReplicaOwner {
+            manager: manager.into(),
+            operation: operation.into(),
+            subresource: subresource.map(str::to_string),
+            api_version: Some("apps/v1".into()),
+            time: None,
+            mechanism: classify(manager, operation, subresource, &[]),
+        }
+    }
+
+    #[test]
+    fn flux_takes_over_kubectl_and_before_first_apply_entries_but_not_scale_writes() {
+        for (manager, operation) in [
+            ("kubectl-patch", "Update"),
+            ("kubectl-edit", "Update"),
+            ("kubectl-client-side-apply", "Update"),
+            ("kubectl-rollout", "Update"),
+            ("kubectl", "Update"),
+            ("kubectl", "Apply"),
+            ("kubectl-handover", "Apply"),
+            ("before-first-apply", "Update"),
+            ("kustomize-controller", "Update"),
+        ] {
+            assert!(flux_takes_over(&owner(manager, operation, None)), "{manager} ({operation})");
+        }
+        for (manager, operation, subresource) in [
+            ("kubectl", "Update", Some("scale")),
+            ("kube-controller-manager", "Update", Some("scale")),
+            ("kustomize-controller", "Apply", None),
+            (DEFAULT_HANDOVER_MANAGER, "Apply", None),
+            ("helm", "Update", None),
+            ("before-first-apply", "Apply", None),
+        ] {
+            assert!(!flux_takes_over(&owner(manager, operation, subresource)), "{manager} ({operation})");
+        }
     }
 
     #[test]

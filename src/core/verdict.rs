@@ -81,7 +81,10 @@ pub fn assess(
     let namespace = workload.namespace().to_string();
     let target = workload.target();
     let mut warnings: Vec<String> = autoscalers.iter().flat_map(|a| a.warnings.iter().cloned()).collect();
-    let flux_owns = owners.iter().any(|o| matches!(o.mechanism, Mechanism::FluxKustomize | Mechanism::FluxHelm));
+    // Entries Flux takes over before its next apply (a `kubectl patch` on an object it manages)
+    // are Flux's hazards, and as much a reason to pause it.
+    let flux_owns = owners.iter().any(|o| matches!(o.mechanism, Mechanism::FluxKustomize | Mechanism::FluxHelm))
+        || hazards.iter().any(|h| matches!(h.mechanism, Mechanism::FluxKustomize | Mechanism::FluxHelm));
     let flux_paused = deploy.flux.as_ref().is_some_and(|f| f.reconcile_disabled);
     if flux_owns && !flux_paused {
         warnings.push(
