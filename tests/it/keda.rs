@@ -278,6 +278,7 @@ async fn min_replica_count_zero_scales_an_idle_workload_to_zero_and_verify_says_
     let ns = TestNamespace::new("keda-zero").await;
     ns.apply("kubectl", &deployment_manifest("web", Some(2))).await;
     recorded_event(&ns, "web", "from 0 to 2").await;
+    let before = ns.resource_version("web").await;
     ns.apply("kubectl", &scaled_object("web", "web", 0, 5)).await;
 
     // Never active and no initial cooldown: KEDA deactivates the target at once, through /scale.
@@ -285,6 +286,8 @@ async fn min_replica_count_zero_scales_an_idle_workload_to_zero_and_verify_says_
     // field: kubectl's apply loses it and nobody owns replicas at 0 (not even `keda`).
     let deployment = deployment_at(&ns, "web", 0).await;
     assert_eq!(replica_managers(&deployment), [], "{:#}", deployment["metadata"]["managedFields"]);
+    let stored = ns.replicas_stored_since("web", &before).await;
+    assert!(stored.iter().all(|r| [2, 0].contains(r)), "straight from 2 to 0: {stored:?}");
     recorded_event(&ns, "web", "Deactivated apps/v1.Deployment").await;
     recorded_event(&ns, "web", "from 2 to 0").await;
     let hpa = keda_hpa(&ns, "keda-hpa-web").await;
