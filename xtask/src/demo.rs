@@ -1,17 +1,18 @@
 //! `cargo xtask demo`: the failure the tool exists for and the migration it enables, told in the
 //! terminal on the local control plane with the real kubectl and the real plugin.
 //!
-//! A Mimir-shaped namespace (`demo/mimir/`) is deployed the way Flux's kustomize-controller
-//! deploys (a forced server-side apply as manager `kustomize-controller`), with HPAs and a
-//! KEDA-style ScaledObject. The ruler then loses `replicas` without the tool and drops to 1; the
-//! other workloads go through `check`, `strip`, the Git change and `verify`, and keep their
-//! counts. The demo fails unless exactly that happened.
+//! A Mimir-shaped namespace (`demo/mimir/`) is committed to a local Git (`flux::LocalGit`) and
+//! deployed by the real Flux kustomize-controller, with HPAs and a ScaledObject that the real
+//! KEDA operator turns into its HPA. The ruler then loses `replicas` in a commit without the
+//! tool and drops to 1; the other workloads go through `check`, `strip --pause-flux`, the commit
+//! without `replicas`, `resume`, a reconcile and `verify`, and keep their counts. The demo fails
+//! unless exactly that happened.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{BufRead, BufReader, IsTerminal};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -25,9 +26,9 @@ use crate::workspace_root;
 const NAMESPACE: &str = "mimir-demo";
 const MANIFESTS: &str = "demo/mimir";
 const OUT_DIR: &str = "target/demo";
-/// What Flux's kustomize-controller sends: a forced server-side apply under its own name.
-const FLUX_APPLY: [&str; 4] = ["apply", "--server-side", "--force-conflicts", "--field-manager=kustomize-controller"];
-const KEDA_HPA_UID: &str = "${SCALEDOBJECT_UID}";
+/// Where the GitRepository and the Kustomization (demo/mimir/flux.yaml) live.
+const FLUX_NAMESPACE: &str = "flux-system";
+const FLUX_NAME: &str = "mimir";
 /// The HPA minReplicas of every autoscaler in demo/mimir/autoscalers.yaml.
 const HPA_MIN: i64 = 2;
 
@@ -64,11 +65,25 @@ const MIGRATED: [Workload; 4] = [
 pub fn demo(paths: &Paths, keep: bool) -> Result<()> {
     let started = Instant::now();
     let started_here = cluster::up(paths)?;
-    let result =
-        crate::cargo(&["build", "--locked", "--bin", "kubectl-hpa_migrate"], &[]).and_then(|()| Demo::new(paths).run());
+    let result = crate::cargo(&["build", "--locked", "--bin", "kubectl-hpa_migrate"], &[])
+        .and_then(|()| Demo::new(paths)?.run());
     if keep {
         explore(paths);
     } else {
+        // The Kustomization prunes what it applied, the namespace included.
+        let _ = cluster::kubectl(
+            paths,
+            &[
+                "delete",
+                "kustomization,gitrepository",
+                FLUX_NAME,
+                "-n",
+                FLUX_NAMESPACE,
+                "--ignore-not-found",
+                "--wait=false",
+            ],
+            None,
+        );
         let _ =
             cluster::kubectl(paths, &["delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false"], None);
         if started_here {
@@ -90,14 +105,15 @@ fn explore(paths: &Paths) {
          kubectl hpa-migrate check -n {NAMESPACE}\n  \
          kubectl hpa-migrate verify -n {NAMESPACE} deploy/ruler --since 1h\n  \
          kubectl get deploy ruler -n {NAMESPACE} -o yaml --show-managed-fields   # who owns what now\n  \
-         kubectl apply --server-side --force-conflicts --field-manager=kustomize-controller -f {with_replicas}\n  \
-         kubectl hpa-migrate check -n {NAMESPACE}   # replicas back in Git: Flux owns them again, strip-needed\n\n\
-         The strip's backups: {backups}\n\
-         When done: kubectl delete namespace {NAMESPACE}; `cargo xtask cluster down` stops the plane.",
+         kubectl get kustomization,gitrepository -n {FLUX_NAMESPACE}   # Flux's view (its log: {flux_log})\n\n\
+         The local Git server stopped with the demo: Flux keeps what it applied, and a reconcile now\n\
+         fails to download the last commit. The strip's backups: {backups}\n\
+         When done: kubectl delete kustomization -n {FLUX_NAMESPACE} {FLUX_NAME} (it prunes {NAMESPACE});\n\
+         `cargo xtask cluster down` stops the plane.",
         kubeconfig = paths.admin_kubeconfig.display(),
         debug = root.join("target/debug").display(),
         bin = paths.bin.display(),
-        with_replicas = root.join(MANIFESTS).join("with-replicas.yaml").display(),
+        flux_log = paths.log_file(crate::flux::COMPONENT).display(),
         backups = root.join(OUT_DIR).join("backups").display(),
     );
 }
@@ -109,16 +125,17 @@ struct Demo<'a> {
     /// `kubectl hpa-migrate` runs exactly as a user types it.
     path: OsString,
     styled: bool,
+    git: crate::flux::LocalGit,
 }
 
 impl<'a> Demo<'a> {
-    fn new(paths: &'a Paths) -> Self {
+    fn new(paths: &'a Paths) -> Result<Self> {
         let root = workspace_root();
         let mut dirs = vec![root.join("target/debug"), paths.bin.clone()];
         dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
         let path = std::env::join_paths(dirs).expect("PATH entries without separators");
         let styled = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        Self { paths, root, path, styled }
+        Ok(Self { paths, root, path, styled, git: crate::flux::LocalGit::start()? })
     }
 
     fn run(&self) -> Result<()> {
@@ -127,34 +144,44 @@ impl<'a> Demo<'a> {
             fs::remove_dir_all(&out_dir).with_context(|| format!("removing {}", out_dir.display()))?;
         }
         fs::create_dir_all(&out_dir)?;
-        eprintln!("xtask: deleting namespace {NAMESPACE} if a previous run left it");
+        eprintln!("xtask: deleting what a previous run left (its Kustomization prunes namespace {NAMESPACE})");
+        self.kubectl(&[
+            "delete",
+            "kustomization,gitrepository",
+            FLUX_NAME,
+            "-n",
+            FLUX_NAMESPACE,
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=120s",
+        ])?;
         self.kubectl(&["delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", "--timeout=120s"])?;
-        let crd = self.root.join("tests/cluster/keda-scaledobject-crd.yaml");
-        cluster::kubectl(self.paths, &["apply", "--server-side", "-f"], Some(&crd))?;
-        self.kubectl(&["wait", "--for=condition=Established", "crd/scaledobjects.keda.sh", "--timeout=60s"])?;
 
         self.title("hpa-migrate demo: Flux hands .spec.replicas of a Mimir-shaped namespace to its autoscalers");
         self.say(&format!(
             "The local control plane runs etcd, kube-apiserver and kube-controller-manager (Deployment,\n\
-             StatefulSet and HPA controllers), with no scheduler, kubelet or metrics API: Pods are created\n\
-             but never run (READY stays 0/N; N is spec.replicas, the count this story is about). The\n\
-             deploy tool is the real kubectl sending what Flux's kustomize-controller sends: a forced\n\
-             server-side apply as field manager kustomize-controller. Manifests: {MANIFESTS}/."
+             StatefulSet and HPA controllers), the real Flux kustomize-controller and the real KEDA\n\
+             operator, with no scheduler, kubelet or metrics API: Pods are created but never run (READY\n\
+             stays 0/N; N is spec.replicas, the count this story is about). Git is local: each commit of\n\
+             {MANIFESTS}/ is packed into a tarball that kustomize-controller downloads, as it does from\n\
+             source-controller (which does not run here)."
         ));
 
-        self.step("1. Flux deploys Mimir with replicas, then the autoscalers");
-        self.flux_apply("with-replicas.yaml", &[])?;
+        self.step("1. Flux deploys Mimir with replicas, and the autoscalers");
+        self.expect(0, &["apply", "-f", &format!("{MANIFESTS}/flux.yaml")])?;
+        self.commit(
+            "Mimir with replicas, and its autoscalers",
+            &[
+                ("mimir.yaml", self.manifest("with-replicas.yaml")?),
+                ("autoscalers.yaml", self.manifest("autoscalers.yaml")?),
+            ],
+        )?;
         self.say(&format!(
             "Every autoscaler has minReplicas {HPA_MIN}, below the current counts, and no metrics to act\n\
-             on: the HPA controller leaves the counts as they are."
+             on: the HPA controller leaves the counts as they are. The KEDA operator answered the\n\
+             ScaledObject with the HPA keda-hpa-querier (its Prometheus is unreachable here: a TriggerError,\n\
+             while its HPA still holds minReplicas and maxReplicas)."
         ));
-        self.flux_apply("autoscalers.yaml", &[])?;
-        self.say(
-            "KEDA answers the ScaledObject with an HPA named keda-hpa-querier that the ScaledObject\n\
-             controls. No KEDA operator runs here, so the demo creates it as KEDA does:",
-        );
-        let keda_hpa = self.render_keda_hpa(&out_dir)?;
-        self.expect(0, &["apply", "--server-side", "--field-manager=keda-operator", "-f", &keda_hpa])?;
         // One HPA per workload: four of their own, the querier's through KEDA.
         self.wait_for_hpas(MIGRATED.len() + 1)?;
         self.expect(0, &["get", "hpa", "-n", NAMESPACE])?;
@@ -168,10 +195,7 @@ impl<'a> Demo<'a> {
         );
 
         self.step("3. The ruler, without the tool: replicas deleted from its manifest, Flux applies");
-        self.say(
-            "Watch the ruler while Flux applies its manifest without replicas (-l picks it out of\n\
-             without-replicas.yaml):",
-        );
+        self.say("Watch the ruler while Git loses its replicas and Flux reconciles:");
         self.ruler_drops()?;
         self.expect(1, &["hpa-migrate", "verify", "-n", NAMESPACE, RULER.target, "--since", "10m"])?;
         self.say(&format!(
@@ -192,13 +216,22 @@ impl<'a> Demo<'a> {
         strip.extend(&targets);
         self.expect(0, &strip)?;
         self.say(&format!(
-            "Git: replicas deleted from the manifests ({MANIFESTS}/without-replicas.yaml). Flux skips\n\
-             paused objects, so resume them; its next reconcile applies the new manifests, the ruler's too:"
+            "Git: replicas deleted from every manifest ({MANIFESTS}/without-replicas.yaml). Flux applies\n\
+             the commit but skips the paused objects:"
         ));
+        self.commit(
+            "Hand replicas to the autoscalers",
+            &[
+                ("mimir.yaml", self.manifest("without-replicas.yaml")?),
+                ("autoscalers.yaml", self.manifest("autoscalers.yaml")?),
+            ],
+        )?;
+        self.say("Git no longer has replicas: resume Flux on them, and reconcile.");
         let mut resume = vec!["hpa-migrate", "resume", "-n", NAMESPACE];
         resume.extend(&targets);
         self.expect(0, &resume)?;
-        self.flux_apply("without-replicas.yaml", &[])?;
+        let revision = self.applied_revision()?;
+        self.reconcile(&revision)?;
         self.expect(0, &["get", "deploy,sts", "-n", NAMESPACE])?;
         self.expect(0, &["hpa-migrate", "check", "-n", NAMESPACE])?;
         self.say(
@@ -235,8 +268,16 @@ impl<'a> Demo<'a> {
             for _ in 0..2 {
                 seen.recv_timeout(Duration::from_secs(20)).context("kubectl --watch printed nothing")?;
             }
-            let component = format!("app.kubernetes.io/component={}", RULER.name());
-            self.flux_apply("without-replicas.yaml", &["-l", &component])?;
+            let ruler_without: Vec<String> =
+                documents(&self.manifest("without-replicas.yaml")?).into_iter().filter(|d| is_ruler(d)).collect();
+            let mimir: Vec<String> = documents(&self.manifest("with-replicas.yaml")?)
+                .into_iter()
+                .map(|d| if is_ruler(&d) { ruler_without[0].clone() } else { d })
+                .collect();
+            self.commit(
+                "ruler: remove replicas, its HPA has it",
+                &[("mimir.yaml", mimir.join("---\n")), ("autoscalers.yaml", self.manifest("autoscalers.yaml")?)],
+            )?;
             wait_until("the HPA to bring the ruler back to its minReplicas", Duration::from_secs(60), || {
                 Ok(self.replicas(&RULER)? == Some(HPA_MIN)
                     && self.kubectl(&["get", RULER.target, "-n", NAMESPACE, "-o", "jsonpath={.status.replicas}"])?
@@ -335,27 +376,68 @@ impl<'a> Demo<'a> {
         Ok(())
     }
 
-    /// `kubectl apply` as Flux's kustomize-controller, of a manifest in demo/mimir/.
-    fn flux_apply(&self, file: &str, extra: &[&str]) -> Result<()> {
-        let file = format!("{MANIFESTS}/{file}");
-        let mut args = FLUX_APPLY.to_vec();
-        args.extend(["-f", &file]);
-        args.extend(extra);
-        self.expect(0, &args)
+    fn manifest(&self, file: &str) -> Result<String> {
+        let path = self.root.join(MANIFESTS).join(file);
+        fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
     }
 
-    /// demo/mimir/keda-hpa-querier.yaml with the ScaledObject's uid in its owner reference.
-    fn render_keda_hpa(&self, out_dir: &Path) -> Result<String> {
-        let template_path = self.root.join(MANIFESTS).join("keda-hpa-querier.yaml");
-        let template =
-            fs::read_to_string(&template_path).with_context(|| format!("reading {}", template_path.display()))?;
-        ensure!(template.contains(KEDA_HPA_UID), "{} has no {KEDA_HPA_UID}", template_path.display());
-        let uid =
-            self.kubectl(&["get", "scaledobject", "querier", "-n", NAMESPACE, "-o", "jsonpath={.metadata.uid}"])?;
-        ensure!(!uid.is_empty(), "the ScaledObject querier has no uid");
-        let rendered = out_dir.join("keda-hpa-querier.yaml");
-        fs::write(&rendered, template.replace(KEDA_HPA_UID, &uid))?;
-        Ok(format!("{OUT_DIR}/keda-hpa-querier.yaml"))
+    /// A commit to the local Git, pushed, then a reconcile of the Kustomization.
+    fn commit(&self, message: &str, files: &[(&str, String)]) -> Result<()> {
+        let revision = self.git.push(self.paths, FLUX_NAMESPACE, FLUX_NAME, files)?;
+        println!("\n{}", self.style("1", &format!("$ git commit -qam {} && git push -q", quote(message))));
+        println!("[main {}] {message}", &revision["main@sha1:".len()..][..7]);
+        self.reconcile(&revision)
+    }
+
+    /// What `flux reconcile kustomization mimir` does (the flux CLI is not installed here): the
+    /// request annotation, then the wait until the controller has applied `revision`.
+    fn reconcile(&self, revision: &str) -> Result<()> {
+        let requested = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos());
+        self.expect(
+            0,
+            &[
+                "annotate",
+                "--overwrite",
+                "-n",
+                FLUX_NAMESPACE,
+                &format!("kustomization/{FLUX_NAME}"),
+                &format!("reconcile.fluxcd.io/requestedAt={requested}"),
+            ],
+        )?;
+        wait_until(&format!("kustomize-controller to apply {revision}"), Duration::from_secs(90), || {
+            let object: Value = serde_json::from_str(&self.kubectl(&[
+                "get",
+                "kustomization",
+                FLUX_NAME,
+                "-n",
+                FLUX_NAMESPACE,
+                "-o",
+                "json",
+            ])?)?;
+            let status = &object["status"];
+            let ready = status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            Ok(ready
+                && status["lastHandledReconcileAt"] == requested.as_str()
+                && status["lastAppliedRevision"] == revision
+                && status["observedGeneration"] == object["metadata"]["generation"])
+        })?;
+        self.expect(0, &["get", "kustomization", "-n", FLUX_NAMESPACE, FLUX_NAME])
+    }
+
+    fn applied_revision(&self) -> Result<String> {
+        self.kubectl(&[
+            "get",
+            "kustomization",
+            FLUX_NAME,
+            "-n",
+            FLUX_NAMESPACE,
+            "-o",
+            "jsonpath={.status.lastAppliedRevision}",
+        ])
     }
 
     /// Waits until the HPA controller has judged every HPA (the condition `judged` of the
@@ -446,6 +528,15 @@ fn wait_until(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<b
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// The documents of a multi-document YAML file.
+fn documents(text: &str) -> Vec<String> {
+    text.split("\n---\n").map(|d| format!("{}\n", d.trim_end())).collect()
+}
+
+fn is_ruler(document: &str) -> bool {
+    document.contains("kind: Deployment") && document.contains(&format!("\n  name: {}\n", RULER.name()))
 }
 
 /// Quotes an argument for display the way a shell would need it.

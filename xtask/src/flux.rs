@@ -63,7 +63,11 @@ fn module_source(module: &str, version: &str) -> Result<PathBuf> {
         .context("running `go mod download`")?;
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        bail!("`go mod download {module}@{version}` failed: {}{}", text.trim(), String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "`go mod download {module}@{version}` failed: {}{}",
+            text.trim(),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let info: serde_json::Value = serde_json::from_str(&text).context("reading `go mod download -json`")?;
     info["Dir"].as_str().map(PathBuf::from).with_context(|| format!("no Dir for {module}@{version}: {text}"))
@@ -127,10 +131,13 @@ pub fn ensure_running(paths: &Paths) -> Result<()> {
     }
     apply_stdin(paths, &identity_manifests())?;
     for crd in ["kustomizations.kustomize.toolkit.fluxcd.io", "gitrepositories.source.toolkit.fluxcd.io"] {
-        cluster::kubectl(paths, &["wait", "--for=condition=Established", &format!("crd/{crd}"), "--timeout=60s"], None)?;
+        cluster::kubectl(
+            paths,
+            &["wait", "--for=condition=Established", &format!("crd/{crd}"), "--timeout=60s"],
+            None,
+        )?;
     }
-    let token =
-        cluster::kubectl(paths, &["create", "token", COMPONENT, "-n", NAMESPACE, "--duration=87600h"], None)?;
+    let token = cluster::kubectl(paths, &["create", "token", COMPONENT, "-n", NAMESPACE, "--duration=87600h"], None)?;
     let kubeconfig = dir.join("kubeconfig");
     write_kubeconfig(paths, &kubeconfig, token.trim())?;
 
@@ -242,4 +249,126 @@ pub fn stop(paths: &Paths) {
         }
         let _ = fs::remove_file(&pid_file);
     }
+}
+
+/// The demo's Git: each commit packed into a tar.gz, served from 127.0.0.1 by a thread of this
+/// process, and announced by writing the GitRepository's status as source-controller does
+/// (artifact url, revision, digest, lastUpdateTime; a Ready condition). kustomize-controller
+/// downloads the tarball and checks its digest. The server lives as long as this process.
+pub struct LocalGit {
+    port: u16,
+    files: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>,
+    commits: std::cell::Cell<u32>,
+}
+
+impl LocalGit {
+    pub fn start() -> Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding the local Git server")?;
+        let port = listener.local_addr()?.port();
+        let files: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>> = Default::default();
+        let served = files.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let files = served.clone();
+                std::thread::spawn(move || serve(&files, stream));
+            }
+        });
+        Ok(Self { port, files, commits: std::cell::Cell::new(0) })
+    }
+
+    /// Packs `files` (name, content), serves the tarball and writes the status of GitRepository
+    /// `namespace/name`. Returns the revision, `main@sha1:<id>`.
+    pub fn push(&self, paths: &Paths, namespace: &str, name: &str, files: &[(&str, String)]) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut archive = tar::Builder::new(encoder);
+        for (file, content) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            archive.append_data(&mut header, file, content.as_bytes())?;
+        }
+        let tarball = archive.into_inner()?.finish()?;
+        let digest = format!("{:x}", Sha256::digest(&tarball));
+        self.commits.set(self.commits.get() + 1);
+        let id = format!("{:x}", Sha256::digest(format!("{namespace}/{name}/{}/{digest}", self.commits.get())));
+        let id = &id[..40];
+        let revision = format!("main@sha1:{id}");
+        let path = format!("gitrepository/{namespace}/{name}/{id}.tar.gz");
+        let size = tarball.len();
+        self.files.lock().expect("the file map").insert(path.clone(), tarball);
+        let time = utc_now();
+        let status = serde_json::json!({"status": {
+            "observedGeneration": 1,
+            "artifact": {
+                "path": path, "url": format!("http://127.0.0.1:{}/{path}", self.port), "revision": revision,
+                "digest": format!("sha256:{digest}"), "lastUpdateTime": time, "size": size
+            },
+            "conditions": [{
+                "type": "Ready", "status": "True", "reason": "Succeeded", "observedGeneration": 1,
+                "lastTransitionTime": time, "message": format!("stored artifact for revision '{revision}'")
+            }]
+        }});
+        cluster::kubectl(
+            paths,
+            &[
+                "patch",
+                "gitrepository",
+                name,
+                "-n",
+                namespace,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &status.to_string(),
+            ],
+            None,
+        )?;
+        Ok(revision)
+    }
+}
+
+/// One HTTP/1.1 GET per connection, answered and closed.
+fn serve(files: &std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>, mut stream: std::net::TcpStream) {
+    use std::io::{BufRead, Write};
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let Ok(clone) = stream.try_clone() else { return };
+    let mut reader = std::io::BufReader::new(clone);
+    let mut request = String::new();
+    if reader.read_line(&mut request).is_err() {
+        return;
+    }
+    let mut header = String::new();
+    while reader.read_line(&mut header).is_ok_and(|n| n > 0) && header.trim() != "" {
+        header.clear();
+    }
+    let path = request.split_whitespace().nth(1).unwrap_or_default().trim_start_matches('/');
+    let body = files.lock().ok().and_then(|f| f.get(path).cloned());
+    let response = match body {
+        Some(bytes) => [
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", bytes.len()).into_bytes(),
+            bytes,
+        ]
+        .concat(),
+        None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+    };
+    let _ = stream.write_all(&response);
+}
+
+/// Now as RFC 3339 in UTC, to the second (what metav1.Time holds).
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
 }
