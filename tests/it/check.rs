@@ -4,6 +4,11 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
+// check's verdicts need a deploy tool's owner of replicas, and a forced server-side apply as
+// `kustomize-controller` is exactly the entry Flux leaves (tests/fixtures/flux-real-owns-replicas
+// is the real controller's): classifying it is what is tested here. Flux's own behaviour, and
+// check on objects the real controller applies, are in flux.rs.
+
 fn workload<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["workloads"]
         .as_array()

@@ -4,6 +4,11 @@ use std::time::Duration;
 
 use crate::common::*;
 
+// These pin down the API server's server-side-apply rules themselves (a forced apply that stops
+// sending a field it alone owns, a co-owner keeping it): any applier shows them, and the manager
+// is named `kustomize-controller` so that the captured fixtures read like Flux's. What the real
+// Flux controller does on top (takeover, drift check, pause, suspend, ignore) is in flux.rs.
+
 /// Flux-style forced server-side apply: deleting `replicas` from the manifest resets it to 1.
 #[tokio::test]
 async fn ssa_apply_without_replicas_defaults_to_one() {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::*;
+use crate::gitops::FluxRepo;
 
 /// A tmux session running one command in a 160x50 terminal; killed when dropped.
 struct Terminal {
@@ -79,7 +80,7 @@ async fn the_guided_flow_migrates_a_flux_workload() {
     // It guards the workload for the migration window: one guard test at a time.
     let _guard = crate::guard::ONE_AT_A_TIME.lock().await;
     let ns = TestNamespace::new("flow-flux").await;
-    ns.apply("kustomize-controller", &with_label(deployment_manifest("web", Some(5)), "1")).await;
+    let repo = FluxRepo::new(&ns, "shop", &[with_label(deployment_manifest("web", Some(5)), "1")]).await;
     judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
 
     let terminal = Terminal::start(&ns.name, &flow_command(&ns));
@@ -100,8 +101,8 @@ async fn the_guided_flow_migrates_a_flux_workload() {
     terminal.keys(&["y", "Enter"]);
     terminal.wait_for("Deploy now.").await;
 
-    // Flux's next reconcile, with replicas gone from Git.
-    ns.apply("kustomize-controller", &with_label(deployment_manifest("web", None), "2")).await;
+    // The commit without replicas, and the real kustomize-controller's reconcile.
+    repo.commit(&[with_label(deployment_manifest("web", None), "2")]).await;
     terminal.wait_for("EXIT=").await;
     let screen = terminal.screen();
     assert!(screen.contains("web: 5 -> 5 replicas (minimum while watching 5), now safe"), "{screen}");

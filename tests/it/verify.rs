@@ -10,6 +10,11 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
+// verify reads Events and ReplicaSets, whoever changed replicas: here the drops are made by a
+// forced server-side apply as `kustomize-controller` (one request, so each test controls exactly
+// when the drop lands, as the live watch tests need). The same drop made by the real Flux
+// controller, found by verify, is in flux.rs.
+
 fn verify(ns: &TestNamespace, args: &[&str]) -> (Value, i32) {
     let mut all = vec!["verify"];
     all.extend_from_slice(args);
