@@ -72,7 +72,7 @@ fn run(args: &[&str]) -> Result<()> {
             helm::build()?;
             with_cluster(&paths, || {
                 cargo(
-                    &["test", "--locked", "--test", "it", "--", "foundation::", "helm::", "keda::"],
+                    &["test", "--locked", "--test", "it", "--", "foundation::", "helm::", "keda::", "flux::"],
                     &[("HPA_MIGRATE_UPDATE_FIXTURES", "1")],
                 )
             })
