@@ -191,7 +191,7 @@ pub fn managed_fields_patch(plan: &ManagedFieldsPlan) -> json_patch::Patch {
 }
 
 /// The field manager of this tool's own patches (the Flux pause annotation). It must not
-/// start with `kubectl`: Flux deletes such managedFields entries before each apply.
+/// start with `kubectl`: Flux takes such managedFields entries over (merges them into its own) before each apply.
 pub const FIELD_MANAGER: &str = "hpa-migrate";
 
 /// What an object must look like after a change to the workload.
