@@ -12,13 +12,14 @@
 //! would (tests/it/gitops.rs).
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::cluster::{self, Paths};
+use crate::controller;
 use crate::gobuild::{GoBinary, GoModule, required_version};
 use crate::workspace_root;
 
@@ -86,33 +87,15 @@ fn crd_files() -> Result<Vec<PathBuf>> {
 }
 
 fn state_dir(paths: &Paths) -> PathBuf {
-    paths.state.join(COMPONENT)
+    controller::state_dir(paths, COMPONENT)
 }
 
 fn health_port_file(paths: &Paths) -> PathBuf {
-    state_dir(paths).join("health-port")
+    controller::health_port_file(paths, COMPONENT)
 }
 
-/// True when the controller's process is alive and its health endpoint answers.
 pub fn is_running(paths: &Paths) -> bool {
-    cluster::read_pid(&paths.pid_file(COMPONENT)).is_some_and(cluster::process_alive)
-        && fs::read_to_string(health_port_file(paths))
-            .ok()
-            .and_then(|p| p.trim().parse::<u16>().ok())
-            .is_some_and(ready)
-}
-
-/// controller-runtime's `/readyz` on the health address.
-fn ready(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream.write_all(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+    controller::is_running(paths, COMPONENT)
 }
 
 /// Starts the controller on the running plane unless it already runs (the API server is left
@@ -129,7 +112,7 @@ pub fn ensure_running(paths: &Paths) -> Result<()> {
     for crd in crd_files()? {
         cluster::kubectl(paths, &["apply", "--server-side", "-f"], Some(&crd))?;
     }
-    apply_stdin(paths, &identity_manifests())?;
+    controller::apply_stdin(paths, &identity_manifests())?;
     for crd in ["kustomizations.kustomize.toolkit.fluxcd.io", "gitrepositories.source.toolkit.fluxcd.io"] {
         cluster::kubectl(
             paths,
@@ -139,7 +122,7 @@ pub fn ensure_running(paths: &Paths) -> Result<()> {
     }
     let token = cluster::kubectl(paths, &["create", "token", COMPONENT, "-n", NAMESPACE, "--duration=87600h"], None)?;
     let kubeconfig = dir.join("kubeconfig");
-    write_kubeconfig(paths, &kubeconfig, token.trim())?;
+    controller::write_kubeconfig_like_admin(paths, &kubeconfig, COMPONENT, token.trim())?;
 
     let health_port = cluster::free_port()?;
     let metrics_port = cluster::free_port()?;
@@ -168,7 +151,7 @@ pub fn ensure_running(paths: &Paths) -> Result<()> {
         if let Some(status) = child.try_wait()? {
             bail!("kustomize-controller exited ({status}) while starting\n{}", cluster::log_tail(paths, COMPONENT));
         }
-        if ready(health_port) {
+        if controller::ready(health_port) {
             break;
         }
         if Instant::now() > deadline {
@@ -198,57 +181,9 @@ fn identity_manifests() -> String {
     )
 }
 
-fn apply_stdin(paths: &Paths, yaml: &str) -> Result<()> {
-    use std::io::Write;
-    let mut child = Command::new(paths.kubectl())
-        .arg("--kubeconfig")
-        .arg(&paths.admin_kubeconfig)
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running kubectl")?;
-    child.stdin.take().expect("stdin is piped").write_all(yaml.as_bytes())?;
-    let output = child.wait_with_output()?;
-    if !output.status.success() {
-        bail!("kubectl apply failed: {}", String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(())
-}
-
-/// The admin kubeconfig's server and CA with the controller's service-account token.
-fn write_kubeconfig(paths: &Paths, path: &Path, token: &str) -> Result<()> {
-    let admin = fs::read_to_string(&paths.admin_kubeconfig)?;
-    let field = |name: &str| {
-        admin
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
-            .with_context(|| format!("no `{name}` in {}", paths.admin_kubeconfig.display()))
-    };
-    let (server, ca) = (field("server:")?, field("certificate-authority-data:")?);
-    fs::write(
-        path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
-             users:\n- name: {COMPONENT}\n  user:\n    token: {token}\n\
-             contexts:\n- name: local\n  context:\n    cluster: local\n    user: {COMPONENT}\n\
-             current-context: local\n"
-        ),
-    )?;
-    Ok(())
-}
-
 /// Stops the controller if it runs (before the plane, whose API server it talks to).
 pub fn stop(paths: &Paths) {
-    let pid_file = paths.pid_file(COMPONENT);
-    if let Some(pid) = cluster::read_pid(&pid_file) {
-        if cluster::process_alive(pid) {
-            cluster::stop_process(pid);
-            eprintln!("xtask: kustomize-controller stopped");
-        }
-        let _ = fs::remove_file(&pid_file);
-    }
+    controller::stop(paths, COMPONENT, "kustomize-controller");
 }
 
 /// The demo's Git: each commit packed into a tar.gz, served from 127.0.0.1 by a thread of this

@@ -8,13 +8,14 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
 
 use crate::cluster::{self, Paths};
+use crate::controller;
 use crate::gobuild::{GoBinary, GoModule, required_version};
 use crate::workspace_root;
 
@@ -58,32 +59,15 @@ fn source_dir() -> Result<PathBuf> {
 }
 
 fn state_dir(paths: &Paths) -> PathBuf {
-    paths.state.join(COMPONENT)
+    controller::state_dir(paths, COMPONENT)
 }
 
 fn health_port_file(paths: &Paths) -> PathBuf {
-    state_dir(paths).join("health-port")
+    controller::health_port_file(paths, COMPONENT)
 }
 
-/// True when the operator's process is alive and its health endpoint answers.
 pub fn is_running(paths: &Paths) -> bool {
-    cluster::read_pid(&paths.pid_file(COMPONENT)).is_some_and(cluster::process_alive)
-        && fs::read_to_string(health_port_file(paths))
-            .ok()
-            .and_then(|p| p.trim().parse::<u16>().ok())
-            .is_some_and(healthy)
-}
-
-fn healthy(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream.write_all(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200")
+    controller::is_running(paths, COMPONENT)
 }
 
 /// Starts the operator on the running plane unless it already runs (the API server is left
@@ -101,7 +85,7 @@ pub fn ensure_running(paths: &Paths) -> Result<()> {
     // KEDA's CRDs and its own RBAC, as its release manifests install them.
     cluster::kubectl(paths, &["apply", "--server-side", "-f"], Some(&source.join("config/crd/bases")))?;
     cluster::kubectl(paths, &["create", "namespace", NAMESPACE, "--dry-run=client", "-o", "yaml"], None)
-        .and_then(|yaml| apply_stdin(paths, &yaml))?;
+        .and_then(|yaml| controller::apply_stdin(paths, &yaml))?;
     cluster::kubectl(paths, &["apply", "-n", NAMESPACE, "-f"], Some(&source.join("config/rbac/role.yaml")))?;
     cluster::kubectl(paths, &["apply", "-n", NAMESPACE, "-f"], Some(&source.join("config/rbac/role_binding.yaml")))?;
     cluster::kubectl(
@@ -109,7 +93,7 @@ pub fn ensure_running(paths: &Paths) -> Result<()> {
         &["create", "serviceaccount", "keda-operator", "-n", NAMESPACE, "--dry-run=client", "-o", "yaml"],
         None,
     )
-    .and_then(|yaml| apply_stdin(paths, &yaml))?;
+    .and_then(|yaml| controller::apply_stdin(paths, &yaml))?;
     cluster::kubectl(
         paths,
         &["wait", "--for=condition=Established", "crd/scaledobjects.keda.sh", "--timeout=60s"],
@@ -118,7 +102,7 @@ pub fn ensure_running(paths: &Paths) -> Result<()> {
     let token =
         cluster::kubectl(paths, &["create", "token", "keda-operator", "-n", NAMESPACE, "--duration=87600h"], None)?;
     let kubeconfig = dir.join("keda.kubeconfig");
-    write_kubeconfig_like_admin(paths, &kubeconfig, "keda-operator", token.trim())?;
+    controller::write_kubeconfig_like_admin(paths, &kubeconfig, "keda-operator", token.trim())?;
 
     let cert_dir = dir.join("certs");
     fs::create_dir_all(&cert_dir)?;
@@ -152,7 +136,7 @@ pub fn ensure_running(paths: &Paths) -> Result<()> {
         if let Some(status) = child.try_wait()? {
             bail!("the KEDA operator exited ({status}) while starting\n{}", cluster::log_tail(paths, COMPONENT));
         }
-        if healthy(health_port) {
+        if controller::ready(health_port) {
             break;
         }
         if Instant::now() > deadline {
@@ -167,47 +151,6 @@ pub fn ensure_running(paths: &Paths) -> Result<()> {
         started.elapsed().as_secs_f64(),
         paths.log_file(COMPONENT).display()
     );
-    Ok(())
-}
-
-fn apply_stdin(paths: &Paths, yaml: &str) -> Result<()> {
-    use std::io::Write;
-    let mut child = Command::new(paths.kubectl())
-        .arg("--kubeconfig")
-        .arg(&paths.admin_kubeconfig)
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running kubectl")?;
-    child.stdin.take().expect("stdin is piped").write_all(yaml.as_bytes())?;
-    let output = child.wait_with_output()?;
-    if !output.status.success() {
-        bail!("kubectl apply failed: {}", String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(())
-}
-
-/// The admin kubeconfig's server and CA with the operator's service-account token.
-fn write_kubeconfig_like_admin(paths: &Paths, path: &Path, user: &str, token: &str) -> Result<()> {
-    let admin = fs::read_to_string(&paths.admin_kubeconfig)?;
-    let field = |name: &str| {
-        admin
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
-            .with_context(|| format!("no `{name}` in {}", paths.admin_kubeconfig.display()))
-    };
-    let (server, ca) = (field("server:")?, field("certificate-authority-data:")?);
-    fs::write(
-        path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
-             users:\n- name: {user}\n  user:\n    token: {token}\n\
-             contexts:\n- name: local\n  context:\n    cluster: local\n    user: {user}\n\
-             current-context: local\n"
-        ),
-    )?;
     Ok(())
 }
 
@@ -241,12 +184,5 @@ fn generate_certs(dir: &Path) -> Result<()> {
 
 /// Stops the operator if it runs (before the plane, whose API server it talks to).
 pub fn stop(paths: &Paths) {
-    let pid_file = paths.pid_file(COMPONENT);
-    if let Some(pid) = cluster::read_pid(&pid_file) {
-        if cluster::process_alive(pid) {
-            cluster::stop_process(pid);
-            eprintln!("xtask: KEDA operator stopped");
-        }
-        let _ = fs::remove_file(&pid_file);
-    }
+    controller::stop(paths, COMPONENT, "KEDA operator");
 }

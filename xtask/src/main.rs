@@ -2,6 +2,7 @@
 
 mod bench;
 mod cluster;
+mod controller;
 mod demo;
 mod dist;
 mod flux;
