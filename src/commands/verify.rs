@@ -725,27 +725,16 @@ fn namespace_of(assessment: &Assessment) -> NamespaceScope {
 /// Watch errors that waiting will not cure: rejected credentials and RBAC refusals end the
 /// watch at once; anything else (a refused connection, a restart, 410) is retried.
 fn fatal_watch_error(error: &watcher::Error, assessment: &Assessment) -> Option<Error> {
-    let source = match error {
-        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
-            e
-        }
+    let status = match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status,
         _ => return None,
     };
-    match crate::error::api_code(source) {
-        Some(401 | 403) => {
-            let source = match error {
-                watcher::Error::InitialListFailed(e)
-                | watcher::Error::WatchStartFailed(e)
-                | watcher::Error::WatchFailed(e) => kube::Error::Api(match e {
-                    kube::Error::Api(status) => status.clone(),
-                    _ => return None,
-                }),
-                _ => return None,
-            };
-            Some(kubeio::classify_error(source, "watch", &assessment.workload_kind.plural, &namespace_of(assessment)))
-        }
-        _ => None,
-    }
+    matches!(status.code, 401 | 403).then(|| {
+        let source = kube::Error::Api(status.clone());
+        kubeio::classify_error(source, "watch", &assessment.workload_kind.plural, &namespace_of(assessment))
+    })
 }
 
 /// Waits, up to the attribution window, for the autoscaler's order of this size (the HPA
