@@ -4,8 +4,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -93,4 +93,38 @@ pub fn stop(paths: &Paths, component: &str, label: &str) {
         }
         let _ = fs::remove_file(&pid_file);
     }
+}
+
+/// Waits up to 90 s for a started component's `/readyz`; fails with its log's tail if it exits
+/// or never gets ready (killing it then), and reports how long the start took.
+pub fn await_ready(
+    paths: &Paths,
+    component: &str,
+    label: &str,
+    child: &mut Child,
+    health_port: u16,
+    started: Instant,
+) -> Result<()> {
+    fs::write(health_port_file(paths, component), health_port.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("{label} exited ({status}) while starting\n{}", cluster::log_tail(paths, component));
+        }
+        if ready(health_port) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("timed out waiting for {label}'s /readyz\n{}", cluster::log_tail(paths, component));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!(
+        "xtask: {label} up in {:.1}s (log: {})",
+        started.elapsed().as_secs_f64(),
+        paths.log_file(component).display()
+    );
+    Ok(())
 }

@@ -90,10 +90,6 @@ fn state_dir(paths: &Paths) -> PathBuf {
     controller::state_dir(paths, COMPONENT)
 }
 
-fn health_port_file(paths: &Paths) -> PathBuf {
-    controller::health_port_file(paths, COMPONENT)
-}
-
 pub fn is_running(paths: &Paths) -> bool {
     controller::is_running(paths, COMPONENT)
 }
@@ -145,28 +141,7 @@ pub fn ensure_running(paths: &Paths) -> Result<()> {
             .arg("--kube-api-burst=200")
             .arg("--log-level=info");
     })?;
-    fs::write(health_port_file(paths), health_port.to_string())?;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!("kustomize-controller exited ({status}) while starting\n{}", cluster::log_tail(paths, COMPONENT));
-        }
-        if controller::ready(health_port) {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("timed out waiting for kustomize-controller's /readyz\n{}", cluster::log_tail(paths, COMPONENT));
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    eprintln!(
-        "xtask: kustomize-controller up in {:.1}s (log: {})",
-        started.elapsed().as_secs_f64(),
-        paths.log_file(COMPONENT).display()
-    );
-    Ok(())
+    controller::await_ready(paths, COMPONENT, "kustomize-controller", &mut child, health_port, started)
 }
 
 /// The namespace, the service account and its binding to `cluster-admin` (Flux's install binds

@@ -9,7 +9,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
@@ -60,10 +60,6 @@ fn source_dir() -> Result<PathBuf> {
 
 fn state_dir(paths: &Paths) -> PathBuf {
     controller::state_dir(paths, COMPONENT)
-}
-
-fn health_port_file(paths: &Paths) -> PathBuf {
-    controller::health_port_file(paths, COMPONENT)
 }
 
 pub fn is_running(paths: &Paths) -> bool {
@@ -130,28 +126,7 @@ pub fn ensure_running(paths: &Paths) -> Result<()> {
             .arg("--kube-api-burst=200")
             .arg("--zap-log-level=info");
     })?;
-    fs::write(health_port_file(paths), health_port.to_string())?;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!("the KEDA operator exited ({status}) while starting\n{}", cluster::log_tail(paths, COMPONENT));
-        }
-        if controller::ready(health_port) {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("timed out waiting for the KEDA operator's /readyz\n{}", cluster::log_tail(paths, COMPONENT));
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    eprintln!(
-        "xtask: KEDA operator up in {:.1}s (log: {})",
-        started.elapsed().as_secs_f64(),
-        paths.log_file(COMPONENT).display()
-    );
-    Ok(())
+    controller::await_ready(paths, COMPONENT, "the KEDA operator", &mut child, health_port, started)
 }
 
 /// `ca.crt`, `tls.crt` and `tls.key` for the operator's metrics gRPC service (mutual TLS with
