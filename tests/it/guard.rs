@@ -1,7 +1,8 @@
 //! `guard` on the real control plane: the API server itself refuses every deploy that would
 //! drop a guarded workload below its floor (forced server-side apply, client-side apply, Helm 3,
-//! Helm 4, `kubectl scale`), lets the HPA scale within its bounds, warns instead with `--warn`,
-//! lets the same deploy through after a strip, and `guard off` leaves the cluster as it was.
+//! Helm 4, `kubectl scale`, a real Flux reconcile), lets the HPA scale within its bounds, warns
+//! instead with `--warn`, lets the same deploy through after a strip, and `guard off` leaves the
+//! cluster as it was.
 //!
 //! The guard's policies are cluster-scoped and one test's `guard off` may delete a policy another
 //! test is about to use, so every test that guards (here and the guided flow's) holds
@@ -14,6 +15,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::common::*;
+use crate::gitops::FluxRepo;
 use crate::tools::*;
 
 pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -187,6 +189,41 @@ async fn a_guarded_deployment_refuses_client_side_apply_and_keeps_its_mark() {
     assert!(stderr(&apply).contains(&refusal(&ns, "deployment/web")), "{}", stderr(&apply));
     ns.assert_kept_since("web", &since, 5).await;
     assert_eq!(user_state(&ns.deployment_value("web").await), user_state(&guarded));
+    guard_ok(&ns, &["off", "deploy/web"]);
+}
+
+/// The real kustomize-controller reconciling a commit without replicas on a guarded Deployment
+/// it owns replicas on: its apply is refused, the Kustomization's Ready condition carries the
+/// guard's message (its dry run is already refused), and no stored version of the Deployment changed. (Without the guard the same
+/// commit drops it: `flux::a_commit_without_replicas_while_flux_owns_them_drops_and_verify_says_so`.)
+#[tokio::test]
+async fn a_guarded_deployment_refuses_a_real_flux_reconcile_without_replicas() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let ns = TestNamespace::new("guard-flux").await;
+    let repo = FluxRepo::new(&ns, "shop", &[deployment_manifest("web", Some(5))]).await;
+    let applied = repo.kustomization().await["status"]["lastAppliedRevision"].clone();
+    judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
+    settled(&ns, "web").await;
+    assert_eq!(
+        replica_managers(&ns.deployment_value("web").await),
+        vec![("kustomize-controller".into(), "Apply".into(), None)]
+    );
+    guard_ok(&ns, &["on", "deploy/web"]);
+    let guarded = settled(&ns, "web").await;
+    let since = ns.resource_version("web").await;
+
+    let message = repo.commit_failing(&[deployment_manifest("web", None)]).await;
+    assert!(message.contains("ValidatingAdmissionPolicy 'hpa-migrate-guard-v1-deployments-deny'"), "{message}");
+    assert!(message.contains(&refusal(&ns, "deployment/web")), "{message}");
+    assert!(message.contains("1 (from 5), below its floor of 3 (hpa/web is in charge)"), "{message}");
+    assert_eq!(repo.kustomization().await["status"]["lastAppliedRevision"], applied);
+    ns.assert_kept_since("web", &since, 5).await;
+    assert_eq!(user_state(&ns.deployment_value("web").await), user_state(&guarded));
+
+    // A commit with replicas applies again, and the controller's apply leaves the mark alone.
+    repo.commit(&[deployment_manifest("web", Some(5))]).await;
+    ns.assert_kept_since("web", &since, 5).await;
+    assert!(marked(&ns.deployment_value("web").await), "the real controller's apply kept the mark");
     guard_ok(&ns, &["off", "deploy/web"]);
 }
 
