@@ -25,6 +25,12 @@ pub struct FaultApiServer {
 impl FaultApiServer {
     /// Starts an instance on a free port and waits until it is ready.
     pub fn start_new() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts an instance with `extra` arguments after the template's (a later flag wins, e.g.
+    /// `--runtime-config` turning an API off) and waits until it is ready.
+    pub fn start_with(extra: &[&str]) -> Self {
         let template_path = cluster_dir().join("state/fault-apiserver.args");
         let template = std::fs::read_to_string(&template_path).unwrap_or_else(|e| {
             panic!(
@@ -38,6 +44,7 @@ impl FaultApiServer {
             .lines()
             .filter(|l| !l.is_empty())
             .map(|a| a.replace("{port}", &port.to_string()).replace("{dir}", dir.path().to_str().unwrap()))
+            .chain(extra.iter().map(|a| a.to_string()))
             .collect();
         let kubeconfig = dir.path().join("admin.kubeconfig");
         point_kubeconfig_at(&admin_kubeconfig(), port, &kubeconfig);

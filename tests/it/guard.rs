@@ -14,6 +14,7 @@ use std::time::Duration;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 
+use crate::apiserver::FaultApiServer;
 use crate::common::*;
 use crate::gitops::FluxRepo;
 use crate::tools::*;
@@ -102,13 +103,21 @@ async fn wait_for_replicas(ns: &TestNamespace, name: &str, replicas: i64) {
     .await;
 }
 
+/// `web` at 5 with replicas owned by a forced server-side apply as `kustomize-controller`, and an
+/// HPA of minimum 3 that has judged it; returns it settled. The imitation of Flux's apply is
+/// enough here: the guard only needs an Apply entry that owns replicas; the real controller's
+/// reconcile is refused in `a_guarded_deployment_refuses_a_real_flux_reconcile_without_replicas`.
+async fn web_owned_by_a_forced_apply(ns: &TestNamespace) -> Value {
+    ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
+    judged_hpa(ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
+    settled(ns, "web").await
+}
+
 #[tokio::test]
 async fn a_guarded_deployment_refuses_a_forced_apply_and_kubectl_scale_and_the_hpa_still_scales() {
     let _one = ONE_AT_A_TIME.lock().await;
     let ns = TestNamespace::new("guard-ssa").await;
-    ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
-    judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
-    settled(&ns, "web").await;
+    web_owned_by_a_forced_apply(&ns).await;
 
     let on = guard_ok(&ns, &["on", "deploy/web"]);
     assert!(on.contains("a server-side dry run setting 2 replicas was refused"), "{on}");
@@ -304,9 +313,7 @@ async fn a_guarded_statefulset_refuses_a_forced_apply_and_kubectl_scale() {
 async fn warn_lets_the_drop_through_and_kubectl_prints_the_warning() {
     let _one = ONE_AT_A_TIME.lock().await;
     let ns = TestNamespace::new("guard-warn").await;
-    ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
-    judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
-    settled(&ns, "web").await;
+    web_owned_by_a_forced_apply(&ns).await;
     let on = guard_ok(&ns, &["on", "deploy/web", "--warn"]);
     assert!(on.contains("let through with the guard's warning"), "{on}");
     let since = ns.resource_version("web").await;
@@ -342,9 +349,7 @@ async fn warn_lets_the_drop_through_and_kubectl_prints_the_warning() {
 async fn after_strip_the_same_deploy_passes_under_the_guard_with_no_drop() {
     let _one = ONE_AT_A_TIME.lock().await;
     let ns = TestNamespace::new("guard-strip").await;
-    ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
-    judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
-    settled(&ns, "web").await;
+    web_owned_by_a_forced_apply(&ns).await;
     guard_ok(&ns, &["on", "deploy/web"]);
     assert!(try_apply(&ns, "kustomize-controller", &deployment_manifest("web", None)).await.is_err());
 
@@ -365,9 +370,7 @@ async fn after_strip_the_same_deploy_passes_under_the_guard_with_no_drop() {
 async fn guard_off_leaves_the_cluster_as_it_was() {
     let _one = ONE_AT_A_TIME.lock().await;
     let ns = TestNamespace::new("guard-off").await;
-    ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
-    judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
-    let before = settled(&ns, "web").await;
+    let before = web_owned_by_a_forced_apply(&ns).await;
     // No other guard test runs now; a crashed run may have left a guard of a workload deleted
     // since (its namespace), which this removes.
     guard_ok(&ns, &["off", "--uninstall"]);
@@ -397,10 +400,8 @@ async fn bad_input_is_one_line_a_distinct_exit_code_and_changes_nothing() {
     let _one = ONE_AT_A_TIME.lock().await;
     let ns = TestNamespace::new("guard-bad").await;
     ns.apply("kustomize-controller", &deployment_manifest("lonely", Some(5))).await;
-    ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
-    judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
+    let web = web_owned_by_a_forced_apply(&ns).await;
     let lonely = settled(&ns, "lonely").await;
-    let web = settled(&ns, "web").await;
     let policies = policy_objects();
 
     for (args, code, says) in [
@@ -429,6 +430,82 @@ async fn bad_input_is_one_line_a_distinct_exit_code_and_changes_nothing() {
     let error = try_apply(&ns, "kustomize-controller", &deployment_manifest("lonely", None)).await.unwrap_err();
     assert!(error.to_string().contains("below its floor of 4. A deploy"), "{error}");
     guard_ok(&ns, &["off", "deploy/lonely"]);
+}
+
+/// A cluster that does not serve ValidatingAdmissionPolicy: a kube-apiserver of the test's own on
+/// the plane's etcd, once with both resources disabled by `--runtime-config` (what a cluster older
+/// than 1.30 serves: admissionregistration.k8s.io/v1 without them), once with the whole group
+/// version off (discovery answers 404). The admission plugins that read what is turned off are
+/// off too (with them on, their informers never sync and the server never becomes ready).
+/// `guard on` and `guard status` stop with one line and exit 4, and send no write.
+#[tokio::test]
+async fn without_the_admission_policy_api_guard_is_one_line_exit_4_and_changes_nothing() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let ns = TestNamespace::new("guard-no-vap").await;
+    let before = web_owned_by_a_forced_apply(&ns).await;
+    let policies = policy_objects();
+    let without_resources: &[&str] = &[
+        "--runtime-config=admissionregistration.k8s.io/v1/validatingadmissionpolicies=false,\
+         admissionregistration.k8s.io/v1/validatingadmissionpolicybindings=false",
+        "--disable-admission-plugins=ValidatingAdmissionPolicy",
+    ];
+    let without_version: &[&str] = &[
+        "--runtime-config=admissionregistration.k8s.io/v1=false",
+        "--disable-admission-plugins=ValidatingAdmissionPolicy,MutatingAdmissionPolicy,\
+         ValidatingAdmissionWebhook,MutatingAdmissionWebhook",
+    ];
+    for (extra, webhooks_served) in [(without_resources, true), (without_version, false)] {
+        let server = FaultApiServer::start_with(extra);
+        let served = kubectl(&server.kubeconfig, &["api-resources", "--api-group=admissionregistration.k8s.io"], None);
+        assert_success(&served, "discovery on the server without the policy API");
+        let served = stdout(&served);
+        assert!(!served.contains("validatingadmissionpolic"), "{extra:?}: {served}");
+        assert_eq!(served.contains("validatingwebhookconfigurations"), webhooks_served, "{extra:?}: {served}");
+
+        for args in [&["guard", "on", "deploy/web"][..], &["guard", "on", "deploy/web", "--warn"], &["guard", "status"]]
+        {
+            let output = ns.plugin(&server.kubeconfig, args);
+            let err = stderr(&output);
+            assert_eq!(output.status.code(), Some(4), "{extra:?} {args:?}: {err}");
+            assert!(
+                err.contains("this cluster does not serve admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy"),
+                "{extra:?} {args:?}: {err}"
+            );
+            assert!(err.contains("nothing was changed"), "{extra:?} {args:?}: {err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{extra:?} {args:?}: one line: {err}");
+            assert!(stdout(&output).is_empty(), "{extra:?} {args:?}");
+        }
+        for verb in ["create", "update", "patch", "delete"] {
+            assert_eq!(server.requests("kubectl-hpa-migrate", verb, ""), 0, "{extra:?}: guard sent a {verb}");
+        }
+    }
+    assert_eq!(user_state(&ns.deployment_value("web").await), user_state(&before));
+    assert_eq!(policy_objects(), policies);
+}
+
+/// A cluster that serves the policy API but does not enforce it (the admission plugin off):
+/// `guard on` writes the policy and the mark, sees its dry run pass, and after the activation
+/// timeout rolls everything back and exits 9 with one line.
+#[tokio::test]
+async fn a_policy_the_api_server_does_not_enforce_is_rolled_back_and_exits_9() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let ns = TestNamespace::new("guard-no-plugin").await;
+    let before = web_owned_by_a_forced_apply(&ns).await;
+    let policies = policy_objects();
+    let server = FaultApiServer::start_with(&["--disable-admission-plugins=ValidatingAdmissionPolicy"]);
+
+    let output = ns.plugin(&server.kubeconfig, &["guard", "on", "deploy/web"]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(9), "{err}");
+    assert!(
+        err.contains(&format!("the guard did not become active for {}/deployment/web within 20 s", ns.name)),
+        "{err}"
+    );
+    assert!(err.contains("a dry run setting 2 replicas was Passed); what guard on wrote was rolled back"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(server.requests("kubectl-hpa-migrate", "create", "/validatingadmissionpolicies") > 0, "it did write");
+    assert_eq!(user_state(&ns.deployment_value("web").await), user_state(&before));
+    assert_eq!(policy_objects(), policies);
 }
 
 /// A kubeconfig for a ServiceAccount of the test's namespace, with a token from TokenRequest.
@@ -471,9 +548,7 @@ async fn the_guard_role_guards_and_the_viewer_is_refused() {
         "binding the role",
     );
     let guardian = service_account_kubeconfig(&ns, "guardian");
-    ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
-    judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
-    let before = settled(&ns, "web").await;
+    let before = web_owned_by_a_forced_apply(&ns).await;
     let policies = policy_objects();
 
     let viewer = ns.plugin(&viewer_kubeconfig(), &["guard", "on", "deploy/web"]);
