@@ -4,9 +4,11 @@
 //! A Mimir-shaped namespace (`demo/mimir/`) is committed to a local Git (`flux::LocalGit`) and
 //! deployed by the real Flux kustomize-controller, with HPAs and a ScaledObject that the real
 //! KEDA operator turns into its HPA. The ruler then loses `replicas` in a commit without the
-//! tool and drops to 1; the other workloads go through `check`, `strip --pause-flux`, the commit
-//! without `replicas`, `resume`, a reconcile and `verify`, and keep their counts. The demo fails
-//! unless exactly that happened.
+//! tool and drops to 1; side by side, the same commit for the distributor, guarded (`guard on`),
+//! is refused by the API server and changes nothing. The other workloads and the distributor go
+//! through `strip --pause-flux`, the commit without `replicas`, `resume`, a reconcile and
+//! `verify`, and keep their counts; `guard off` lifts the guard. The demo fails unless exactly
+//! that happened.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -54,6 +56,8 @@ impl Workload {
 
 /// The one that loses `replicas` without the tool.
 const RULER: Workload = Workload { target: "deploy/ruler", replicas: 3 };
+/// The one guarded before the same commit, which the API server refuses for it.
+const GUARDED: &Workload = &MIGRATED[0];
 /// The ones migrated with the tool. The querier is scaled through the ScaledObject.
 const MIGRATED: [Workload; 4] = [
     Workload { target: "deploy/distributor", replicas: 5 },
@@ -204,7 +208,10 @@ impl<'a> Demo<'a> {
             RULER.replicas, RULER.replicas
         ));
 
-        self.step("4. The others, with the tool");
+        self.step("4. The same commit on a guarded workload: the distributor");
+        self.guarded_commit_is_refused()?;
+
+        self.step("5. The others and the distributor, with the tool");
         let targets: Vec<&str> = MIGRATED.iter().map(|w| w.target).collect();
         self.say(
             "strip takes .spec.replicas out of kustomize-controller's managedFields entry (the diff), after\n\
@@ -244,8 +251,10 @@ impl<'a> Demo<'a> {
         verify.extend(["--since", "10m"]);
         self.expect(0, &verify)?;
         self.say("Exit 0: the migrated workloads never dropped.");
+        self.say("The migration window is over: lift the guard (its policy goes with the last guarded workload).");
+        self.expect(0, &["hpa-migrate", "guard", "off", "-n", NAMESPACE, GUARDED.target])?;
 
-        self.step("5. Summary");
+        self.step("6. Summary");
         self.summary()
     }
 
@@ -268,15 +277,12 @@ impl<'a> Demo<'a> {
             for _ in 0..2 {
                 seen.recv_timeout(Duration::from_secs(20)).context("kubectl --watch printed nothing")?;
             }
-            let ruler_without: Vec<String> =
-                documents(&self.manifest("without-replicas.yaml")?).into_iter().filter(|d| is_ruler(d)).collect();
-            let mimir: Vec<String> = documents(&self.manifest("with-replicas.yaml")?)
-                .into_iter()
-                .map(|d| if is_ruler(&d) { ruler_without[0].clone() } else { d })
-                .collect();
             self.commit(
                 "ruler: remove replicas, its HPA has it",
-                &[("mimir.yaml", mimir.join("---\n")), ("autoscalers.yaml", self.manifest("autoscalers.yaml")?)],
+                &[
+                    ("mimir.yaml", self.mimir_without(&[&RULER])?),
+                    ("autoscalers.yaml", self.manifest("autoscalers.yaml")?),
+                ],
             )?;
             wait_until("the HPA to bring the ruler back to its minReplicas", Duration::from_secs(60), || {
                 Ok(self.replicas(&RULER)? == Some(HPA_MIN)
@@ -314,6 +320,56 @@ impl<'a> Demo<'a> {
         })
     }
 
+    /// The distributor guarded, then the ruler's mistake made for it too: Flux's apply (its
+    /// server-side dry run already) is refused, the Kustomization reports the guard's message,
+    /// and the distributor keeps its count while the ruler runs at its HPA's minimum.
+    fn guarded_commit_is_refused(&self) -> Result<()> {
+        self.say(&format!(
+            "guard has the API server itself refuse any write that would take a workload below its floor\n\
+             (a ValidatingAdmissionPolicy: nothing to run in the cluster). Guard the {} for the migration\n\
+             window, with its HPA's minReplicas as the floor:",
+            GUARDED.name()
+        ));
+        self.expect(0, &["hpa-migrate", "guard", "on", "-n", NAMESPACE, GUARDED.target])?;
+        self.say(&format!("Git: the ruler's mistake, for the {} too (no strip):", GUARDED.name()));
+        let revision = self.git.push(
+            self.paths,
+            FLUX_NAMESPACE,
+            FLUX_NAME,
+            &[
+                ("mimir.yaml", self.mimir_without(&[&RULER, GUARDED])?),
+                ("autoscalers.yaml", self.manifest("autoscalers.yaml")?),
+            ],
+        )?;
+        self.show_commit(&format!("{}: remove replicas, its HPA has it", GUARDED.name()), &revision);
+        self.reconcile_expecting(&revision, Reconciled::Refused)?;
+        self.expect(0, &["get", RULER.target, GUARDED.target, "-n", NAMESPACE])?;
+        let kept = self.replicas(GUARDED)?;
+        ensure!(kept == Some(GUARDED.replicas), "the guarded {} has {kept:?} replicas", GUARDED.label());
+        self.say(&format!(
+            "Side by side: the same change took the unguarded ruler from {} to 1 (its HPA then restored {HPA_MIN});\n\
+             for the guarded {} the API server refused it, and it kept {}. Flux retries and keeps\n\
+             reporting the refusal until Git sets replicas again or the workload is stripped.",
+            RULER.replicas,
+            GUARDED.name(),
+            GUARDED.replicas
+        ));
+        Ok(())
+    }
+
+    /// `with-replicas.yaml` with the documents of `workloads` taken from `without-replicas.yaml`.
+    fn mimir_without(&self, workloads: &[&Workload]) -> Result<String> {
+        let without = documents(&self.manifest("without-replicas.yaml")?);
+        let mimir = documents(&self.manifest("with-replicas.yaml")?)
+            .into_iter()
+            .map(|d| match workloads.iter().find(|w| is_workload(&d, w)) {
+                Some(w) => without.iter().find(|o| is_workload(o, w)).cloned().unwrap_or(d),
+                None => d,
+            })
+            .collect::<Vec<_>>();
+        Ok(mimir.join("---\n"))
+    }
+
     /// The final state, checked: every migrated workload kept its count and never dropped; the
     /// ruler alone dropped.
     fn summary(&self) -> Result<()> {
@@ -343,7 +399,9 @@ impl<'a> Demo<'a> {
                 .collect();
             let after = self.replicas(workload)?;
             let migrated = workload.target != RULER.target;
-            let how = if migrated {
+            let how = if workload.target == GUARDED.target {
+                "guarded: Git without replicas refused; then strip --pause-flux"
+            } else if migrated {
                 "strip --pause-flux, then Git without replicas"
             } else {
                 "Git without replicas, no strip; the HPA restored its minimum"
@@ -384,14 +442,23 @@ impl<'a> Demo<'a> {
     /// A commit to the local Git, pushed, then a reconcile of the Kustomization.
     fn commit(&self, message: &str, files: &[(&str, String)]) -> Result<()> {
         let revision = self.git.push(self.paths, FLUX_NAMESPACE, FLUX_NAME, files)?;
-        println!("\n{}", self.style("1", &format!("$ git commit -qam {} && git push -q", quote(message))));
-        println!("[main {}] {message}", &revision["main@sha1:".len()..][..7]);
+        self.show_commit(message, &revision);
         self.reconcile(&revision)
     }
 
-    /// What `flux reconcile kustomization mimir` does (the flux CLI is not installed here): the
-    /// request annotation, then the wait until the controller has applied `revision`.
+    fn show_commit(&self, message: &str, revision: &str) {
+        println!("\n{}", self.style("1", &format!("$ git commit -qam {} && git push -q", quote(message))));
+        println!("[main {}] {message}", &revision["main@sha1:".len()..][..7]);
+    }
+
     fn reconcile(&self, revision: &str) -> Result<()> {
+        self.reconcile_expecting(revision, Reconciled::Applied)
+    }
+
+    /// What `flux reconcile kustomization mimir` does (the flux CLI is not installed here): the
+    /// request annotation, then the wait until the controller has applied `revision` (or, for
+    /// [`Reconciled::Refused`], has failed to apply it with the guard's refusal).
+    fn reconcile_expecting(&self, revision: &str, expected: Reconciled) -> Result<()> {
         let requested = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos());
         self.expect(
             0,
@@ -415,15 +482,18 @@ impl<'a> Demo<'a> {
                 "json",
             ])?)?;
             let status = &object["status"];
-            let ready = status["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            Ok(ready
-                && status["lastHandledReconcileAt"] == requested.as_str()
-                && status["lastAppliedRevision"] == revision
-                && status["observedGeneration"] == object["metadata"]["generation"])
+            let ready = status["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == "Ready");
+            let handled = status["lastHandledReconcileAt"] == requested.as_str()
+                && status["observedGeneration"] == object["metadata"]["generation"];
+            Ok(handled
+                && ready.is_some_and(|c| match expected {
+                    Reconciled::Applied => c["status"] == "True" && status["lastAppliedRevision"] == revision,
+                    Reconciled::Refused => {
+                        c["status"] == "False"
+                            && status["lastAttemptedRevision"] == revision
+                            && c["message"].as_str().is_some_and(|m| m.contains("denied request: hpa-migrate guard: "))
+                    }
+                }))
         })?;
         self.expect(0, &["get", "kustomization", "-n", FLUX_NAMESPACE, FLUX_NAME])
     }
@@ -535,8 +605,16 @@ fn documents(text: &str) -> Vec<String> {
     text.split("\n---\n").map(|d| format!("{}\n", d.trim_end())).collect()
 }
 
-fn is_ruler(document: &str) -> bool {
-    document.contains("kind: Deployment") && document.contains(&format!("\n  name: {}\n", RULER.name()))
+fn is_workload(document: &str, workload: &Workload) -> bool {
+    let kind = if workload.kind() == "statefulset" { "kind: StatefulSet" } else { "kind: Deployment" };
+    document.contains(kind) && document.contains(&format!("\n  name: {}\n", workload.name()))
+}
+
+#[derive(Clone, Copy)]
+enum Reconciled {
+    Applied,
+    /// Not applied: the Kustomization's Ready condition carries the guard's refusal.
+    Refused,
 }
 
 /// Quotes an argument for display the way a shell would need it.
