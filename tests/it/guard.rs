@@ -203,13 +203,18 @@ async fn a_guarded_deployment_refuses_client_side_apply_and_keeps_its_mark() {
 
 /// The real kustomize-controller reconciling a commit without replicas on a guarded Deployment
 /// it owns replicas on: its apply is refused, the Kustomization's Ready condition carries the
-/// guard's message (its dry run is already refused), and no stored version of the Deployment changed. (Without the guard the same
-/// commit drops it: `flux::a_commit_without_replicas_while_flux_owns_them_drops_and_verify_says_so`.)
+/// guard's message (its dry run is already refused), and no stored version of the Deployment
+/// changed; nor does anything else of the commit (a ConfigMap): the controller dry-runs every
+/// object before it applies any. (Without the guard the same commit drops it:
+/// `flux::a_commit_without_replicas_while_flux_owns_them_drops_and_verify_says_so`.)
 #[tokio::test]
 async fn a_guarded_deployment_refuses_a_real_flux_reconcile_without_replicas() {
     let _one = ONE_AT_A_TIME.lock().await;
     let ns = TestNamespace::new("guard-flux").await;
-    let repo = FluxRepo::new(&ns, "shop", &[deployment_manifest("web", Some(5))]).await;
+    let settings =
+        |v: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"v": v}});
+    let setting = || stdout(&ns.kubectl(&["get", "configmap", "settings", "-o", "jsonpath={.data.v}"], None));
+    let repo = FluxRepo::new(&ns, "shop", &[deployment_manifest("web", Some(5)), settings("1")]).await;
     let applied = repo.kustomization().await["status"]["lastAppliedRevision"].clone();
     judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
     settled(&ns, "web").await;
@@ -221,17 +226,19 @@ async fn a_guarded_deployment_refuses_a_real_flux_reconcile_without_replicas() {
     let guarded = settled(&ns, "web").await;
     let since = ns.resource_version("web").await;
 
-    let message = repo.commit_failing(&[deployment_manifest("web", None)]).await;
+    let message = repo.commit_failing(&[deployment_manifest("web", None), settings("2")]).await;
     assert!(message.contains("ValidatingAdmissionPolicy 'hpa-migrate-guard-v1-deployments-deny'"), "{message}");
     assert!(message.contains(&refusal(&ns, "deployment/web")), "{message}");
     assert!(message.contains("1 (from 5), below its floor of 3 (hpa/web is in charge)"), "{message}");
     assert_eq!(repo.kustomization().await["status"]["lastAppliedRevision"], applied);
     ns.assert_kept_since("web", &since, 5).await;
     assert_eq!(user_state(&ns.deployment_value("web").await), user_state(&guarded));
+    assert_eq!(setting(), "1", "the rest of the refused commit is not applied either");
 
     // A commit with replicas applies again, and the controller's apply leaves the mark alone.
-    repo.commit(&[deployment_manifest("web", Some(5))]).await;
+    repo.commit(&[deployment_manifest("web", Some(5)), settings("2")]).await;
     ns.assert_kept_since("web", &since, 5).await;
+    assert_eq!(setting(), "2");
     assert!(marked(&ns.deployment_value("web").await), "the real controller's apply kept the mark");
     guard_ok(&ns, &["off", "deploy/web"]);
 }
