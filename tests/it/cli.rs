@@ -10,6 +10,10 @@ use hpa_migrate::cli::Cli;
 
 use crate::common::*;
 
+// The workloads here are made by a forced server-side apply as `kustomize-controller`, not the
+// real Flux: these tests are about help, completion and output, and only need an Apply entry
+// named kustomize-controller; Flux's takeover is tested with the real controller in flux.rs.
+
 /// Runs the plugin with `args` (no kubeconfig given), as `run_hermetic` does.
 fn plugin(args: &[&str]) -> Output {
     let mut command = Command::new(plugin_bin());

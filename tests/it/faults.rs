@@ -18,6 +18,10 @@ use serde_json::Value;
 use crate::apiserver::{FaultApiServer, free_port, point_kubeconfig_at};
 use crate::common::*;
 
+// Flux's applies here are forced server-side applies as `kustomize-controller`, not the real
+// controller: the faults only need an Apply entry named kustomize-controller, sent in one request
+// whose timing the test controls; Flux's takeover is tested with the real controller in flux.rs.
+
 /// The exit codes these tests expect, in one place: README's table, plus the two codes the fix
 /// of issue 13 adds (assumed here as 10 and 11; adjust them here if the fix numbers them
 /// otherwise).

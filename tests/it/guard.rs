@@ -19,6 +19,12 @@ use crate::common::*;
 use crate::gitops::FluxRepo;
 use crate::tools::*;
 
+// Deploys here are forced server-side applies as `kustomize-controller` (and the other real
+// tools), not the real Flux, except in the Flux test: the guard judges the write, whoever sends
+// it, so they only need an Apply entry named kustomize-controller; Flux's takeover is tested with
+// the real controller in flux.rs, and its refused reconcile in
+// `a_guarded_deployment_refuses_a_real_flux_reconcile_without_replicas`.
+
 pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const GUARD_LABEL: &str = "hpa-migrate.io/guard";
@@ -104,9 +110,7 @@ async fn wait_for_replicas(ns: &TestNamespace, name: &str, replicas: i64) {
 }
 
 /// `web` at 5 with replicas owned by a forced server-side apply as `kustomize-controller`, and an
-/// HPA of minimum 3 that has judged it; returns it settled. The imitation of Flux's apply is
-/// enough here: the guard only needs an Apply entry that owns replicas; the real controller's
-/// reconcile is refused in `a_guarded_deployment_refuses_a_real_flux_reconcile_without_replicas`.
+/// HPA of minimum 3 that has judged it; returns it settled.
 async fn web_owned_by_a_forced_apply(ns: &TestNamespace) -> Value {
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
     judged_hpa(ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;

@@ -10,6 +10,10 @@ use serde_json::Value;
 use crate::common::*;
 use crate::tools::*;
 
+// The workload to strip is made by a forced server-side apply as `kustomize-controller`, not the
+// real Flux: these tests are about the roles, and only need an Apply entry named
+// kustomize-controller; Flux's takeover is tested with the real controller in flux.rs.
+
 /// Every (apiGroup, resource, verb) a ClusterRole in the repo grants.
 fn grants(path: &str) -> BTreeSet<(String, String, String)> {
     let text = std::fs::read_to_string(repo_root().join(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"));
