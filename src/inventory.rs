@@ -6,7 +6,7 @@
 //! the autoscalers (HPAs, ScaledObjects) are LISTed whole, because no field selector can find
 //! the ones that point at a given workload.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use futures::{StreamExt, TryStreamExt};
@@ -23,11 +23,6 @@ use crate::core::workload::{Workload, WorkloadKind};
 use crate::core::{self, Cluster};
 use crate::error::{Error, Result};
 use crate::kubeio::{self, NamespaceScope};
-
-/// Named targets read at once. Well under the API server's default `--max-requests-inflight`
-/// (400) and one priority-and-fairness seat each, so a large request never starves the other
-/// clients of its flow schema.
-const TARGET_READS_IN_FLIGHT: usize = 16;
 
 /// What a command asks the cluster for.
 #[derive(Debug, Clone)]
@@ -68,28 +63,27 @@ impl Inventory {
             ));
         }
         let target_kinds = resolve_target_kinds(client, query.targets).await?;
-        let (hpas, scaled_objects) = futures::try_join!(
-            kubeio::list_hpas(client, query.scope),
-            kubeio::list_scaled_objects(client, query.scope)
+        // Without targets, the kinds that are listed whatever the autoscalers point at are read
+        // at the same time as the autoscalers: their pages arrive side by side.
+        let early_kinds = if query.targets.is_empty() { early_kinds(query.all_workloads) } else { Vec::new() };
+        let ((hpas, scaled_objects), early) = futures::try_join!(
+            async {
+                futures::try_join!(
+                    kubeio::list_hpas(client, query.scope),
+                    kubeio::list_scaled_objects(client, query.scope)
+                )
+            },
+            list_kinds(client, query, &early_kinds)
         )?;
         let keda_installed = scaled_objects.is_some();
         let scaled_objects = scaled_objects.unwrap_or_default();
+        let index = AutoscalerIndex::new(&hpas, &scaled_objects);
 
         let (workloads, warnings) = if query.targets.is_empty() {
-            let listed = list_in_scope(client, query, &hpas, &scaled_objects).await?;
-            let warnings = if query.selector.is_none() {
-                orphaned_autoscalers(&hpas, &scaled_objects, &listed)
-            } else {
-                Vec::new()
-            };
-            let targeted = listed
-                .into_iter()
-                .filter(|w| {
-                    query.all_workloads
-                        || hpas.iter().any(|h| autoscaler::hpa_targets(h, w))
-                        || scaled_objects.iter().any(|so| autoscaler::scaled_object_targets(so, w))
-                })
-                .collect();
+            let mut listed = early;
+            listed.extend(list_late_kinds(client, query, &hpas, &scaled_objects, &early_kinds).await?);
+            let warnings = if query.selector.is_none() { orphaned_autoscalers(&index, &listed) } else { Vec::new() };
+            let targeted = listed.into_iter().filter(|w| query.all_workloads || index.targets(w)).collect();
             (targeted, warnings)
         } else {
             (read_targets(client, query, &target_kinds).await?, Vec::new())
@@ -124,16 +118,19 @@ impl Inventory {
     /// The analysis of every workload, sorted by namespace, kind and name; pure.
     /// `handover_managers` are extra managers to treat as handover owners.
     pub fn assess(&self, handover_managers: &[String]) -> Vec<Assessment> {
-        let cluster = Cluster {
-            hpas: &self.hpas,
-            scaled_objects: &self.scaled_objects,
-            helm_records: self.helm_records.as_ref(),
-            handover_managers,
-        };
+        let index = AutoscalerIndex::new(&self.hpas, &self.scaled_objects);
         let mut assessments: Vec<Assessment> = self
             .workloads
             .iter()
             .map(|w| {
+                // The analysis of one workload sees its own autoscalers only, found by name.
+                let (hpas, scaled_objects) = index.of(w);
+                let cluster = Cluster {
+                    hpas: &hpas,
+                    scaled_objects: &scaled_objects,
+                    helm_records: self.helm_records.as_ref(),
+                    handover_managers,
+                };
                 let mut assessment = core::analyze(w, &cluster);
                 let stripped = w.metadata.uid.as_ref().and_then(|uid| self.backups.get(uid));
                 if let Some((backup, path)) = stripped
@@ -199,7 +196,7 @@ async fn read_targets(
                 namespace: namespace.to_string(),
             })
         })
-        .buffered(TARGET_READS_IN_FLIGHT)
+        .buffered(kubeio::IN_FLIGHT)
         .try_collect()
         .await?;
     match query.selector {
@@ -212,26 +209,19 @@ async fn read_targets(
     }
 }
 
-/// Without targets: every workload of the kinds in play (Deployments and StatefulSets with
-/// `all_workloads`, plus every kind an autoscaler points at), one paginated LIST per kind.
-async fn list_in_scope(
-    client: &Client,
-    query: &Query<'_>,
-    hpas: &[HorizontalPodAutoscaler],
-    scaled_objects: &[Value],
-) -> Result<Vec<Workload>> {
-    let mut kinds: Vec<WorkloadKind> = Vec::new();
-    if query.all_workloads {
-        kinds.push(WorkloadKind::deployment());
+/// The kinds listed without waiting for the autoscalers: Deployments, what nearly every
+/// autoscaler targets (a ScaledObject without a kind does), and StatefulSets with
+/// `all_workloads`. If no autoscaler targets a Deployment, the Deployments listed go unused.
+fn early_kinds(all_workloads: bool) -> Vec<WorkloadKind> {
+    let mut kinds = vec![WorkloadKind::deployment()];
+    if all_workloads {
         kinds.push(WorkloadKind::stateful_set());
     }
-    for (api_version, kind) in autoscaler_target_types(hpas, scaled_objects) {
-        if let Some(resolved) = resolve_target_type(client, &api_version, &kind).await?
-            && !kinds.contains(&resolved)
-        {
-            kinds.push(resolved);
-        }
-    }
+    kinds
+}
+
+/// One paginated LIST per kind, the kinds at once.
+async fn list_kinds(client: &Client, query: &Query<'_>, kinds: &[WorkloadKind]) -> Result<Vec<Workload>> {
     let lists = futures::future::try_join_all(
         kinds.iter().map(|kind| kubeio::list_workloads(client, kind, query.scope, query.selector)),
     )
@@ -239,27 +229,114 @@ async fn list_in_scope(
     Ok(lists.into_iter().flatten().collect())
 }
 
-/// Autoscalers whose target is not among the listed workloads: they scale nothing.
-fn orphaned_autoscalers(
+/// Without targets, after the autoscalers: every other kind an autoscaler points at.
+async fn list_late_kinds(
+    client: &Client,
+    query: &Query<'_>,
     hpas: &[HorizontalPodAutoscaler],
     scaled_objects: &[Value],
-    workloads: &[Workload],
-) -> Vec<String> {
-    let mut found = Vec::new();
-    for scaled_object in scaled_objects {
-        if !workloads.iter().any(|w| autoscaler::scaled_object_targets(scaled_object, w)) {
-            let text = |p: &str| scaled_object.pointer(p).and_then(|v| v.as_str()).unwrap_or_default();
-            found.push(format!(
-                "scaledobject/{} in {} targets {}/{}, which does not exist",
-                text("/metadata/name"),
-                text("/metadata/namespace"),
-                scaled_object.pointer("/spec/scaleTargetRef/kind").and_then(|v| v.as_str()).unwrap_or("Deployment"),
-                text("/spec/scaleTargetRef/name")
-            ));
+    listed: &[WorkloadKind],
+) -> Result<Vec<Workload>> {
+    let mut kinds: Vec<WorkloadKind> = Vec::new();
+    for (api_version, kind) in autoscaler_target_types(hpas, scaled_objects) {
+        if let Some(resolved) = resolve_target_type(client, &api_version, &kind).await?
+            && !kinds.contains(&resolved)
+            && !listed.contains(&resolved)
+        {
+            kinds.push(resolved);
         }
     }
-    for hpa in hpas.iter().filter(|h| autoscaler::owning_scaled_object(h).is_none()) {
-        if !workloads.iter().any(|w| autoscaler::hpa_targets(hpa, w)) {
+    list_kinds(client, query, &kinds).await
+}
+
+/// The autoscalers by the namespace and name of what they point at (and KEDA's HPAs by their
+/// own name), so that matching workloads to autoscalers costs one lookup per workload instead
+/// of a scan of every autoscaler in scope.
+struct AutoscalerIndex<'a> {
+    hpas: &'a [HorizontalPodAutoscaler],
+    scaled_objects: &'a [Value],
+    hpas_by_target: HashMap<(&'a str, &'a str), Vec<&'a HorizontalPodAutoscaler>>,
+    hpas_by_name: HashMap<(&'a str, &'a str), &'a HorizontalPodAutoscaler>,
+    scaled_objects_by_target: HashMap<(&'a str, &'a str), Vec<&'a Value>>,
+}
+
+impl<'a> AutoscalerIndex<'a> {
+    fn new(hpas: &'a [HorizontalPodAutoscaler], scaled_objects: &'a [Value]) -> Self {
+        let mut index = Self {
+            hpas,
+            scaled_objects,
+            hpas_by_target: HashMap::new(),
+            hpas_by_name: HashMap::new(),
+            scaled_objects_by_target: HashMap::new(),
+        };
+        for hpa in hpas {
+            let namespace = hpa.metadata.namespace.as_deref().unwrap_or_default();
+            let target = hpa.spec.scale_target_ref.name.as_str();
+            index.hpas_by_target.entry((namespace, target)).or_default().push(hpa);
+            index.hpas_by_name.insert((namespace, hpa.metadata.name.as_deref().unwrap_or_default()), hpa);
+        }
+        for scaled_object in scaled_objects {
+            let text = |p: &str| scaled_object.pointer(p).and_then(Value::as_str).unwrap_or_default();
+            let key = (text("/metadata/namespace"), text("/spec/scaleTargetRef/name"));
+            index.scaled_objects_by_target.entry(key).or_default().push(scaled_object);
+        }
+        index
+    }
+
+    fn hpas_targeting<'s>(&'s self, w: &'s Workload) -> impl Iterator<Item = &'a HorizontalPodAutoscaler> + 's {
+        let found = self.hpas_by_target.get(&(w.namespace(), w.name()));
+        found.into_iter().flatten().copied().filter(|h| autoscaler::hpa_targets(h, w))
+    }
+
+    fn scaled_objects_targeting<'s>(&'s self, w: &'s Workload) -> impl Iterator<Item = &'a Value> + 's {
+        let found = self.scaled_objects_by_target.get(&(w.namespace(), w.name()));
+        found.into_iter().flatten().copied().filter(|so| autoscaler::scaled_object_targets(so, w))
+    }
+
+    /// Whether an HPA or ScaledObject points at the workload.
+    fn targets(&self, w: &Workload) -> bool {
+        self.hpas_targeting(w).next().is_some() || self.scaled_objects_targeting(w).next().is_some()
+    }
+
+    /// What the analysis of `w` reads: the autoscalers pointing at it, and the HPAs its
+    /// ScaledObjects drive (in the order the server listed them).
+    fn of(&self, w: &Workload) -> (Vec<HorizontalPodAutoscaler>, Vec<Value>) {
+        let scaled_objects: Vec<Value> = self.scaled_objects_targeting(w).cloned().collect();
+        let mut hpas: Vec<&HorizontalPodAutoscaler> = self.hpas_targeting(w).collect();
+        for scaled_object in &scaled_objects {
+            let name = autoscaler::keda_hpa_name(scaled_object);
+            if let Some(hpa) = self.hpas_by_name.get(&(w.namespace(), name.as_str()))
+                && !hpas.iter().any(|h| std::ptr::eq(*h, *hpa))
+            {
+                hpas.push(hpa);
+            }
+        }
+        (hpas.into_iter().cloned().collect(), scaled_objects)
+    }
+}
+
+/// Autoscalers whose target is not among the listed workloads: they scale nothing.
+fn orphaned_autoscalers(index: &AutoscalerIndex<'_>, workloads: &[Workload]) -> Vec<String> {
+    let mut scaled_objects_found = HashSet::new();
+    let mut hpas_found = HashSet::new();
+    for workload in workloads {
+        scaled_objects_found.extend(index.scaled_objects_targeting(workload).map(|so| so as *const Value));
+        hpas_found.extend(index.hpas_targeting(workload).map(|h| h as *const HorizontalPodAutoscaler));
+    }
+    let mut found = Vec::new();
+    for scaled_object in index.scaled_objects.iter().filter(|so| !scaled_objects_found.contains(&(*so as *const Value)))
+    {
+        let text = |p: &str| scaled_object.pointer(p).and_then(|v| v.as_str()).unwrap_or_default();
+        found.push(format!(
+            "scaledobject/{} in {} targets {}/{}, which does not exist",
+            text("/metadata/name"),
+            text("/metadata/namespace"),
+            scaled_object.pointer("/spec/scaleTargetRef/kind").and_then(|v| v.as_str()).unwrap_or("Deployment"),
+            text("/spec/scaleTargetRef/name")
+        ));
+    }
+    for hpa in index.hpas.iter().filter(|h| autoscaler::owning_scaled_object(h).is_none()) {
+        if !hpas_found.contains(&(hpa as *const HorizontalPodAutoscaler)) {
             let target = &hpa.spec.scale_target_ref;
             let state = autoscaler::hpa_state(hpa);
             let able = state.conditions.iter().find(|c| c.type_ == "AbleToScale" && c.status == "False");

@@ -16,7 +16,20 @@ use crate::core::ownership;
 use crate::core::workload::{Workload, WorkloadKind};
 use crate::error::{Error, Result, api_code};
 
-const PAGE_SIZE: u32 = 500;
+/// Objects per LIST page: kubectl's default `--chunk-size`. A page is decoded and reduced to
+/// what the analysis reads before the next is asked for, so memory follows the page, not the
+/// namespace; larger pages would save few round trips (10,000 objects are 20 pages) and cost
+/// the API server more memory per request.
+pub const PAGE_SIZE: u32 = 500;
+
+/// Requests one command has in flight at most (named targets read, objects stripped). The API
+/// server serves 400 non-mutating and 200 mutating requests at once by default
+/// (`--max-requests-inflight`, `--max-mutating-requests-inflight`), and under API Priority and
+/// Fairness a plugin shares the flow of the user running it (the `global-default` or
+/// `workload-low` level, a few dozen seats): a bound this small leaves room for the user's other
+/// clients and the controllers, and is already past the point where round trips, not the
+/// server, set the pace.
+pub const IN_FLIGHT: usize = 16;
 
 /// Which namespaces a command looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,11 +150,24 @@ pub async fn list_all<K>(api: &Api<K>, params: &ListParams) -> std::result::Resu
 where
     K: Clone + DeserializeOwned + std::fmt::Debug,
 {
+    list_reduced(api, params, Some).await
+}
+
+/// LISTs every page, reducing each object as its page arrives (`None` drops it), so no more
+/// than one page of whole objects is held at a time.
+pub async fn list_reduced<K, T>(
+    api: &Api<K>,
+    params: &ListParams,
+    mut reduce: impl FnMut(K) -> Option<T>,
+) -> std::result::Result<Vec<T>, kube::Error>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
     let mut params = params.clone().limit(PAGE_SIZE);
     let mut items = Vec::new();
     loop {
         let page: ObjectList<K> = api.list(&params).await?;
-        items.extend(page.items);
+        items.extend(page.items.into_iter().filter_map(&mut reduce));
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
             None => return Ok(items),
@@ -164,24 +190,21 @@ pub async fn list_workloads(
     scope: &NamespaceScope,
     selector: Option<&str>,
 ) -> Result<Vec<Workload>> {
-    let resource = api_resource(kind);
-    let api = dynamic_api(client, &resource, scope);
-    let mut params = label_params(selector).limit(PAGE_SIZE);
-    let mut workloads = Vec::new();
-    loop {
-        let page = api.list(&params).await.map_err(|e| list_error(e, &kind.plural, scope, selector))?;
-        workloads.extend(page.items.into_iter().map(|object| reduce_workload(kind, object)));
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(workloads),
-        }
-    }
+    let api = dynamic_api(client, &api_resource(kind), scope);
+    list_reduced(&api, &label_params(selector), |object| Some(reduce_workload(kind, object)))
+        .await
+        .map_err(|e| list_error(e, &kind.plural, scope, selector))
 }
 
+/// Lists the HPAs in scope, without their managedFields (nothing reads who wrote an HPA).
 pub async fn list_hpas(client: &Client, scope: &NamespaceScope) -> Result<Vec<HorizontalPodAutoscaler>> {
-    list_all(&typed_api::<HorizontalPodAutoscaler>(client, scope), &ListParams::default())
-        .await
-        .map_err(|e| classify_error(e, "list", "horizontalpodautoscalers.autoscaling", scope))
+    let api = typed_api::<HorizontalPodAutoscaler>(client, scope);
+    list_reduced(&api, &ListParams::default(), |mut hpa: HorizontalPodAutoscaler| {
+        hpa.metadata.managed_fields = None;
+        Some(hpa)
+    })
+    .await
+    .map_err(|e| classify_error(e, "list", "horizontalpodautoscalers.autoscaling", scope))
 }
 
 pub fn scaled_object_resource() -> ApiResource {
@@ -197,8 +220,12 @@ pub fn scaled_object_resource() -> ApiResource {
 /// Lists KEDA ScaledObjects; `None` when KEDA's CRD is not installed, which is normal.
 pub async fn list_scaled_objects(client: &Client, scope: &NamespaceScope) -> Result<Option<Vec<Value>>> {
     let api = dynamic_api(client, &scaled_object_resource(), scope);
-    match list_all(&api, &ListParams::default()).await {
-        Ok(objects) => Ok(Some(objects.into_iter().map(|o| serde_json::to_value(o).unwrap_or(Value::Null)).collect())),
+    let reduce = |mut object: DynamicObject| {
+        object.metadata.managed_fields = None;
+        Some(to_value(object))
+    };
+    match list_reduced(&api, &ListParams::default(), reduce).await {
+        Ok(objects) => Ok(Some(objects)),
         Err(e) if api_code(&e) == Some(404) => Ok(None),
         Err(e) => Err(classify_error(e, "list", "scaledobjects.keda.sh", scope)),
     }

@@ -16,6 +16,15 @@ pub struct Printer {
     stderr_terminal: bool,
 }
 
+/// The outcome of writing data to stdout. A broken pipe means the reader has what it wanted.
+fn stdout_written(written: io::Result<()>) -> Result<()> {
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::Io { path: "<stdout>".into(), source: e }),
+    }
+}
+
 impl Printer {
     pub fn new(ui: &UiArgs) -> Self {
         let color_allowed = !ui.no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -52,11 +61,7 @@ impl Printer {
     /// Writes data to stdout. A broken pipe means the reader has what it wanted.
     pub fn data(&self, text: &str) -> Result<()> {
         let mut out = io::stdout().lock();
-        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-            Err(e) => Err(Error::Io { path: "<stdout>".into(), source: e }),
-        }
+        stdout_written(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
     }
 
     /// Writes a diagnostic line to stderr.
@@ -98,11 +103,14 @@ impl Printer {
     /// Writes a machine-readable document in the requested format; `Text` is the caller's job.
     pub fn document<T: Serialize>(&self, format: OutputFormat, value: &T) -> Result<()> {
         match format {
+            // Written as it is serialized: a report of 10,000 workloads is never held as text.
             OutputFormat::Json => {
-                let mut text = serde_json::to_string_pretty(value)
-                    .map_err(|e| Error::Report { format: "JSON", message: e.to_string() })?;
-                text.push('\n');
-                self.data(&text)
+                let mut out = io::BufWriter::new(io::stdout().lock());
+                let written = match serde_json::to_writer_pretty(&mut out, value) {
+                    Err(e) if !e.is_io() => return Err(Error::Report { format: "JSON", message: e.to_string() }),
+                    serialized => serialized.map_err(io::Error::from),
+                };
+                stdout_written(written.and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()))
             }
             OutputFormat::Yaml => {
                 let text = serde_saphyr::to_string(value)

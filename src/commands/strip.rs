@@ -26,9 +26,6 @@ use crate::kubeio::{self, NamespaceScope};
 use crate::output::{self, Printer, yaml};
 use crate::retry::{self, Attempt};
 
-/// Objects changed at once.
-const CONCURRENCY: usize = 4;
-
 /// What will be done to one workload.
 #[derive(Debug, Clone)]
 struct ObjectPlan {
@@ -117,11 +114,16 @@ pub async fn strip(
 
     let mut results = Vec::new();
     let mut plans = Vec::new();
-    for assessment in inventory.assess(&handover_managers(args)) {
-        match plan_object(client, assessment, args, &inventory).await {
-            Ok(Ok(plan)) => plans.push(plan),
-            Ok(Err(result)) => results.push(result),
-            Err(error) => return Err(error),
+    // Each plan reads its object afresh; the reads run side by side, the plans stay in order.
+    let planned: Vec<_> = futures::stream::iter(inventory.assess(&handover_managers(args)))
+        .map(|assessment| plan_object(client, assessment, args, &inventory))
+        .buffered(kubeio::IN_FLIGHT)
+        .collect()
+        .await;
+    for plan in planned {
+        match plan? {
+            Ok(plan) => plans.push(plan),
+            Err(result) => results.push(result),
         }
     }
     if plans.is_empty() {
@@ -153,7 +155,7 @@ pub async fn strip(
                 result
             }
         })
-        .buffer_unordered(CONCURRENCY)
+        .buffer_unordered(kubeio::IN_FLIGHT)
         .collect()
         .await;
     if let Some(bar) = progress {

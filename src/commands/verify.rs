@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -280,7 +281,7 @@ impl Evidence {
         );
         let replica_sets = futures::future::try_join_all(with_deployments.iter().map(|ns| async move {
             let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
-            let sets = kubeio::list_all(&api, &ListParams::default()).await.map_err(|e| {
+            let sets = kubeio::list_reduced(&api, &ListParams::default(), reduce_replica_set).await.map_err(|e| {
                 kubeio::classify_error(e, "list", "replicasets.apps", &NamespaceScope::Namespace(ns.to_string()))
             })?;
             Ok::<_, Error>((ns.to_string(), sets))
@@ -290,13 +291,21 @@ impl Evidence {
     }
 }
 
+/// Of a ReplicaSet, what [`current_sizes`] reads: its name, owners and size.
+fn reduce_replica_set(set: ReplicaSet) -> Option<ReplicaSet> {
+    let metadata =
+        ObjectMeta { name: set.metadata.name, owner_references: set.metadata.owner_references, ..Default::default() };
+    let spec = set.spec.map(|s| ReplicaSetSpec { replicas: s.replicas, ..Default::default() });
+    Some(ReplicaSet { metadata, spec, status: None })
+}
+
+/// The namespace's Events as records, each page reduced as it arrives.
 async fn list_events(client: &Client, namespace: &str) -> Result<Vec<EventRecord>> {
     let api: Api<Event> = Api::namespaced(client.clone(), namespace);
     let scope = NamespaceScope::Namespace(namespace.to_string());
-    let events = kubeio::list_all(&api, &ListParams::default())
+    kubeio::list_reduced(&api, &ListParams::default(), |event| EventRecord::from_event(&event))
         .await
-        .map_err(|e| kubeio::classify_error(e, "list", "events", &scope))?;
-    Ok(events.iter().filter_map(EventRecord::from_event).collect())
+        .map_err(|e| kubeio::classify_error(e, "list", "events", &scope))
 }
 
 /// The current size of each ReplicaSet the Deployment owns, or the StatefulSet's replicas.
