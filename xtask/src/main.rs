@@ -35,6 +35,14 @@ commands:
                    dropping to 1 without the tool, the others migrated with check, strip, verify;
                    --keep leaves the plane and the namespace up to explore
   bench check      `check -A` against the per-object kubectl + jq loop, N = 100 and 1,000
+  bench check-all [--keep]
+                   `check -A` (text, json) against the raw paginated LISTs, N = 1,000 to 10,000
+  bench targets [--keep]
+                   in a namespace of 10,000: check TARGET, strip TARGET, verify of 1, 20, 100
+  bench strip [--keep]
+                   strip of 1,000 against the per-object kubectl get, jq, kubectl patch loop
+  bench scale [--keep]
+                   check-all, targets and strip in one run; --keep leaves the namespaces
   test             formatting, clippy, unit tests, then integration tests on the control plane
   fixtures         re-capture tests/fixtures/ from the real control plane";
 
@@ -63,6 +71,17 @@ fn run(args: &[&str]) -> Result<()> {
         }
         ["test"] => test(&paths),
         ["bench", "check"] => bench::check(&paths),
+        ["bench", which @ ("check-all" | "targets" | "strip" | "scale"), flags @ ..]
+            if flags.is_empty() || flags == ["--keep"] =>
+        {
+            let keep = !flags.is_empty();
+            match *which {
+                "check-all" => bench::check_all(&paths, keep),
+                "targets" => bench::targets(&paths, keep),
+                "strip" => bench::strip(&paths, keep),
+                _ => bench::scale(&paths, keep),
+            }
+        }
         ["demo"] => demo::demo(&paths, false),
         ["demo", "--keep"] => demo::demo(&paths, true),
         ["tools", "krew"] => krew::build(),
