@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::cli::{OutputFormat, VerifyArgs};
 use crate::commands::{check, parse_targets};
-use crate::core::timeline::{self, Cause, Drop, EventRecord, Subjects, Timeline, WorkloadType};
+use crate::core::timeline::{self, Cause, Drop, EventRecord, ScaledObjectSubject, Subjects, Timeline, WorkloadType};
 use crate::core::verdict::{Assessment, Verdict};
 use crate::error::{Error, ExitStatus, Result};
 use crate::inventory::{Inventory, Query};
@@ -191,10 +191,18 @@ fn workload_type(assessment: &Assessment) -> Option<WorkloadType> {
 }
 
 /// The HPAs and ScaledObjects whose events can explain a change of the workload.
-fn autoscaler_names(assessment: &Assessment) -> (Vec<String>, Vec<String>) {
+fn autoscaler_names(assessment: &Assessment) -> (Vec<String>, Vec<ScaledObjectSubject>) {
     let hpas = assessment.autoscalers.iter().filter_map(|a| a.hpa.as_ref().map(|h| h.name.clone())).collect();
-    let scaled_objects =
-        assessment.autoscalers.iter().filter_map(|a| a.keda.as_ref().map(|k| k.scaled_object.clone())).collect();
+    let scaled_objects = assessment
+        .autoscalers
+        .iter()
+        .filter_map(|a| a.keda.as_ref())
+        .map(|k| ScaledObjectSubject {
+            name: k.scaled_object.clone(),
+            idle_size: k.idle_size().unwrap_or(0),
+            paused_replicas: k.paused_count(),
+        })
+        .collect();
     (hpas, scaled_objects)
 }
 
@@ -246,7 +254,18 @@ fn judge(
     } else if !inconclusive.is_empty() {
         (Outcome::Inconclusive, inconclusive.join("; "))
     } else {
-        (Outcome::Pass, format!("replicas never went to {floor} or below in the period, and {}", end_state.reason))
+        let ordered: Vec<String> = history
+            .iter()
+            .flat_map(|h| h.drops.iter())
+            .chain(live.iter().flat_map(|l| l.drops.iter()))
+            .map(|d| format!("{} -> {} at {}: {}", d.from, d.to, d.time, cause_text(&d.cause)))
+            .collect();
+        let how = if ordered.is_empty() {
+            format!("replicas never went to {floor} or below in the period")
+        } else {
+            format!("replicas went to {floor} or below only as an autoscaler ordered ({})", ordered.join("; "))
+        };
+        (Outcome::Pass, format!("{how}, and {}", end_state.reason))
     };
     WorkloadResult {
         namespace: assessment.namespace.clone(),
@@ -404,11 +423,26 @@ async fn end_states(
 
 fn end_state(now: &Assessment, floor: i64) -> EndState {
     let mut problems = Vec::new();
-    if now.replicas.spec.is_some_and(|r| r <= floor) {
-        problems.push(format!(
-            "the workload is at {} replicas now, at or below the floor {floor}",
-            now.replicas.spec.unwrap_or_default()
-        ));
+    let mut reason = now.reason.clone();
+    // A ScaledObject in charge that KEDA has scaled to its idle size (0, or idleReplicaCount):
+    // at the floor by design, and KEDA activates it again.
+    let idle = now
+        .autoscalers
+        .iter()
+        .filter_map(|a| a.keda.as_ref())
+        .find(|k| !k.paused && k.idle_size().is_some() && k.idle_size() == now.replicas.spec);
+    match now.replicas.spec {
+        Some(r) if r <= floor && now.verdict == Verdict::Safe && idle.is_some() => {
+            let keda = idle.expect("matched");
+            reason = format!(
+                "{reason}; at {r}, ScaledObject {}'s idle size, while its triggers are idle",
+                keda.scaled_object
+            );
+        }
+        Some(r) if r <= floor => {
+            problems.push(format!("the workload is at {r} replicas now, at or below the floor {floor}"))
+        }
+        _ => {}
     }
     match now.verdict {
         Verdict::Safe => {}
@@ -417,13 +451,7 @@ fn end_state(now: &Assessment, floor: i64) -> EndState {
         }
         _ => problems.push(format!("{} ({})", now.reason, now.verdict.as_str())),
     }
-    EndState {
-        verdict: now.verdict,
-        reason: now.reason.clone(),
-        replicas: now.replicas.spec,
-        ok: problems.is_empty(),
-        problems,
-    }
+    EndState { verdict: now.verdict, reason, replicas: now.replicas.spec, ok: problems.is_empty(), problems }
 }
 
 struct WatchState {
@@ -873,7 +901,12 @@ fn cause_text(cause: &Cause) -> String {
     match cause {
         Cause::Autoscaler { hpa, reason } => format!("ordered by {hpa} ({reason}); not a failure"),
         Cause::KedaIdle { scaled_object } => {
-            format!("{scaled_object} went idle (KEDA scales to zero by design); not a failure")
+            format!("{scaled_object} went idle (KEDA scales an idle workload down by design); not a failure")
+        }
+        Cause::KedaPaused { scaled_object, replicas } => {
+            format!(
+                "{scaled_object} was paused at autoscaling.keda.sh/paused-replicas {replicas} (KEDA scaled it); not a failure"
+            )
         }
         Cause::Unordered => "no autoscaler ordered it: a deploy tool or a person reset replicas".into(),
     }

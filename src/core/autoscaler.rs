@@ -48,12 +48,29 @@ pub struct KedaState {
     pub min_replica_count: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_replica_count: Option<i64>,
+    /// `spec.idleReplicaCount`: what KEDA scales an idle target to, instead of 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_replica_count: Option<i64>,
     pub hpa_name: String,
     /// `autoscaling.keda.sh/paused` or `paused-replicas` is set.
     pub paused: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused_replicas: Option<String>,
     pub conditions: Vec<Condition>,
+}
+
+impl KedaState {
+    /// The size KEDA scales the target to itself while its triggers are idle, if it does:
+    /// `idleReplicaCount` when set, else 0 when `minReplicaCount` is 0; with neither, KEDA leaves
+    /// an idle target to its HPA (KEDA v2.21 `RequestScale` and `getIdleOrMinimumReplicaCount`).
+    pub fn idle_size(&self) -> Option<i64> {
+        self.idle_replica_count.or((self.min_replica_count == 0).then_some(0))
+    }
+
+    /// `autoscaling.keda.sh/paused-replicas` as KEDA reads it (an int32), if set and valid.
+    pub fn paused_count(&self) -> Option<i64> {
+        self.paused_replicas.as_deref().and_then(|v| v.trim().parse::<i32>().ok()).map(i64::from)
+    }
 }
 
 /// The kind serialized as `kind` in output: `HorizontalPodAutoscaler` or `ScaledObject`.
@@ -254,9 +271,8 @@ fn go_bool(value: &str) -> Option<bool> {
 
 /// A ScaledObject allowed to idle at 0 (`minReplicaCount: 0` or `idleReplicaCount: 0`) whose
 /// workload KEDA has scaled to 0: its HPA reports ScalingDisabled, which is KEDA's idle state.
-fn keda_idle_at_zero(scaled_object: &Value, keda: &KedaState, hpa: &HpaState, workload: &Workload) -> bool {
-    let idles_at_zero = keda.min_replica_count == 0
-        || scaled_object.pointer("/spec/idleReplicaCount").and_then(Value::as_i64) == Some(0);
+fn keda_idle_at_zero(keda: &KedaState, hpa: &HpaState, workload: &Workload) -> bool {
+    let idles_at_zero = keda.idle_size() == Some(0);
     let disabled = condition(&hpa.conditions, "ScalingActive")
         .is_some_and(|c| c.status == "False" && c.reason.as_deref() == Some("ScalingDisabled"));
     idles_at_zero && disabled && workload.replicas.spec == Some(0)
@@ -285,6 +301,7 @@ pub fn autoscalers_for(
             scaled_object: name.clone(),
             min_replica_count: scaled_object.pointer("/spec/minReplicaCount").and_then(Value::as_i64).unwrap_or(0),
             max_replica_count: scaled_object.pointer("/spec/maxReplicaCount").and_then(Value::as_i64),
+            idle_replica_count: scaled_object.pointer("/spec/idleReplicaCount").and_then(Value::as_i64),
             hpa_name: hpa_name.clone(),
             paused,
             paused_replicas,
@@ -319,7 +336,7 @@ pub fn autoscalers_for(
                     state.name
                 ));
             }
-            if blocked.is_some() && keda_idle_at_zero(scaled_object, &keda, state, workload) {
+            if blocked.is_some() && keda_idle_at_zero(&keda, state, workload) {
                 // Seen on the real operator: with minReplicaCount 0 it scales an idle target to 0
                 // through /scale, and the HPA then disables itself; KEDA activates it again.
                 warnings.push(format!(
@@ -438,11 +455,30 @@ mod tests {
         assert_eq!(autoscaler.blocked, None);
         assert!(autoscaler.warnings.iter().any(|w| w.contains("ScalingDisabled")), "{:?}", autoscaler.warnings);
 
+        assert_eq!(autoscaler.keda.as_ref().unwrap().idle_size(), Some(0));
+
         // With a minimum above 0, KEDA would not idle it there: the disabled HPA blocks.
         let mut with_minimum = so;
         with_minimum["spec"]["minReplicaCount"] = 2.into();
-        let autoscaler = only(&workload, with_minimum, &hpas);
+        let autoscaler = only(&workload, with_minimum.clone(), &hpas);
         assert!(autoscaler.blocked.as_deref().unwrap().contains("ScalingDisabled"), "{:?}", autoscaler.blocked);
+        assert_eq!(autoscaler.keda.as_ref().unwrap().idle_size(), None);
+        // Unless idleReplicaCount says where it idles: there, below the minimum.
+        with_minimum["spec"]["idleReplicaCount"] = 0.into();
+        let autoscaler = only(&workload, with_minimum, &hpas);
+        assert_eq!(autoscaler.blocked, None);
+        assert_eq!(autoscaler.keda.as_ref().unwrap().idle_size(), Some(0));
+    }
+
+    #[test]
+    fn paused_replicas_is_the_count_keda_scales_to() {
+        let workload = deployment("keda-paused-replicas-deployment");
+        let (so, _) = captured("keda-scaledobject-paused-replicas", None, &workload);
+        assert_eq!(so["status"]["pausedReplicaCount"], 3);
+        let autoscaler = only(&workload, so, &[]);
+        assert_eq!(autoscaler.keda.as_ref().unwrap().paused_count(), Some(3));
+        let (so, _) = captured("keda-scaledobject-paused", None, &workload);
+        assert_eq!(only(&workload, so, &[]).keda.unwrap().paused_count(), None);
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! A *drop* is a step of that total from above `floor` to `floor` or below. Judging the total
 //! means a rollout (old ReplicaSet down while the new one goes up) is no drop. A drop is the
 //! autoscaler's own when an HPA `SuccessfulRescale` to that size (or KEDA deactivating the
-//! target) is seen within a few seconds before it; otherwise no autoscaler ordered it, and that
-//! is the failure this tool exists to prevent.
+//! target, or pausing it at `autoscaling.keda.sh/paused-replicas`) is seen within a few seconds
+//! before it; otherwise no autoscaler ordered it, and that is the failure this tool exists to
+//! prevent.
 
 use std::collections::BTreeMap;
 
@@ -67,8 +68,12 @@ pub enum Evidence {
     HpaRescale { new_size: i64, reason: String },
     /// The StatefulSet controller created or deleted Pod `<set>-<ordinal>`.
     StatefulSetPod { created: bool, ordinal: i64 },
-    /// KEDA scaled the target to zero because its triggers went idle.
-    KedaDeactivated,
+    /// KEDA scaled the target down because its triggers went idle: "Deactivated apps/v1.Deployment
+    /// ns/web from 2 to 0" (KEDA v2.21 `scaleToZeroOrIdle`), `to` the size it set.
+    KedaDeactivated { to: Option<i64> },
+    /// KEDA paused the ScaledObject ("ScaledObject is paused"): with `paused-replicas` it then
+    /// deletes the HPA and scales the target to that count itself, without an event of its own.
+    KedaPaused,
     /// The event recorder folded several different events into one: individual ones are lost.
     Combined,
 }
@@ -119,7 +124,11 @@ pub fn parse(event: &EventRecord, workload_name: &str) -> Option<Evidence> {
             let ordinal = pod.strip_prefix(workload_name)?.strip_prefix('-')?.parse().ok()?;
             Some(Evidence::StatefulSetPod { created, ordinal })
         }
-        "KEDAScaleTargetDeactivated" => Some(Evidence::KedaDeactivated),
+        "KEDAScaleTargetDeactivated" => {
+            let to = message.rsplit_once(" to ").and_then(|(_, to)| number(to));
+            Some(Evidence::KedaDeactivated { to })
+        }
+        "ScaledObjectPaused" => Some(Evidence::KedaPaused),
         _ => None,
     }
 }
@@ -143,12 +152,14 @@ pub struct Point {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "by")]
+#[serde(rename_all = "kebab-case", rename_all_fields = "camelCase", tag = "by")]
 pub enum Cause {
     /// An HPA set this size.
     Autoscaler { hpa: String, reason: String },
-    /// KEDA scaled an idle workload to zero, by design.
+    /// KEDA scaled an idle workload to its idle size (idleReplicaCount, else 0), by design.
     KedaIdle { scaled_object: String },
+    /// KEDA scaled the workload to the ScaledObject's `paused-replicas`, as asked.
+    KedaPaused { scaled_object: String, replicas: i64 },
     /// No autoscaler ordered it: a deploy tool or a person reset replicas.
     Unordered,
 }
@@ -157,11 +168,26 @@ impl Cause {
     /// The cause of a drop: the autoscaler order that explains it, if one was found.
     pub fn of(order: Option<&Order>) -> Self {
         match order {
-            Some(o) if o.keda => Cause::KedaIdle { scaled_object: o.by.clone() },
-            Some(o) => Cause::Autoscaler { hpa: o.by.clone(), reason: o.reason.clone() },
+            Some(o) => match o.action {
+                Action::HpaRescale => Cause::Autoscaler { hpa: o.by.clone(), reason: o.reason.clone() },
+                Action::KedaDeactivation => Cause::KedaIdle { scaled_object: o.by.clone() },
+                Action::KedaPausedReplicas => Cause::KedaPaused { scaled_object: o.by.clone(), replicas: o.size },
+            },
             None => Cause::Unordered,
         }
     }
+}
+
+/// What kind of autoscaler order it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// An HPA's `SuccessfulRescale`.
+    HpaRescale,
+    /// KEDA's `KEDAScaleTargetDeactivated`.
+    KedaDeactivation,
+    /// KEDA's `ScaledObjectPaused` with `paused-replicas` set.
+    KedaPausedReplicas,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -187,10 +213,10 @@ pub struct Order {
     pub time: Timestamp,
     /// The HPA or ScaledObject that gave it.
     pub by: String,
-    /// The size ordered (0 for KEDA deactivating the target).
+    /// The size ordered (for KEDA deactivating the target, the size its event names).
     pub size: i64,
     pub reason: String,
-    pub keda: bool,
+    pub action: Action,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -200,7 +226,7 @@ pub struct Timeline {
     pub initial: Option<i64>,
     pub points: Vec<Point>,
     pub minimum: Option<i64>,
-    /// Autoscaler orders (HPA rescales, KEDA deactivations) in the window.
+    /// Autoscaler orders (HPA rescales, KEDA deactivations and pauses) in the window.
     pub orders: Vec<Order>,
     /// Events about the workload itself seen in the window.
     pub events: usize,
@@ -214,9 +240,23 @@ pub struct Subjects<'a> {
     pub name: &'a str,
     /// HPAs targeting the workload (for a ScaledObject, the HPA it owns).
     pub hpas: &'a [String],
-    pub scaled_objects: &'a [String],
+    pub scaled_objects: &'a [ScaledObjectSubject],
     /// When the workload was created: before it, its size is no state worth a minimum.
     pub created: Option<Timestamp>,
+}
+
+/// A ScaledObject targeting the workload, and the sizes KEDA sets itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaledObjectSubject {
+    pub name: String,
+    /// What KEDA deactivates the target to when its triggers go idle: `idleReplicaCount` when
+    /// set, else `minReplicaCount` (KEDA v2.21 `getIdleOrMinimumReplicaCount`; it deactivates
+    /// only when one of them allows it, so that is 0). Its event names the size; this is the
+    /// fallback for a message without it.
+    pub idle_size: i64,
+    /// `autoscaling.keda.sh/paused-replicas` as it is now: the count KEDA scaled the target to
+    /// when it paused it. (A pause lifted since cannot be sized: its drop stays unexplained.)
+    pub paused_replicas: Option<i64>,
 }
 
 /// Rebuilds the timeline over events in `[from, to]`. `current` is the current size of each
@@ -240,9 +280,10 @@ pub fn rebuild(
         let about_workload = event.involved_kind == own_kind && event.involved_name == subjects.name;
         let about_hpa =
             event.involved_kind == "HorizontalPodAutoscaler" && subjects.hpas.contains(&event.involved_name);
-        let about_keda =
-            event.involved_kind == "ScaledObject" && subjects.scaled_objects.contains(&event.involved_name);
-        if !(about_workload || about_hpa || about_keda) {
+        let scaled_object = (event.involved_kind == "ScaledObject")
+            .then(|| subjects.scaled_objects.iter().find(|so| so.name == event.involved_name))
+            .flatten();
+        if !(about_workload || about_hpa || scaled_object.is_some()) {
             continue;
         }
         let Some(evidence) = parse(event, subjects.name) else { continue };
@@ -257,15 +298,30 @@ pub fn rebuild(
                     by: format!("hpa/{}", event.involved_name),
                     size: *new_size,
                     reason: reason.clone(),
-                    keda: false,
+                    action: Action::HpaRescale,
                 }),
-                Evidence::KedaDeactivated if about_keda => orders.push(Order {
-                    time,
-                    by: format!("scaledobject/{}", event.involved_name),
-                    size: 0,
-                    reason: event.message.clone(),
-                    keda: true,
-                }),
+                Evidence::KedaDeactivated { to } => {
+                    if let Some(so) = scaled_object {
+                        orders.push(Order {
+                            time,
+                            by: format!("scaledobject/{}", so.name),
+                            size: to.unwrap_or(so.idle_size),
+                            reason: event.message.clone(),
+                            action: Action::KedaDeactivation,
+                        })
+                    }
+                }
+                Evidence::KedaPaused => {
+                    if let Some((so, replicas)) = scaled_object.and_then(|so| Some((so, so.paused_replicas?))) {
+                        orders.push(Order {
+                            time,
+                            by: format!("scaledobject/{}", so.name),
+                            size: replicas,
+                            reason: format!("{}; autoscaling.keda.sh/paused-replicas: {replicas}", event.message),
+                            action: Action::KedaPausedReplicas,
+                        })
+                    }
+                }
                 Evidence::ScaledReplicaSet { .. } | Evidence::StatefulSetPod { .. } if about_workload => {
                     own.push((time, event.sequence, event, evidence.clone()))
                 }
@@ -399,10 +455,15 @@ mod tests {
 
     /// The events of the real failure: Flux drops web from 5 to 1, the HPA (min 3) brings it back.
     fn captured() -> (Vec<EventRecord>, BTreeMap<String, i64>) {
+        captured_history("flux-drop")
+    }
+
+    /// The Events and ReplicaSets a test on the real plane captured (`capture_history`).
+    fn captured_history(name: &str) -> (Vec<EventRecord>, BTreeMap<String, i64>) {
         let events: Vec<k8s_openapi::api::core::v1::Event> =
-            serde_json::from_value(load("events-flux-drop")["items"].clone()).unwrap();
+            serde_json::from_value(load(&format!("events-{name}"))["items"].clone()).unwrap();
         let records = events.iter().filter_map(EventRecord::from_event).collect();
-        let sets = load("replicasets-flux-drop");
+        let sets = load(&format!("replicasets-{name}"));
         let current = sets["items"]
             .as_array()
             .unwrap()
@@ -488,6 +549,85 @@ mod tests {
         let found = drops(&rebuild_with_hpa(&events, &current), 1);
         assert!(matches!(&found[0].cause, Cause::Autoscaler { hpa, .. } if hpa == "hpa/web"), "{found:?}");
         assert!(!found[0].is_failure());
+    }
+
+    fn keda_subject(idle_size: i64, paused_replicas: Option<i64>) -> [ScaledObjectSubject; 1] {
+        [ScaledObjectSubject { name: "web".into(), idle_size, paused_replicas }]
+    }
+
+    fn keda_drops(events: &[EventRecord], current: &BTreeMap<String, i64>, so: &[ScaledObjectSubject]) -> Vec<Drop> {
+        let subjects = Subjects { scaled_objects: so, ..subjects() };
+        let (from, to) = window(events);
+        drops(&rebuild(events, &subjects, current, from, to), 1)
+    }
+
+    /// The real operator with minReplicaCount 0: "Deactivated apps/v1.Deployment ns/web from 2 to
+    /// 0", then the Deployment's 2 -> 0.
+    #[test]
+    fn keda_deactivating_the_target_is_its_order_not_a_failure() {
+        let (events, current) = captured_history("keda-idle");
+        let found = keda_drops(&events, &current, &keda_subject(0, None));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].from, found[0].to), (2, 0));
+        assert_eq!(found[0].cause, Cause::KedaIdle { scaled_object: "scaledobject/web".into() });
+        assert!(!found[0].is_failure());
+        assert_eq!(
+            serde_json::to_value(&found[0].cause).unwrap(),
+            serde_json::json!({"by": "keda-idle", "scaledObject": "scaledobject/web"})
+        );
+        // Without the ScaledObject among the subjects, the same drop is unexplained.
+        assert_eq!(keda_drops(&events, &current, &[])[0].cause, Cause::Unordered);
+    }
+
+    /// With idleReplicaCount 1, KEDA deactivates to 1, not 0: the size comes from its event, and
+    /// from the ScaledObject when the message does not name it.
+    #[test]
+    fn keda_deactivates_to_its_idle_size() {
+        let (events, current) = captured_history("keda-idle");
+        let to_one = |message_names_it: bool| -> Vec<EventRecord> {
+            events
+                .iter()
+                .cloned()
+                .map(|mut e| {
+                    if e.reason == "KEDAScaleTargetDeactivated" {
+                        e.message = if message_names_it {
+                            e.message.replace("from 2 to 0", "from 2 to 1")
+                        } else {
+                            "Deactivated apps/v1.Deployment".into()
+                        };
+                    } else if e.message.contains("from 2 to 0") {
+                        e.message = e.message.replace("from 2 to 0", "from 2 to 1");
+                    }
+                    e
+                })
+                .collect()
+        };
+        let current: BTreeMap<String, i64> = current.into_keys().map(|rs| (rs, 1)).collect();
+        let found = keda_drops(&to_one(true), &current, &keda_subject(0, None));
+        assert_eq!((found[0].to, &found[0].cause), (1, &Cause::KedaIdle { scaled_object: "scaledobject/web".into() }));
+        let found = keda_drops(&to_one(false), &current, &keda_subject(1, None));
+        assert!(!found[0].is_failure(), "{found:?}");
+        let found = keda_drops(&to_one(false), &current, &keda_subject(0, None));
+        assert!(found[0].is_failure(), "deactivated to 0, yet it went to 1: {found:?}");
+    }
+
+    /// The real operator paused at `paused-replicas: 1`: "ScaledObject is paused", then the
+    /// Deployment's 5 -> 1 with no event of KEDA's own for the scale.
+    #[test]
+    fn keda_scaling_to_paused_replicas_is_its_order_not_a_failure() {
+        let (events, current) = captured_history("keda-paused-replicas");
+        let found = keda_drops(&events, &current, &keda_subject(0, Some(1)));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].from, found[0].to), (5, 1));
+        assert_eq!(found[0].cause, Cause::KedaPaused { scaled_object: "scaledobject/web".into(), replicas: 1 });
+        assert_eq!(
+            serde_json::to_value(&found[0].cause).unwrap(),
+            serde_json::json!({"by": "keda-paused", "scaledObject": "scaledobject/web", "replicas": 1})
+        );
+        // A pause lifted since (no paused-replicas now) cannot be sized: the drop stays unexplained.
+        assert!(keda_drops(&events, &current, &keda_subject(0, None))[0].is_failure());
+        // Nor does a pause at another count explain it.
+        assert!(keda_drops(&events, &current, &keda_subject(0, Some(3)))[0].is_failure());
     }
 
     #[test]

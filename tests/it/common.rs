@@ -316,6 +316,19 @@ pub fn capture_fixture(name: &str, object: &Value) {
     std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
+/// The namespace's Events and ReplicaSets as `kubectl get -o json` lists them, captured as
+/// `events-<name>` and `replicasets-<name>` for the timeline's unit tests.
+pub fn capture_history(ns: &TestNamespace, name: &str) {
+    if std::env::var_os("HPA_MIGRATE_UPDATE_FIXTURES").is_none() {
+        return;
+    }
+    for kind in ["events", "replicasets"] {
+        let list = ns.kubectl(&["get", kind, "-o", "json"], None);
+        assert_success(&list, &format!("listing {kind}"));
+        capture_fixture(&format!("{kind}-{name}"), &serde_json::from_slice(&list.stdout).unwrap());
+    }
+}
+
 /// Runs the plugin with `-o json` added: the document (None if it printed none), the exit code
 /// and stderr.
 pub fn plugin_output_json(ns: &TestNamespace, kubeconfig: &Path, args: &[&str]) -> (Option<Value>, i32, String) {

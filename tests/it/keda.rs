@@ -103,6 +103,16 @@ fn verify(ns: &TestNamespace, args: &[&str]) -> (Value, i32) {
     plugin_json(ns, &admin_kubeconfig(), &all)
 }
 
+/// verify of deploy/web over the last 10 minutes: its result, exit code and first drop, which
+/// it checks goes from `from` to `to`.
+fn first_drop(ns: &TestNamespace, from: i64, to: i64) -> (Value, i32, Value) {
+    let (report, code) = verify(ns, &["deploy/web", "--since", "10m"]);
+    let result = report["results"][0].clone();
+    let drop = result["history"]["drops"][0].clone();
+    assert_eq!((drop["from"].as_i64(), drop["to"].as_i64()), (Some(from), Some(to)), "{report:#}");
+    (result, code, drop)
+}
+
 fn managers(object: &Value) -> Vec<(String, String, Option<String>)> {
     object["metadata"]["managedFields"]
         .as_array()
@@ -308,15 +318,71 @@ async fn min_replica_count_zero_scales_an_idle_workload_to_zero_and_verify_says_
     assert_eq!((code, web["verdict"].as_str()), (0, Some("safe")), "{web:#}");
     assert!(web["warnings"].to_string().contains("minReplicaCount 0"), "{web:#}");
 
-    let (report, code) = verify(&ns, &["deploy/web", "--since", "10m"]);
-    let result = &report["results"][0];
-    let drop = &result["history"]["drops"][0];
-    assert_eq!((drop["from"].as_i64(), drop["to"].as_i64()), (Some(2), Some(0)), "{report:#}");
-    assert_eq!(drop["cause"]["by"], "keda-idle", "{report:#}");
-    assert!(drop["cause"].to_string().contains("scaledobject/web"), "{report:#}");
-    // KEDA's own drop is not the failure. (The end state, at 0 and so at the floor, is still
-    // reported as at-risk: verify's end-state rule knows no idle ScaledObject.)
-    assert_ne!((code, result["outcome"].as_str()), (1, Some("drop")), "{report:#}");
+    capture_history(&ns, "keda-idle");
+
+    // KEDA's own drop is not the failure, and idling at 0 is no risk: verify passes.
+    let (result, code, drop) = first_drop(&ns, 2, 0);
+    assert_eq!(drop["cause"], json!({"by": "keda-idle", "scaledObject": "scaledobject/web"}), "{result:#}");
+    assert_eq!((code, result["outcome"].as_str()), (0, Some("pass")), "{result:#}");
+    assert!(result["endState"]["reason"].as_str().unwrap().contains("ScaledObject web's idle size"), "{result:#}");
+}
+
+/// `idleReplicaCount: 0` with a minimum of 2: KEDA idles the target at 0 (not at its minimum),
+/// and verify attributes it and passes as with `minReplicaCount: 0`.
+#[tokio::test]
+async fn idle_replica_count_idles_at_it_below_the_minimum_and_verify_passes() {
+    require_operator();
+    let ns = TestNamespace::new("keda-idle-count").await;
+    ns.apply("kubectl", &deployment_manifest("web", Some(3))).await;
+    recorded_event(&ns, "web", "from 0 to 3").await;
+    let mut so = scaled_object("web", "web", 2, 5);
+    so["spec"]["idleReplicaCount"] = json!(0);
+    ns.apply("kubectl", &so).await;
+    deployment_at(&ns, "web", 0).await;
+    recorded_event(&ns, "web", "Deactivated apps/v1.Deployment").await;
+    recorded_event(&ns, "web", "from 3 to 0").await;
+    eventually(Duration::from_secs(60), "the HPA to disable itself at 0", || async {
+        get(&ns, "hpa", "keda-hpa-web")
+            .filter(|h| condition(h, "ScalingActive").is_some_and(|c| c["reason"] == "ScalingDisabled"))
+    })
+    .await;
+
+    let (report, code) = check(&ns);
+    assert_eq!((code, workload(&report, "web")["verdict"].as_str()), (0, Some("safe")), "{report:#}");
+    assert_eq!(workload(&report, "web")["autoscalers"][0]["keda"]["idleReplicaCount"], 0, "{report:#}");
+    let (result, code, drop) = first_drop(&ns, 3, 0);
+    assert_eq!(drop["cause"]["by"], "keda-idle", "{result:#}");
+    assert_eq!((code, result["outcome"].as_str()), (0, Some("pass")), "{result:#}");
+}
+
+/// `paused-replicas` below the floor: KEDA pauses (the event "ScaledObject is paused"), deletes
+/// the HPA and scales the target itself, with no event of its own for the scale. verify
+/// attributes that drop to the pause, not to a deploy tool; the end state (paused, nobody in
+/// charge, at the floor) is still at risk.
+#[tokio::test]
+async fn paused_replicas_below_the_floor_is_keda_s_scale_and_not_a_drop() {
+    require_operator();
+    let ns = TestNamespace::new("keda-paused-low").await;
+    ns.apply("kubectl", &deployment_manifest("web", Some(5))).await;
+    recorded_event(&ns, "web", "from 0 to 5").await;
+    ns.apply("kubectl", &scaled_object("web", "web", 2, 9)).await;
+    keda_hpa(&ns, "keda-hpa-web").await;
+    scaled_object_condition(&ns, "web", "Ready", "True").await;
+
+    let paused = ns.kubectl(&["annotate", "scaledobject/web", "autoscaling.keda.sh/paused-replicas=1"], None);
+    assert_success(&paused, "pausing at 1");
+    deployment_at(&ns, "web", 1).await;
+    recorded_event(&ns, "web", "ScaledObject is paused").await;
+    recorded_event(&ns, "web", "from 5 to 1").await;
+    capture_history(&ns, "keda-paused-replicas");
+
+    let (result, code, drop) = first_drop(&ns, 5, 1);
+    assert_eq!(
+        drop["cause"],
+        json!({"by": "keda-paused", "scaledObject": "scaledobject/web", "replicas": 1}),
+        "{result:#}"
+    );
+    assert_eq!((code, result["outcome"].as_str()), (1, Some("at-risk")), "{result:#}");
 }
 
 #[tokio::test]

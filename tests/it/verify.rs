@@ -72,12 +72,7 @@ async fn the_real_failure_is_found_in_history() {
         result["history"]["timeline"]["orders"].as_array().unwrap().iter().any(|o| o["size"] == 3),
         "the HPA's order back to 3"
     );
-
-    let events = ns.kubectl(&["get", "events", "-o", "json"], None);
-    assert_success(&events, "listing events");
-    capture_fixture("events-flux-drop", &serde_json::from_slice(&events.stdout).unwrap());
-    let sets = ns.kubectl(&["get", "replicasets", "-o", "json"], None);
-    capture_fixture("replicasets-flux-drop", &serde_json::from_slice(&sets.stdout).unwrap());
+    capture_history(&ns, "flux-drop");
 }
 
 #[tokio::test]
