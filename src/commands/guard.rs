@@ -199,7 +199,9 @@ pub async fn protect(
             continue;
         };
         let in_charge = match (a.verdict, a.autoscalers.as_slice()) {
-            (Verdict::Safe | Verdict::StripNeeded, [autoscaler]) => Ok((autoscaler.label(), autoscaler.min_replicas())),
+            (Verdict::Safe | Verdict::StripNeeded, [autoscaler]) => {
+                Ok((autoscaler.label(), autoscaler.lowest_replicas()))
+            }
             (verdict, _) => Err(format!("{}: {}", verdict.as_str(), a.reason)),
         };
         match guard::choose_floor(floor, in_charge, a.replicas.spec) {

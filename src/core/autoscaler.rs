@@ -106,6 +106,13 @@ impl Autoscaler {
         }
     }
 
+    /// The lowest count the autoscaler sets by itself: its minimum, or for a ScaledObject with
+    /// `idleReplicaCount` the idle size below it (KEDA scales an idle target there through `/scale`).
+    pub fn lowest_replicas(&self) -> Option<i64> {
+        let min = self.min_replicas()?;
+        Some(self.keda.as_ref().and_then(KedaState::idle_size).map_or(min, |idle| idle.min(min)))
+    }
+
     /// `HorizontalPodAutoscaler/web` or `ScaledObject/web`.
     pub fn label(&self) -> String {
         let kind = match self.kind {
@@ -463,11 +470,14 @@ mod tests {
         let autoscaler = only(&workload, with_minimum.clone(), &hpas);
         assert!(autoscaler.blocked.as_deref().unwrap().contains("ScalingDisabled"), "{:?}", autoscaler.blocked);
         assert_eq!(autoscaler.keda.as_ref().unwrap().idle_size(), None);
-        // Unless idleReplicaCount says where it idles: there, below the minimum.
+        assert_eq!(autoscaler.lowest_replicas(), Some(2));
+        // Unless idleReplicaCount says where it idles: there, below the minimum (so a guard's
+        // floor at the minimum would refuse KEDA's own deactivation).
         with_minimum["spec"]["idleReplicaCount"] = 0.into();
         let autoscaler = only(&workload, with_minimum, &hpas);
         assert_eq!(autoscaler.blocked, None);
         assert_eq!(autoscaler.keda.as_ref().unwrap().idle_size(), Some(0));
+        assert_eq!((autoscaler.min_replicas(), autoscaler.lowest_replicas()), (Some(2), Some(0)));
     }
 
     #[test]

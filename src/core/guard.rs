@@ -346,7 +346,7 @@ pub fn unmark_body(kind: GuardedKind, name: &str) -> Value {
 pub enum FloorError {
     /// No autoscaler is in charge and no `--floor` was given.
     NoAutoscaler { why: String },
-    /// The autoscaler's minimum is 0 (KEDA's default): a floor of 0 guards nothing.
+    /// The autoscaler's minimum (or KEDA's idle size) is 0: a floor of 0 guards nothing.
     ZeroMinimum { autoscaler: String },
     /// The workload already runs below the floor.
     AlreadyBelow { replicas: i64, floor: i64 },
@@ -359,7 +359,7 @@ impl FloorError {
                 "{target}: no autoscaler is in charge ({why}), so there is no minimum to guard; pass --floor N to guard it anyway"
             ),
             FloorError::ZeroMinimum { autoscaler } => format!(
-                "{target}: {autoscaler} may scale to 0 (its minimum is 0), so its floor would guard nothing; pass --floor N (a scale to 0 is then refused too)"
+                "{target}: {autoscaler} may scale to 0 (its minimum, or KEDA's idleReplicaCount, is 0), so its floor would guard nothing; pass --floor N (a scale to 0 is then refused too)"
             ),
             FloorError::AlreadyBelow { replicas, floor } => format!(
                 "{target} runs {replicas} replica(s), below the floor of {floor}: scale it up first, or pass a lower --floor"

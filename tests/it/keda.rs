@@ -353,6 +353,16 @@ async fn idle_replica_count_idles_at_it_below_the_minimum_and_verify_passes() {
     let (result, code, drop) = first_drop(&ns, 3, 0);
     assert_eq!(drop["cause"]["by"], "keda-idle", "{result:#}");
     assert_eq!((code, result["outcome"].as_str()), (0, Some("pass")), "{result:#}");
+
+    // A guard at the minimum, 2, would refuse KEDA's own deactivation to 0: refused before
+    // anything is written, as for minReplicaCount 0. (No policy is written: no guard lock needed.)
+    let guard = ns.plugin(&admin_kubeconfig(), &["guard", "on", "deploy/web"]);
+    assert_eq!(guard.status.code(), Some(2), "{}", stderr(&guard));
+    assert!(
+        stderr(&guard).contains("may scale to 0 (its minimum, or KEDA's idleReplicaCount, is 0)"),
+        "{}",
+        stderr(&guard)
+    );
 }
 
 /// `paused-replicas` below the floor: KEDA pauses (the event "ScaledObject is paused"), deletes
