@@ -369,7 +369,7 @@ fn autoscaler_target_types(hpas: &[HorizontalPodAutoscaler], scaled_objects: &[V
 
 /// Resolves an autoscaler's target type; `None` when the type does not exist (the autoscaler
 /// then targets nothing, which its own conditions report).
-async fn resolve_target_type(client: &Client, api_version: &str, kind: &str) -> Result<Option<WorkloadKind>> {
+pub async fn resolve_target_type(client: &Client, api_version: &str, kind: &str) -> Result<Option<WorkloadKind>> {
     let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
     match (group, kind) {
         ("apps", "Deployment") => Ok(Some(WorkloadKind::deployment())),
