@@ -131,6 +131,8 @@ pub enum Verb {
     Restore(RestoreArgs),
     /// Let Flux reconcile objects again after `strip --pause-flux`
     Resume(ResumeArgs),
+    /// Predict what the next deploy of these manifests does to replicas, and the steps that keep the count
+    Preflight(PreflightArgs),
     /// Guard the migration window: the API server refuses any write that drops a workload below its floor
     Guard(crate::commands::guard::GuardArgs),
     /// Print a shell completion script, or the helper kubectl runs for `kubectl hpa-migrate <TAB>`
@@ -211,6 +213,28 @@ pub struct StripArgs {
     pub force: bool,
 
     /// Output format of the summary
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PreflightArgs {
+    /// The manifests the next deploy applies: a file, a directory, or - for standard input
+    /// (the output of helm template, kustomize build, flux build kustomization, argocd app
+    /// manifests). Repeatable
+    #[arg(short = 'f', long = "filename", value_name = "FILE", required = true, value_hint = clap::ValueHint::AnyPath)]
+    pub filenames: Vec<PathBuf>,
+
+    /// Read the directories of -f recursively
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+
+    /// The tool that applies them: flux, argocd, helm, kubectl, kubectl-server-side, or any
+    /// other server-side applier's field manager (default: told from each live object)
+    #[arg(long = "as", value_name = "TOOL")]
+    pub as_tool: Option<String>,
+
+    /// Output format
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }

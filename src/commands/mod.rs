@@ -4,6 +4,7 @@ pub mod check;
 pub mod completion;
 pub mod guard;
 pub mod migrate;
+pub mod preflight;
 pub mod restore;
 pub mod resume;
 pub mod strip;
@@ -50,6 +51,7 @@ pub async fn dispatch(cli: Cli, printer: Printer) -> Result<ExitStatus> {
         Verb::Migrate(args) => migrate::run(client, &scope, &args, &printer).await,
         Verb::Restore(args) => restore::run(client, &args, &printer).await,
         Verb::Resume(args) => resume::run(client, &scope, &args.targets, &printer).await,
+        Verb::Preflight(args) => preflight::run(client, &scope, &args, &printer).await,
         Verb::Guard(args) => guard::run(client, &scope, selector, &args, &printer).await,
         Verb::Completion(_) | Verb::Complete(_) => unreachable!("handled before connecting"),
     }

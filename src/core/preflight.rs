@@ -1,0 +1,584 @@
+//! `preflight`'s pure half: which mechanism will apply a manifest to a live workload, what that
+//! mechanism sends for `.spec.replicas`, how to read the server's dry run of it, and the steps
+//! that keep the count. The I/O half (`commands::preflight`) sends the dry runs.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::deploy::{ARGOCD_TRACKING_ANNOTATION, FLUX_KUSTOMIZATION_NAME_LABEL, LAST_APPLIED_ANNOTATION};
+use super::helm::{self, ReleaseRecord};
+use super::manifest::Document;
+use super::ownership::{self, ReplicaOwner};
+
+/// What an apply that removes `.spec.replicas` leaves: the API server defaults the field of
+/// Deployments, StatefulSets, ReplicaSets (and Argo Rollouts) to 1.
+pub const DEFAULT_REPLICAS: i64 = 1;
+
+pub const FLUX_MANAGER: &str = "kustomize-controller";
+pub const ARGOCD_MANAGER: &str = "argocd-controller";
+const FLUX_SSA_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/ssa";
+const FLUX_RECONCILE_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/reconcile";
+
+/// The deploy tool that will apply the manifests (`--as`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tool {
+    Flux,
+    Argocd,
+    Helm,
+    Kubectl,
+    KubectlServerSide,
+    /// Any other server-side applier, by its field manager.
+    Manager(String),
+}
+
+impl Tool {
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "flux" => Tool::Flux,
+            "argocd" => Tool::Argocd,
+            "helm" => Tool::Helm,
+            "kubectl" => Tool::Kubectl,
+            "kubectl-server-side" => Tool::KubectlServerSide,
+            manager => Tool::Manager(manager.to_string()),
+        }
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            Tool::Flux => "flux".into(),
+            Tool::Argocd => "argocd".into(),
+            Tool::Helm => "helm".into(),
+            Tool::Kubectl => "kubectl".into(),
+            Tool::KubectlServerSide => "kubectl-server-side".into(),
+            Tool::Manager(manager) => manager.clone(),
+        }
+    }
+
+    /// How the user runs the deploy, for the step between ours.
+    fn deploy_step(&self) -> &'static str {
+        match self {
+            Tool::Flux => "commit and push the change checked here; Flux applies it at its next reconcile",
+            Tool::Argocd => "commit and push the change checked here, and sync the Argo CD application",
+            Tool::Helm => "run the helm upgrade checked here",
+            Tool::Kubectl => "kubectl apply the manifests checked here",
+            Tool::KubectlServerSide => "kubectl apply --server-side the manifests checked here",
+            Tool::Manager(_) => "deploy the change checked here",
+        }
+    }
+}
+
+/// How the tool writes the object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Apply {
+    /// Server-side apply as `manager`. `fluxTakeover`: first, Flux merges the entries of
+    /// `kubectl*` and `before-first-apply` managers into its own (fluxcd/pkg `ssa` cleanup,
+    /// which kustomize-controller runs before each apply of an object it already manages).
+    ServerSide { manager: String, force: bool, flux_takeover: bool },
+    /// Client-side apply: a three-way merge with the last-applied annotation (kubectl, and Argo
+    /// CD's default sync). A field in the annotation and not in the manifest is sent as null.
+    ClientSide { manager: String },
+    /// Helm 3 (and Helm 4 on a release installed client-side): a three-way merge with the
+    /// deployed release's stored manifest; a field in it and not in the new manifest is null.
+    HelmThreeWay { release: String, revision: i64 },
+}
+
+impl Apply {
+    pub fn describe(&self) -> String {
+        match self {
+            Apply::ServerSide { manager, force, flux_takeover } => format!(
+                "server-side apply as {manager}{}{}",
+                if *force { ", forced" } else { "" },
+                if *flux_takeover { ", after taking over kubectl* entries" } else { "" }
+            ),
+            Apply::ClientSide { .. } => "client-side apply (three-way merge with last-applied)".into(),
+            Apply::HelmThreeWay { release, revision } => {
+                format!("Helm three-way merge with release {release} revision {revision}")
+            }
+        }
+    }
+}
+
+/// The tool and how it applies, with the evidence it was chosen on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mechanism {
+    pub tool: Tool,
+    pub apply: Apply,
+    pub evidence: String,
+}
+
+fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object.pointer("/metadata/annotations")?.get(key)?.as_str()
+}
+
+fn label<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object.pointer("/metadata/labels")?.get(key)?.as_str()
+}
+
+pub fn managed_fields(object: &Value) -> Vec<ManagedFieldsEntry> {
+    object
+        .pointer("/metadata/managedFields")
+        .and_then(|entries| serde_json::from_value(entries.clone()).ok())
+        .unwrap_or_default()
+}
+
+fn has_entry(object: &Value, manager: &str, operation: &str) -> bool {
+    managed_fields(object)
+        .iter()
+        .any(|e| e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some(operation))
+}
+
+/// Which tool applies `live` next: `requested` (`--as`), else the traces tools leave on the
+/// objects they manage. `Err` says why it cannot be told (and to pass `--as`).
+pub fn detect_tool(requested: Option<&Tool>, live: &Value) -> Result<(Tool, String), String> {
+    if let Some(tool) = requested {
+        return Ok((tool.clone(), "--as".into()));
+    }
+    if let Some(name) = label(live, FLUX_KUSTOMIZATION_NAME_LABEL) {
+        return Ok((Tool::Flux, format!("label {FLUX_KUSTOMIZATION_NAME_LABEL}={name}")));
+    }
+    if has_entry(live, FLUX_MANAGER, "Apply") {
+        return Ok((Tool::Flux, format!("managedFields entry {FLUX_MANAGER} (Apply)")));
+    }
+    if let Some(release) = annotation(live, helm::RELEASE_NAME_ANNOTATION) {
+        return Ok((Tool::Helm, format!("annotation {}={release}", helm::RELEASE_NAME_ANNOTATION)));
+    }
+    if annotation(live, ARGOCD_TRACKING_ANNOTATION).is_some() {
+        return Ok((Tool::Argocd, format!("annotation {ARGOCD_TRACKING_ANNOTATION}")));
+    }
+    if has_entry(live, ARGOCD_MANAGER, "Apply") || has_entry(live, ARGOCD_MANAGER, "Update") {
+        return Ok((Tool::Argocd, format!("managedFields entry {ARGOCD_MANAGER}")));
+    }
+    let client_side = annotation(live, LAST_APPLIED_ANNOTATION).is_some();
+    let server_side = has_entry(live, "kubectl", "Apply");
+    match (client_side, server_side) {
+        (true, false) => Ok((Tool::Kubectl, format!("annotation {LAST_APPLIED_ANNOTATION}"))),
+        (false, true) => Ok((Tool::KubectlServerSide, "managedFields entry kubectl (Apply)".into())),
+        (true, true) => Err("both a last-applied annotation and a kubectl server-side apply entry: \
+                              pass --as kubectl or --as kubectl-server-side"
+            .into()),
+        (false, false) => Err("no deploy tool left a trace on it (Flux labels, Helm annotations, Argo CD \
+                               tracking, last-applied annotation, kubectl apply entry): pass --as TOOL"
+            .into()),
+    }
+}
+
+/// How `tool` writes `live`. Helm needs the deployed release record (`Err` when it is missing):
+/// its `apply_method` says whether Helm 4 applies server-side.
+pub fn mechanism(
+    tool: Tool,
+    evidence: String,
+    live: &Value,
+    helm_record: Result<Option<&ReleaseRecord>, String>,
+) -> Result<Mechanism, String> {
+    let apply = match &tool {
+        Tool::Flux => Apply::ServerSide { manager: FLUX_MANAGER.into(), force: true, flux_takeover: true },
+        Tool::KubectlServerSide => Apply::ServerSide { manager: "kubectl".into(), force: false, flux_takeover: false },
+        Tool::Manager(manager) => Apply::ServerSide { manager: manager.clone(), force: true, flux_takeover: false },
+        Tool::Kubectl => Apply::ClientSide { manager: "kubectl-client-side-apply".into() },
+        // Argo CD applies server-side, forced, as argocd-controller once the application has
+        // ServerSideApply=true; its entry says which mode last synced the object.
+        Tool::Argocd if has_entry(live, ARGOCD_MANAGER, "Apply") => {
+            Apply::ServerSide { manager: ARGOCD_MANAGER.into(), force: true, flux_takeover: false }
+        }
+        Tool::Argocd => Apply::ClientSide { manager: ARGOCD_MANAGER.into() },
+        Tool::Helm => {
+            let release = annotation(live, helm::RELEASE_NAME_ANNOTATION).unwrap_or_default();
+            let record = match helm_record {
+                Ok(Some(record)) => record,
+                Ok(None) => return Err(format!("the deployed record of Helm release {release} was not found")),
+                Err(problem) => return Err(format!("the Helm release records could not be read: {problem}")),
+            };
+            match record.apply_method.as_deref() {
+                // Helm 4 upgrades as the release was installed; server-side unforced by default.
+                Some("ssa") => Apply::ServerSide { manager: "helm".into(), force: false, flux_takeover: false },
+                _ => Apply::HelmThreeWay { release: record.release.clone(), revision: record.revision },
+            }
+        }
+    };
+    Ok(Mechanism { tool, apply, evidence })
+}
+
+/// Why Flux will not apply this object at all (`None`: it will). kustomize-controller skips
+/// objects whose manifest or live copy says `reconcile: disabled` or `ssa: Ignore`, and
+/// `ssa: IfNotPresent` only creates (fluxcd/pkg `ssa` shouldSkipApply).
+pub fn flux_skips(manifest: &Value, live: &Value) -> Option<String> {
+    for object in [manifest, live] {
+        for key in [FLUX_RECONCILE_ANNOTATION, FLUX_SSA_ANNOTATION] {
+            let value = annotation(object, key).or_else(|| label(object, key)).map(str::to_lowercase);
+            match (key, value.as_deref()) {
+                (FLUX_RECONCILE_ANNOTATION, Some("disabled")) | (FLUX_SSA_ANNOTATION, Some("ignore" | "ifnotpresent")) => {
+                    return Some(format!("Flux skips this object ({key}: {})", value.unwrap_or_default()));
+                }
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+/// What a three-way merge sends for `.spec.replicas`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sends {
+    /// The manifest sets it.
+    Value(Value),
+    /// The previous configuration had it and the manifest does not: deleted (sent as null).
+    Null,
+    /// Neither has it: the live value is left alone.
+    Nothing,
+}
+
+fn replicas_of(object: &Value) -> Option<&Value> {
+    object.pointer("/spec/replicas").filter(|v| !v.is_null())
+}
+
+pub fn three_way_sends(previous: Option<&Value>, manifest: &Value) -> Sends {
+    match (replicas_of(manifest), previous.and_then(replicas_of)) {
+        (Some(value), _) => Sends::Value(value.clone()),
+        (None, Some(_)) => Sends::Null,
+        (None, None) => Sends::Nothing,
+    }
+}
+
+/// The previous configuration a three-way merge compares the manifest with.
+pub fn previous_configuration(apply: &Apply, live: &Value, record: Option<&ReleaseRecord>) -> Option<Value> {
+    match apply {
+        Apply::ClientSide { .. } => {
+            annotation(live, LAST_APPLIED_ANNOTATION).and_then(|text| serde_json::from_str(text).ok())
+        }
+        Apply::HelmThreeWay { .. } => {
+            let record = record?;
+            let kind = live.pointer("/kind").and_then(Value::as_str).unwrap_or_default();
+            let name = live.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            let namespace = live.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+            helm::manifest_documents(&record.manifest).into_iter().find(|doc| {
+                let text = |p: &str| doc.pointer(p).and_then(Value::as_str);
+                text("/kind") == Some(kind)
+                    && text("/metadata/name") == Some(name)
+                    && text("/metadata/namespace").unwrap_or(&record.namespace) == namespace
+            })
+        }
+        Apply::ServerSide { .. } => None,
+    }
+}
+
+fn owners(object: &Value) -> Vec<ReplicaOwner> {
+    ownership::replica_owners(&managed_fields(object), &[])
+}
+
+/// Whether `owner` is the applier's own entry once the apply starts (for Flux: also the entries
+/// it takes over first).
+fn applier_owns(owner: &ReplicaOwner, manager: &str, flux_takeover: bool) -> bool {
+    (owner.manager == manager && owner.operation == "Apply" && owner.subresource.is_none())
+        || (flux_takeover && ownership::flux_takes_over(owner))
+}
+
+/// Replicas after a server-side apply, read from the server's dry run of it (`response`, the
+/// object the server would store). The dry run cannot see Flux's takeover, which is a separate
+/// write before the apply: when the manifest leaves replicas out and every remaining owner is
+/// an entry Flux takes over, the field has no other owner once Flux applies, and is removed.
+pub fn after_server_side(response: &Value, manifest: &Value, manager: &str, flux_takeover: bool) -> Option<i64> {
+    let replicas = replicas_of(response).and_then(Value::as_i64);
+    if !flux_takeover || replicas_of(manifest).is_some() {
+        return replicas;
+    }
+    let remaining = owners(response);
+    if !remaining.is_empty() && remaining.iter().all(|o| applier_owns(o, manager, true)) {
+        return Some(DEFAULT_REPLICAS);
+    }
+    replicas
+}
+
+/// Replicas after a server-side apply, computed from the live object's managedFields when the
+/// server's dry run cannot be had (RBAC refuses `patch`): a field the applier alone owns and the
+/// manifest leaves out is removed; one another manager also owns stays.
+pub fn after_server_side_locally(live: &Value, manifest: &Value, manager: &str, flux_takeover: bool) -> Option<i64> {
+    if let Some(value) = replicas_of(manifest) {
+        return value.as_i64();
+    }
+    let current = replicas_of(live).and_then(Value::as_i64);
+    let owners = owners(live);
+    let (mine, others): (Vec<&ReplicaOwner>, Vec<&ReplicaOwner>) =
+        owners.iter().partition(|o| applier_owns(o, manager, flux_takeover));
+    if !mine.is_empty() && others.is_empty() { Some(DEFAULT_REPLICAS) } else { current }
+}
+
+/// An autoscaler of a workload, live or arriving with the manifests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerView {
+    /// `hpa/NAME` or `scaledobject/NAME`.
+    pub name: String,
+    pub min_replicas: Option<i64>,
+    pub live: bool,
+    pub in_manifests: bool,
+    /// Live and able to act (`check` would not call it blocked).
+    pub in_charge: bool,
+    /// Why it cannot act, when live and blocked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
+}
+
+impl AutoscalerView {
+    /// Arrives with this deploy: created in the same apply, so it cannot act before the drop.
+    pub fn arrives(&self) -> bool {
+        self.in_manifests && !self.live
+    }
+}
+
+/// The autoscalers among `documents` that target the workload `(group, kind, name)` in
+/// `namespace` (`default_namespace` for documents without one).
+pub fn manifest_autoscalers(
+    documents: &[Document],
+    default_namespace: &str,
+    workload: (&str, &str, &str, &str),
+) -> Vec<AutoscalerView> {
+    let (namespace, group, kind, name) = workload;
+    documents
+        .iter()
+        .filter(|doc| doc.namespace(default_namespace) == namespace)
+        .filter_map(|doc| {
+            let (label, min, reference_kind_default) = match (doc.group(), doc.kind()) {
+                ("autoscaling", "HorizontalPodAutoscaler") => {
+                    ("hpa", doc.object.pointer("/spec/minReplicas").and_then(Value::as_i64).or(Some(1)), "")
+                }
+                ("keda.sh", "ScaledObject") => (
+                    "scaledobject",
+                    doc.object.pointer("/spec/minReplicaCount").and_then(Value::as_i64).or(Some(0)),
+                    "Deployment",
+                ),
+                _ => return None,
+            };
+            let reference = doc.object.pointer("/spec/scaleTargetRef")?;
+            let text = |key: &str| reference.get(key).and_then(Value::as_str);
+            let reference_kind = text("kind").unwrap_or(reference_kind_default);
+            let reference_group = text("apiVersion")
+                .map(|v| v.rsplit_once('/').map(|(g, _)| g).unwrap_or(""))
+                .unwrap_or(if label == "scaledobject" { "apps" } else { "" });
+            (text("name") == Some(name) && reference_kind == kind && reference_group == group).then(|| {
+                AutoscalerView {
+                    name: format!("{label}/{}", doc.name()),
+                    min_replicas: min,
+                    live: false,
+                    in_manifests: true,
+                    in_charge: false,
+                    blocked: None,
+                }
+            })
+        })
+        .collect()
+}
+
+/// Merges the live autoscalers into those of the manifests (the same name is one autoscaler).
+pub fn merge_autoscalers(mut from_manifests: Vec<AutoscalerView>, live: Vec<AutoscalerView>) -> Vec<AutoscalerView> {
+    for view in live {
+        match from_manifests.iter_mut().find(|m| m.name == view.name) {
+            Some(existing) => {
+                existing.live = true;
+                existing.in_charge = view.in_charge;
+                existing.blocked = view.blocked;
+                existing.min_replicas = existing.min_replicas.or(view.min_replicas);
+            }
+            None => from_manifests.push(view),
+        }
+    }
+    from_manifests
+}
+
+/// What the deploy does to one workload's replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The count stays (or rises).
+    Keeps,
+    /// The count falls: the deploy is unsafe.
+    Drops,
+    /// The API server would refuse the write (a conflict, or an admission policy such as the
+    /// guard): the deploy fails and the count stays.
+    Refused,
+    /// Not live yet: the deploy creates it.
+    New,
+    /// Cannot be told; the cause says what is missing.
+    Unknown,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Keeps => "keeps",
+            Outcome::Drops => "drops",
+            Outcome::Refused => "refused",
+            Outcome::New => "new",
+            Outcome::Unknown => "unknown",
+        }
+    }
+}
+
+/// One step of the plan: a command of ours to run as printed, or the deploy itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Step {
+    Run(String),
+    Deploy(String),
+}
+
+impl Step {
+    pub fn text(&self) -> &str {
+        match self {
+            Step::Run(command) | Step::Deploy(command) => command,
+        }
+    }
+}
+
+/// The steps, in order, that make the deploy keep the count of a workload it would drop.
+/// `target` is `deployment/web`; `omits_replicas`: the manifest leaves replicas out (else the
+/// manifest itself lowers them, and only editing it helps).
+pub fn safe_steps(
+    tool: &Tool,
+    namespace: &str,
+    target: &str,
+    omits_replicas: bool,
+    autoscalers: &[AutoscalerView],
+) -> Vec<Step> {
+    if !omits_replicas {
+        return vec![Step::Deploy(
+            "remove `replicas` from this workload's manifest (the autoscaler owns it), then run preflight again".into(),
+        )];
+    }
+    let mut strip = format!("kubectl hpa-migrate strip -n {namespace} {target}");
+    if *tool == Tool::Flux {
+        // Between the strip and the new revision Flux would re-apply the old one, replicas included.
+        strip.push_str(" --pause-flux");
+    }
+    if !autoscalers.iter().any(|a| a.in_charge) {
+        // The autoscaler comes with this same deploy: the hand-over has to happen before it exists.
+        strip.push_str(" --force");
+    }
+    strip.push_str(" --yes");
+    let mut steps = vec![Step::Run(strip), Step::Deploy(tool.deploy_step().into())];
+    if *tool == Tool::Flux {
+        steps.push(Step::Run(format!("kubectl hpa-migrate resume -n {namespace} {target}")));
+    }
+    steps.push(Step::Run(format!("kubectl hpa-migrate verify -n {namespace} {target} --since 15m")));
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::fixtures::load;
+    use serde_json::json;
+
+    fn manifest(replicas: Option<i64>) -> Value {
+        let mut object = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {}});
+        if let Some(n) = replicas {
+            object["spec"]["replicas"] = n.into();
+        }
+        object
+    }
+
+    #[test]
+    fn three_way_merges_delete_what_the_previous_configuration_had() {
+        let previous = manifest(Some(5));
+        assert_eq!(three_way_sends(Some(&previous), &manifest(None)), Sends::Null);
+        assert_eq!(three_way_sends(Some(&previous), &manifest(Some(3))), Sends::Value(3.into()));
+        assert_eq!(three_way_sends(Some(&manifest(None)), &manifest(None)), Sends::Nothing);
+        assert_eq!(three_way_sends(None, &manifest(None)), Sends::Nothing);
+    }
+
+    #[test]
+    fn tools_are_told_from_their_traces_on_captured_objects() {
+        let flux = load("flux-real-owns-replicas");
+        assert_eq!(detect_tool(None, &flux).map(|t| t.1), Ok(format!("label {FLUX_KUSTOMIZATION_NAME_LABEL}=shop")));
+        let flux_entry_only = load("flux-ssa-owns-replicas");
+        assert_eq!(detect_tool(None, &flux_entry_only).map(|t| t.0), Ok(Tool::Flux));
+        let csa = load("kubectl-csa-owns-replicas");
+        assert_eq!(detect_tool(None, &csa).map(|t| t.0), Ok(Tool::Kubectl));
+        let helm = load("helm3-deployment");
+        assert_eq!(detect_tool(None, &helm).map(|t| t.0), Ok(Tool::Helm));
+        let bare = json!({"metadata": {"name": "web"}});
+        assert!(detect_tool(None, &bare).unwrap_err().contains("--as"));
+        assert_eq!(detect_tool(Some(&Tool::KubectlServerSide), &bare).map(|t| t.0), Ok(Tool::KubectlServerSide));
+        assert_eq!(Tool::parse("my-pipeline"), Tool::Manager("my-pipeline".into()));
+    }
+
+    #[test]
+    fn helm_without_its_record_cannot_be_told() {
+        let helm = load("helm3-deployment");
+        let error = mechanism(Tool::Helm, String::new(), &helm, Ok(None)).unwrap_err();
+        assert!(error.contains("release web was not found"), "{error}");
+    }
+
+    #[test]
+    fn flux_takes_over_kubectl_entries_the_dry_run_leaves_owning_replicas() {
+        // The dry run of Flux's apply kept replicas because `kubectl-patch` still owns it; Flux
+        // merges that entry into its own first, so the real apply removes the field.
+        let response = json!({"metadata": {"managedFields": [
+            {"manager": "kubectl-patch", "operation": "Update", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+             "fieldsV1": {"f:spec": {"f:replicas": {}}}}]}, "spec": {"replicas": 6}});
+        assert_eq!(after_server_side(&response, &manifest(None), FLUX_MANAGER, true), Some(1));
+        assert_eq!(after_server_side(&response, &manifest(None), "kubectl", false), Some(6));
+        // An owner written through /scale (kubectl scale, the HPA) is not taken over.
+        let scaled = json!({"metadata": {"managedFields": [
+            {"manager": "kube-controller-manager", "operation": "Update", "subresource": "scale", "apiVersion": "apps/v1",
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]}, "spec": {"replicas": 6}});
+        assert_eq!(after_server_side(&scaled, &manifest(None), FLUX_MANAGER, true), Some(6));
+        // Nobody owns it (after a strip): nothing to take over, the count stays.
+        assert_eq!(after_server_side(&json!({"spec": {"replicas": 6}}), &manifest(None), FLUX_MANAGER, true), Some(6));
+    }
+
+    #[test]
+    fn local_server_side_prediction_on_a_captured_object() {
+        let flux = load("flux-ssa-owns-replicas");
+        assert_eq!(after_server_side_locally(&flux, &manifest(None), FLUX_MANAGER, true), Some(1));
+        assert_eq!(after_server_side_locally(&flux, &manifest(Some(4)), FLUX_MANAGER, true), Some(4));
+        let rescaled = load("hpa-rescaled");
+        let current = rescaled.pointer("/spec/replicas").and_then(Value::as_i64);
+        assert_eq!(after_server_side_locally(&rescaled, &manifest(None), FLUX_MANAGER, true), current);
+    }
+
+    #[test]
+    fn flux_skips_disabled_and_ignored_objects() {
+        let mut live = manifest(None);
+        assert_eq!(flux_skips(&manifest(None), &live), None);
+        live["metadata"]["annotations"] = json!({FLUX_RECONCILE_ANNOTATION: "disabled"});
+        assert!(flux_skips(&manifest(None), &live).is_some());
+        let mut ignored = manifest(None);
+        ignored["metadata"]["labels"] = json!({FLUX_SSA_ANNOTATION: "Ignore"});
+        assert!(flux_skips(&ignored, &manifest(None)).is_some());
+    }
+
+    #[test]
+    fn autoscalers_in_the_manifests_are_matched_by_their_target() {
+        let text = "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\nspec:\n  minReplicas: 3\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n---\napiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: api, namespace: other}\nspec:\n  scaleTargetRef: {name: web}\n";
+        let docs = crate::core::manifest::parse(text, "t").unwrap();
+        let found = manifest_autoscalers(&docs, "shop", ("shop", "apps", "Deployment", "web"));
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].name.as_str(), found[0].min_replicas, found[0].arrives()), ("hpa/web", Some(3), true));
+        let keda = manifest_autoscalers(&docs, "shop", ("other", "apps", "Deployment", "web"));
+        assert_eq!((keda[0].name.as_str(), keda[0].min_replicas), ("scaledobject/api", Some(0)));
+    }
+
+    #[test]
+    fn steps_hand_over_before_the_deploy_and_pause_flux_around_it() {
+        let arriving = vec![AutoscalerView {
+            name: "hpa/web".into(),
+            min_replicas: Some(2),
+            live: false,
+            in_manifests: true,
+            in_charge: false,
+            blocked: None,
+        }];
+        let steps = safe_steps(&Tool::Flux, "shop", "deployment/web", true, &arriving);
+        let texts: Vec<&str> = steps.iter().map(Step::text).collect();
+        assert_eq!(texts[0], "kubectl hpa-migrate strip -n shop deployment/web --pause-flux --force --yes");
+        assert!(matches!(steps[1], Step::Deploy(_)));
+        assert_eq!(texts[2], "kubectl hpa-migrate resume -n shop deployment/web");
+        let live = vec![AutoscalerView { live: true, in_charge: true, ..arriving[0].clone() }];
+        let steps = safe_steps(&Tool::Helm, "shop", "deployment/web", true, &live);
+        assert_eq!(steps[0].text(), "kubectl hpa-migrate strip -n shop deployment/web --yes");
+        assert_eq!(steps.len(), 3);
+    }
+}
