@@ -33,19 +33,23 @@ pub const EXIT_CODES: &[(ExitStatus, &str, &str)] = &[
     (
         ExitStatus::Success,
         "ok",
-        "success: `check`: every workload is `safe`; `strip`: every object changed, dry-run or had nothing to do; `verify`: pass",
+        "success: `check`: every workload is `safe`; `strip`: every object changed, dry-run or had nothing to do; `verify`: pass; `preflight`: no workload loses replicas",
     ),
     (
         ExitStatus::ActionNeeded,
         "action needed",
-        "action needed: a workload is not `safe`; `verify` found a drop or an at-risk end state; `strip` refused a workload whose autoscaler is not in charge",
+        "action needed: a workload is not `safe`; `verify` found a drop or an at-risk end state; `strip` refused a workload whose autoscaler is not in charge; `preflight`: the deploy would lower a workload's replicas",
     ),
     (
         ExitStatus::Usage,
         "usage",
-        "usage: bad flags or arguments, an invalid label selector, unknown resource type, type without `/scale`, a method or `--field-manager` that does not apply to the workload; `guard` refused a workload (no autoscaler in charge, minimum 0, already below the floor, not a Deployment or StatefulSet)",
+        "usage: bad flags or arguments, a `-f` manifest that cannot be read or parsed, an invalid label selector, unknown resource type, type without `/scale`, a method or `--field-manager` that does not apply to the workload; `guard` refused a workload (no autoscaler in charge, minimum 0, already below the floor, not a Deployment or StatefulSet)",
     ),
-    (ExitStatus::Inconclusive, "inconclusive", "inconclusive (`verify`): the evidence does not cover the period"),
+    (
+        ExitStatus::Inconclusive,
+        "inconclusive",
+        "inconclusive: `verify`: the evidence does not cover the period; `preflight`: which tool applies a workload, or its Helm release record, is unknown (no drop predicted elsewhere)",
+    ),
     (
         ExitStatus::NotFound,
         "not found",

@@ -126,7 +126,12 @@ struct Context {
     default_namespace: String,
 }
 
-pub async fn run(client: &Client, scope: &NamespaceScope, args: &PreflightArgs, printer: &Printer) -> Result<ExitStatus> {
+pub async fn run(
+    client: &Client,
+    scope: &NamespaceScope,
+    args: &PreflightArgs,
+    printer: &Printer,
+) -> Result<ExitStatus> {
     let Some(default_namespace) = scope.namespace() else {
         return Err(Error::Usage(
             "preflight takes namespaces from the manifests and -n, as kubectl apply does: drop -A".into(),
@@ -311,7 +316,14 @@ async fn read_context(
         .collect();
     let helm_records =
         if releases.is_empty() { None } else { Some(kubeio::helm_records(client, &releases, false).await) };
-    Ok(Context { hpas, scaled_objects, helm_records, requested, documents, default_namespace: default_namespace.into() })
+    Ok(Context {
+        hpas,
+        scaled_objects,
+        helm_records,
+        requested,
+        documents,
+        default_namespace: default_namespace.into(),
+    })
 }
 
 impl Context {
@@ -331,7 +343,8 @@ impl Context {
 
     /// The autoscalers of the workload: those the manifests bring and the live ones.
     fn autoscalers(&self, item: &Item, workload: Option<&Workload>) -> Vec<AutoscalerView> {
-        let identity = (item.namespace.as_str(), item.kind.group.as_str(), item.kind.kind.as_str(), item.document.name());
+        let identity =
+            (item.namespace.as_str(), item.kind.group.as_str(), item.kind.kind.as_str(), item.document.name());
         let from_manifests = logic::manifest_autoscalers(&self.documents, &self.default_namespace, identity);
         let live = workload
             .map(|workload| {
@@ -391,10 +404,8 @@ async fn predict(client: &Client, item: &Item, context: &Context) -> Result<Pred
         prediction.cause = "not live yet: the deploy creates it".into();
         return Ok(prediction);
     };
-    let workload = Workload::from_object(item.kind.clone(), live.clone()).map_err(|e| Error::Json {
-        context: format!("{}/{}", item.namespace, prediction.target),
-        source: e,
-    })?;
+    let workload = Workload::from_object(item.kind.clone(), live.clone())
+        .map_err(|e| Error::Json { context: format!("{}/{}", item.namespace, prediction.target), source: e })?;
     prediction.current = workload.replicas.spec;
     prediction.autoscalers = context.autoscalers(item, Some(&workload));
     let mechanism = logic::detect_tool(context.requested.as_ref(), live)
@@ -409,8 +420,7 @@ async fn predict(client: &Client, item: &Item, context: &Context) -> Result<Pred
     prediction.tool = Some(mechanism.tool.label());
     prediction.evidence = Some(mechanism.evidence.clone());
     prediction.apply = Some(mechanism.apply.describe());
-    let after = match (mechanism.tool == Tool::Flux).then(|| logic::flux_skips(&item.document.object, live)).flatten()
-    {
+    let after = match (mechanism.tool == Tool::Flux).then(|| logic::flux_skips(&item.document.object, live)).flatten() {
         Some(skip) => After {
             predicted: prediction.current,
             refused: None,
@@ -454,22 +464,27 @@ fn autoscaler_warnings(prediction: &Prediction) -> Vec<String> {
         } else if let Some(blocked) = a.blocked.as_ref().filter(|_| drops) {
             warnings.push(format!("{}{min} cannot act: {blocked}", a.name));
         } else if a.in_charge && drops {
-            warnings.push(format!(
-                "{}{min} is in charge: it scales back up only at its next sync, after the drop",
-                a.name
-            ));
+            warnings
+                .push(format!("{}{min} is in charge: it scales back up only at its next sync, after the drop", a.name));
         }
         if a.min_replicas == Some(0) && a.name.starts_with("scaledobject/") {
             warnings.push(format!("{} has minReplicaCount 0: KEDA scales the workload to 0 when idle", a.name));
         }
     }
     if prediction.autoscalers.is_empty() && prediction.steps.iter().any(|s| matches!(s, Step::Run(_))) {
-        warnings.push("no autoscaler targets it, live or in these manifests: after the hand-over nothing scales it".into());
+        warnings
+            .push("no autoscaler targets it, live or in these manifests: after the hand-over nothing scales it".into());
     }
     warnings
 }
 
-async fn after_apply(client: &Client, item: &Item, live: &Value, mechanism: &Mechanism, context: &Context) -> Result<After> {
+async fn after_apply(
+    client: &Client,
+    item: &Item,
+    live: &Value,
+    mechanism: &Mechanism,
+    context: &Context,
+) -> Result<After> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &item.namespace, &item.resource);
     let name = item.document.name();
     let current = live.pointer("/spec/replicas").and_then(Value::as_i64);
@@ -477,7 +492,12 @@ async fn after_apply(client: &Client, item: &Item, live: &Value, mechanism: &Mec
         Apply::ServerSide { manager, force, flux_takeover } => {
             let mut body = item.document.object.clone();
             body["metadata"]["namespace"] = item.namespace.clone().into();
-            let params = PatchParams { field_manager: Some(manager.clone()), force: *force, dry_run: true, ..Default::default() };
+            let params = PatchParams {
+                field_manager: Some(manager.clone()),
+                force: *force,
+                dry_run: true,
+                ..Default::default()
+            };
             let manifest = &item.document.object;
             match answer(api.patch(name, &params, &Patch::Apply(&body)).await)? {
                 Answer::Stored(response) => {
@@ -485,9 +505,12 @@ async fn after_apply(client: &Client, item: &Item, live: &Value, mechanism: &Mec
                     let why = server_side_why(&response, manifest, manager, predicted, current);
                     Ok(After { predicted, refused: None, computed_by: "server dry run".into(), why })
                 }
-                Answer::Refused(message) => {
-                    Ok(After { predicted: current, refused: Some(message), computed_by: "server dry run".into(), why: String::new() })
-                }
+                Answer::Refused(message) => Ok(After {
+                    predicted: current,
+                    refused: Some(message),
+                    computed_by: "server dry run".into(),
+                    why: String::new(),
+                }),
                 Answer::Forbidden(message) => {
                     let predicted = after_server_side_locally(live, manifest, manager, *flux_takeover);
                     let why = server_side_why(live, manifest, manager, predicted, current);
@@ -528,7 +551,10 @@ async fn after_apply(client: &Client, item: &Item, live: &Value, mechanism: &Mec
                     predicted: response.pointer("/spec/replicas").and_then(Value::as_i64),
                     refused: None,
                     computed_by: "server dry run".into(),
-                    why: format!("{why} (to {})", crate::output::count(response.pointer("/spec/replicas").and_then(Value::as_i64))),
+                    why: format!(
+                        "{why} (to {})",
+                        crate::output::count(response.pointer("/spec/replicas").and_then(Value::as_i64))
+                    ),
                 }),
                 Answer::Refused(message) => {
                     Ok(After { predicted: current, refused: Some(message), computed_by: "server dry run".into(), why })
@@ -550,7 +576,13 @@ fn locally(message: &str) -> String {
     )
 }
 
-fn server_side_why(object: &Value, manifest: &Value, manager: &str, predicted: Option<i64>, current: Option<i64>) -> String {
+fn server_side_why(
+    object: &Value,
+    manifest: &Value,
+    manager: &str,
+    predicted: Option<i64>,
+    current: Option<i64>,
+) -> String {
     if let Some(value) = manifest.pointer("/spec/replicas").filter(|v| !v.is_null()) {
         return format!("the manifest sets replicas: {value}");
     }
@@ -563,9 +595,9 @@ fn server_side_why(object: &Value, manifest: &Value, manager: &str, predicted: O
     let others: Vec<String> = logic::managed_fields(object)
         .iter()
         .filter(|e| {
-            e.fields_v1.as_ref().is_some_and(|f| {
-                crate::core::ownership::fields_contain(&f.0, &crate::core::ownership::REPLICAS_PATH)
-            })
+            e.fields_v1
+                .as_ref()
+                .is_some_and(|f| crate::core::ownership::fields_contain(&f.0, &crate::core::ownership::REPLICAS_PATH))
         })
         .filter_map(|e| e.manager.clone())
         .filter(|m| m != manager)
@@ -643,7 +675,11 @@ pub fn render_text(report: &PreflightReport, printer: &Printer) -> String {
         out.push_str(&printer.paint(outcome_style(p.outcome), &heading));
         out.push('\n');
         if let Some(apply) = &p.apply {
-            out.push_str(&format!("  {} will {apply} ({})\n", p.tool.as_deref().unwrap_or("-"), p.evidence.as_deref().unwrap_or("-")));
+            out.push_str(&format!(
+                "  {} will {apply} ({})\n",
+                p.tool.as_deref().unwrap_or("-"),
+                p.evidence.as_deref().unwrap_or("-")
+            ));
         }
         out.push_str(&format!("  {}\n", p.cause));
         for warning in &p.warnings {

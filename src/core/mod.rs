@@ -160,6 +160,19 @@ mod tests {
     }
 
     #[test]
+    fn no_autoscaler_beside_a_deploy_tool_points_to_preflight() {
+        let assessment = analyze_with(&deployment("flux-real-owns-replicas"), &[]);
+        assert_eq!(assessment.verdict, Verdict::AutoscalerMissing);
+        assert!(
+            assessment
+                .next
+                .ends_with(&format!("kubectl hpa-migrate preflight -n {} -f MANIFESTS", assessment.namespace)),
+            "{}",
+            assessment.next
+        );
+    }
+
+    #[test]
     fn an_hpa_in_another_namespace_does_not_count() {
         let workload = deployment("hpa-rescaled");
         let assessment = analyze_with(&workload, &[hpa("hpa-min3-rescaled", "elsewhere", "web")]);

@@ -89,13 +89,13 @@ impl Apply {
     pub fn describe(&self) -> String {
         match self {
             Apply::ServerSide { manager, force, flux_takeover } => format!(
-                "server-side apply as {manager}{}{}",
+                "apply server-side as {manager}{}{}",
                 if *force { ", forced" } else { "" },
                 if *flux_takeover { ", after taking over kubectl* entries" } else { "" }
             ),
-            Apply::ClientSide { .. } => "client-side apply (three-way merge with last-applied)".into(),
+            Apply::ClientSide { .. } => "apply client-side (a three-way merge with the last-applied annotation)".into(),
             Apply::HelmThreeWay { release, revision } => {
-                format!("Helm three-way merge with release {release} revision {revision}")
+                format!("upgrade with a three-way merge against release {release} revision {revision}")
             }
         }
     }
@@ -209,7 +209,8 @@ pub fn flux_skips(manifest: &Value, live: &Value) -> Option<String> {
         for key in [FLUX_RECONCILE_ANNOTATION, FLUX_SSA_ANNOTATION] {
             let value = annotation(object, key).or_else(|| label(object, key)).map(str::to_lowercase);
             match (key, value.as_deref()) {
-                (FLUX_RECONCILE_ANNOTATION, Some("disabled")) | (FLUX_SSA_ANNOTATION, Some("ignore" | "ifnotpresent")) => {
+                (FLUX_RECONCILE_ANNOTATION, Some("disabled"))
+                | (FLUX_SSA_ANNOTATION, Some("ignore" | "ifnotpresent")) => {
                     return Some(format!("Flux skips this object ({key}: {})", value.unwrap_or_default()));
                 }
                 _ => {}
@@ -357,15 +358,13 @@ pub fn manifest_autoscalers(
             let reference_group = text("apiVersion")
                 .map(|v| v.rsplit_once('/').map(|(g, _)| g).unwrap_or(""))
                 .unwrap_or(if label == "scaledobject" { "apps" } else { "" });
-            (text("name") == Some(name) && reference_kind == kind && reference_group == group).then(|| {
-                AutoscalerView {
-                    name: format!("{label}/{}", doc.name()),
-                    min_replicas: min,
-                    live: false,
-                    in_manifests: true,
-                    in_charge: false,
-                    blocked: None,
-                }
+            (text("name") == Some(name) && reference_kind == kind && reference_group == group).then(|| AutoscalerView {
+                name: format!("{label}/{}", doc.name()),
+                min_replicas: min,
+                live: false,
+                in_manifests: true,
+                in_charge: false,
+                blocked: None,
             })
         })
         .collect()
@@ -461,7 +460,9 @@ pub fn safe_steps(
     if *tool == Tool::Flux {
         steps.push(Step::Run(format!("kubectl hpa-migrate resume -n {namespace} {target}")));
     }
-    steps.push(Step::Run(format!("kubectl hpa-migrate verify -n {namespace} {target} --since 15m")));
+    // Watched for a while: an autoscaler that arrives with the deploy reports its first status
+    // only at its first sync (15 s by default), and verify judges the end state with it.
+    steps.push(Step::Run(format!("kubectl hpa-migrate verify -n {namespace} {target} --since 15m --watch 45s")));
     steps
 }
 
@@ -472,7 +473,8 @@ mod tests {
     use serde_json::json;
 
     fn manifest(replicas: Option<i64>) -> Value {
-        let mut object = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {}});
+        let mut object =
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {}});
         if let Some(n) = replicas {
             object["spec"]["replicas"] = n.into();
         }

@@ -110,6 +110,16 @@ pub fn assess(
     }
 
     let (verdict, reason, next) = match autoscalers.as_slice() {
+        // A deploy tool that owns replicas would refuse an autoscaler created beside it (Helm:
+        // "invalid ownership metadata"), and the usual change brings the autoscaler with it.
+        [] if !hazards.is_empty() => (
+            Verdict::AutoscalerMissing,
+            "no HorizontalPodAutoscaler or ScaledObject targets this workload".to_string(),
+            format!(
+                "add the autoscaler to the change that removes replicas, and check that change before deploying it: \
+                 kubectl hpa-migrate preflight -n {namespace} -f MANIFESTS"
+            ),
+        ),
         [] => (
             Verdict::AutoscalerMissing,
             "no HorizontalPodAutoscaler or ScaledObject targets this workload".to_string(),

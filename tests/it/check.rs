@@ -216,7 +216,11 @@ async fn workloads_without_an_autoscaler_show_up_with_all_workloads() {
     assert_eq!(lonely["verdict"], "autoscaler-missing");
     assert_eq!(
         lonely["next"],
-        format!("create one, e.g. kubectl autoscale -n {} deployment/lonely --min=2 --max=4", ns.name)
+        format!(
+            "add the autoscaler to the change that removes replicas, and check that change before deploying it: \
+             kubectl hpa-migrate preflight -n {} -f MANIFESTS",
+            ns.name
+        )
     );
 }
 

@@ -14,6 +14,7 @@ mod helm;
 mod keda;
 mod krew;
 mod migrate;
+mod preflight;
 mod rbac;
 mod strip;
 mod strip_helm;

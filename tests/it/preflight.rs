@@ -1,0 +1,317 @@
+//! `preflight` checked against what really happens. Per mechanism: predict the next deploy,
+//! run it on a control workload without the tool and judge every stored version (a predicted
+//! drop must happen, to the exact count), then follow the printed steps literally on a twin
+//! workload and deploy the same change: the count must not move. Each scenario appends its row
+//! to the prediction matrix (`target/preflight-matrix.txt`, printed by `cargo xtask test`).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+use crate::gitops::FluxRepo;
+use crate::tools::{Helm, chart};
+
+/// The next deploy's manifests as one multi-document file (JSON documents are YAML).
+struct Manifests {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Manifests {
+    fn new(documents: &[Value]) -> Self {
+        let text: Vec<String> = documents.iter().map(Value::to_string).collect();
+        Self::text(&text.join("\n---\n"))
+    }
+
+    fn text(text: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("next.yaml");
+        std::fs::write(&path, text).unwrap();
+        Self { _dir: dir, path }
+    }
+
+    fn arg(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+fn preflight_as(ns: &TestNamespace, kubeconfig: &Path, manifests: &Manifests, extra: &[&str]) -> (Value, i32) {
+    let mut args = vec!["preflight", "-f", manifests.arg()];
+    args.extend_from_slice(extra);
+    plugin_json(ns, kubeconfig, &args)
+}
+
+fn preflight(ns: &TestNamespace, manifests: &Manifests, extra: &[&str]) -> (Value, i32) {
+    preflight_as(ns, &admin_kubeconfig(), manifests, extra)
+}
+
+fn prediction<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == name)
+        .unwrap_or_else(|| panic!("no prediction for {name}: {report:#}"))
+}
+
+fn predicted(report: &Value, name: &str) -> (i64, String) {
+    let p = prediction(report, name);
+    (p["predicted"].as_i64().unwrap_or(-1), p["outcome"].as_str().unwrap().to_string())
+}
+
+/// The lowest count the Deployment had in any version stored since `since`, or now.
+async fn lowest_since(ns: &TestNamespace, name: &str, since: &str) -> i64 {
+    let stored = ns.replicas_stored_since(name, since).await;
+    let now = spec_replicas(&ns.deployment_value(name).await).unwrap();
+    stored.into_iter().chain([now]).min().unwrap()
+}
+
+/// Appends a row to the matrix: scenario, prediction, what happened, and after the advice.
+fn matrix_row(scenario: &str, predicted: (i64, &str), actual: i64, after_advice: &str) {
+    let row =
+        format!("| {scenario:<52} | {:>2} ({:<5}) | {actual:>2} | {after_advice:<28} |", predicted.0, predicted.1);
+    eprintln!("{row}");
+    let path = repo_root().join("target/preflight-matrix.txt");
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(file, "{row}");
+    }
+}
+
+/// Runs one of our steps exactly as printed (`kubectl hpa-migrate ARGS...`).
+fn run_step(step: &str) -> i32 {
+    let args: Vec<&str> = step.strip_prefix("kubectl hpa-migrate ").expect("a step of ours").split(' ').collect();
+    let mut command = Command::new(plugin_bin());
+    command.arg("--kubeconfig").arg(admin_kubeconfig()).args(&args);
+    let output = run_hermetic(command, None);
+    let code = output.status.code().unwrap_or(-1);
+    assert_eq!(code, 0, "{step}: {}{}", stdout(&output), stderr(&output));
+    code
+}
+
+/// Follows the steps of a prediction in order: ours run as printed, `deploy` for the deploy.
+/// Returns the exit code of the last step (verify, which must pass).
+async fn follow(prediction: &Value, deploy: impl AsyncFnOnce()) -> i32 {
+    let mut deploy = Some(deploy);
+    let mut last = 0;
+    for step in prediction["steps"].as_array().expect("steps") {
+        match (step.get("run").and_then(Value::as_str), step.get("deploy")) {
+            (Some(command), _) => last = run_step(command),
+            (None, Some(_)) => (deploy.take().expect("one deploy step"))().await,
+            other => panic!("a step is run or deploy: {other:?}"),
+        }
+    }
+    assert!(deploy.is_none(), "the steps include the deploy: {prediction:#}");
+    last
+}
+
+fn kubectl_ok(ns: &TestNamespace, args: &[&str]) {
+    let output = ns.kubectl(args, None);
+    assert_success(&output, &args.join(" "));
+}
+
+fn kubectl_apply(ns: &TestNamespace, extra: &[&str], documents: &[Value]) {
+    let manifests = Manifests::new(documents);
+    let mut args = vec!["apply", "-f", manifests.arg()];
+    args.extend_from_slice(extra);
+    kubectl_ok(ns, &args);
+}
+
+/// The next deploy of a workload whose chart toggles autoscaling: no replicas, an HPA.
+fn autoscaled(name: &str) -> Vec<Value> {
+    vec![deployment_manifest(name, None), hpa_manifest(name, "Deployment", name, 2, 10)]
+}
+
+/// kubectl (server-side or client-side) or Argo CD's client-side sync (gitops-engine runs
+/// kubectl's apply with field manager argocd-controller and the tracking annotation: the
+/// imitation is that apply itself), each deploying the change that removes replicas and adds
+/// the HPA: the control drops to 1, the twin that follows the steps keeps 5.
+async fn same_change_story(label: &str, prefix: &str, apply_flags: &[&str], annotate: Option<(&str, &str)>) {
+    let ns = TestNamespace::new(prefix).await;
+    let with_annotation = |mut d: Value| {
+        if let Some((key, value)) = annotate {
+            d["metadata"]["annotations"] = json!({key: value});
+        }
+        d
+    };
+    for name in ["web", "safe"] {
+        kubectl_apply(&ns, apply_flags, &[with_annotation(deployment_manifest(name, Some(5)))]);
+    }
+    let next: Vec<Value> = ["web", "safe"].iter().flat_map(|n| autoscaled(n)).map(with_annotation).collect();
+    let manifests = Manifests::new(&next);
+    let (report, code) = preflight(&ns, &manifests, &[]);
+    assert_eq!(code, 1, "{report:#}");
+    for name in ["web", "safe"] {
+        assert_eq!(predicted(&report, name), (1, "drops".into()), "{report:#}");
+        assert_eq!(prediction(&report, name)["computedBy"], "server dry run");
+    }
+    // The reader role cannot send dry runs: the prediction is made locally, and is the same.
+    let (as_viewer, viewer_code) = preflight_as(&ns, &viewer_kubeconfig(), &manifests, &[]);
+    assert_eq!((viewer_code, predicted(&as_viewer, "safe")), (1, (1, "drops".into())), "{as_viewer:#}");
+    assert!(prediction(&as_viewer, "safe")["computedBy"].as_str().unwrap().starts_with("locally"), "{as_viewer:#}");
+
+    let since = (ns.resource_version("web").await, ns.resource_version("safe").await);
+    let verified = follow(prediction(&report, "safe"), async || kubectl_apply(&ns, apply_flags, &next)).await;
+    let (control, twin) = (lowest_since(&ns, "web", &since.0).await, lowest_since(&ns, "safe", &since.1).await);
+    assert_eq!(control, 1, "the control dropped as predicted");
+    ns.assert_kept_since("safe", &since.1, 5).await;
+    matrix_row(
+        &format!("{label}: replicas out + HPA in, one change"),
+        (1, "drops"),
+        control,
+        &format!("kept {twin} (verify {verified})"),
+    );
+    let (again, code) = preflight(&ns, &manifests, &[]);
+    assert_eq!((code, predicted(&again, "safe")), (0, (5, "keeps".into())), "{again:#}");
+}
+
+#[tokio::test]
+async fn kubectl_server_side_change_that_adds_the_hpa() {
+    same_change_story("kubectl --server-side", "pf-ssa", &["--server-side"], None).await;
+}
+
+#[tokio::test]
+async fn kubectl_client_side_change_that_adds_the_hpa() {
+    same_change_story("kubectl (client-side)", "pf-csa", &[], None).await;
+}
+
+#[tokio::test]
+async fn argocd_client_side_sync_that_adds_the_hpa() {
+    let tracking = ("argocd.argoproj.io/tracking-id", "shop:apps/Deployment:shop/web");
+    same_change_story(
+        "Argo CD client-side (imitated)",
+        "pf-argo",
+        &["--field-manager=argocd-controller"],
+        Some(tracking),
+    )
+    .await;
+}
+
+/// A chart whose `autoscaling.enabled` toggle drops replicas and adds the HPA in one upgrade:
+/// the control release drops to 1, the twin that follows the steps keeps 5.
+async fn chart_toggle_story(label: &str, ns: &TestNamespace, helm: &Helm) {
+    for release in ["web", "safe"] {
+        helm.ok(&["install", release, &chart("autoscaled")]);
+    }
+    let toggle = ["--set", "autoscaling.enabled=true"];
+    let chart = chart("autoscaled");
+    for release in ["web", "safe"] {
+        let rendered = helm.ok(&[&["template", release, &chart][..], &toggle].concat());
+        let manifests = Manifests::text(&rendered);
+        let (report, code) = preflight(ns, &manifests, &[]);
+        assert_eq!((code, predicted(&report, release)), (1, (1, "drops".into())), "{report:#}");
+        let p = prediction(&report, release);
+        assert_eq!(p["tool"], "helm");
+        assert_eq!(p["autoscalers"][0]["name"], format!("hpa/{release}"));
+        assert_eq!(p["autoscalers"][0]["live"], false, "the HPA arrives with the upgrade");
+        let since = ns.resource_version(release).await;
+        let upgrade = [&["upgrade", release, &chart][..], &toggle].concat();
+        if release == "web" {
+            helm.ok(&upgrade);
+            let control = lowest_since(ns, release, &since).await;
+            assert_eq!(control, 1, "the control release dropped as predicted");
+            matrix_row(&format!("{label}: chart autoscaling toggle"), (1, "drops"), control, "");
+        } else {
+            let verified = follow(p, async || {
+                helm.ok(&upgrade);
+            })
+            .await;
+            ns.assert_kept_since(release, &since, 5).await;
+            matrix_row(
+                &format!("{label}: chart autoscaling toggle, steps followed"),
+                (1, "drops"),
+                5,
+                &format!("kept 5 (verify {verified})"),
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn helm3_chart_autoscaling_toggle() {
+    let ns = TestNamespace::new("pf-helm3").await;
+    chart_toggle_story("Helm 3", &ns, &Helm::v3(&ns)).await;
+}
+
+#[tokio::test]
+async fn helm4_chart_autoscaling_toggle() {
+    let ns = TestNamespace::new("pf-helm4").await;
+    chart_toggle_story("Helm 4", &ns, &Helm::v4(&ns)).await;
+}
+
+/// The real kustomize-controller reconciling one commit that removes replicas and adds the HPA
+/// for two Deployments: the control drops; for the twin, strip --pause-flux, the commit,
+/// resume and Flux's next reconcile keep 5.
+#[tokio::test]
+async fn flux_commit_that_adds_the_hpa() {
+    let ns = TestNamespace::new("pf-flux").await;
+    let repo =
+        FluxRepo::new(&ns, "shop", &[deployment_manifest("web", Some(5)), deployment_manifest("safe", Some(5))]).await;
+    let next: Vec<Value> = ["web", "safe"].iter().flat_map(|n| autoscaled(n)).collect();
+    let manifests = Manifests::new(&next);
+    let (report, code) = preflight(&ns, &manifests, &[]);
+    assert_eq!(code, 1, "{report:#}");
+    for name in ["web", "safe"] {
+        assert_eq!(predicted(&report, name), (1, "drops".into()), "{report:#}");
+        assert_eq!(prediction(&report, name)["tool"], "flux");
+    }
+    let since = (ns.resource_version("web").await, ns.resource_version("safe").await);
+    let steps: Vec<Value> = prediction(&report, "safe")["steps"].as_array().unwrap().clone();
+    assert_eq!(steps.len(), 4, "{steps:#?}");
+    run_step(steps[0]["run"].as_str().unwrap());
+    assert!(steps[1].get("deploy").is_some());
+    repo.commit(&next).await;
+    run_step(steps[2]["run"].as_str().unwrap());
+    // Flux applies the resumed object at its next reconcile: the interval, here on request.
+    repo.reconcile().await;
+    let verified = run_step(steps[3]["run"].as_str().unwrap());
+    let control = lowest_since(&ns, "web", &since.0).await;
+    assert_eq!(control, 1, "the control dropped as predicted");
+    ns.assert_kept_since("safe", &since.1, 5).await;
+    matrix_row(
+        "Flux (real): replicas out + HPA in, one commit",
+        (1, "drops"),
+        control,
+        &format!("kept 5 (verify {verified})"),
+    );
+}
+
+/// Predicted keeps: a co-owner of replicas (the docs' handover manager), an HPA that already
+/// rescaled (so it owns the field); and the same rescaled HPA under client-side apply, whose
+/// three-way merge deletes replicas whoever owns it.
+#[tokio::test]
+async fn co_owners_and_a_rescaled_hpa() {
+    let ns = TestNamespace::new("pf-owners").await;
+    kubectl_apply(
+        &ns,
+        &["--server-side"],
+        &[deployment_manifest("shared", Some(5)), deployment_manifest("rescaled", Some(5))],
+    );
+    kubectl_apply(&ns, &[], &[deployment_manifest("csa", Some(5))]);
+    ns.apply("handover-to-hpa", &replicas_only("apps/v1", "Deployment", "shared", 5)).await;
+    for name in ["rescaled", "csa"] {
+        rescaling_hpa(&ns, &hpa_manifest(name, "Deployment", name, 6, 10), name, 6).await;
+    }
+    let server_side = Manifests::new(&[deployment_manifest("shared", None), deployment_manifest("rescaled", None)]);
+    let client_side = Manifests::new(&[deployment_manifest("csa", None)]);
+    let (report, code) = preflight(&ns, &server_side, &[]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(predicted(&report, "shared"), (5, "keeps".into()));
+    assert_eq!(predicted(&report, "rescaled"), (6, "keeps".into()));
+    let (csa_report, csa_code) = preflight(&ns, &client_side, &[]);
+    assert_eq!((csa_code, predicted(&csa_report, "csa")), (1, (1, "drops".into())), "{csa_report:#}");
+
+    let since: Vec<String> =
+        futures::future::join_all(["shared", "rescaled", "csa"].map(|n| ns.resource_version(n))).await;
+    kubectl_ok(&ns, &["apply", "--server-side", "-f", server_side.arg()]);
+    kubectl_ok(&ns, &["apply", "-f", client_side.arg()]);
+    let shared = lowest_since(&ns, "shared", &since[0]).await;
+    let rescaled = lowest_since(&ns, "rescaled", &since[1]).await;
+    let csa = lowest_since(&ns, "csa", &since[2]).await;
+    assert_eq!((shared, rescaled, csa), (5, 6, 1));
+    matrix_row("kubectl --server-side: handover manager co-owns", (5, "keeps"), shared, "");
+    matrix_row("kubectl --server-side: HPA already rescaled to 6", (6, "keeps"), rescaled, "");
+    matrix_row("kubectl (client-side): HPA already rescaled to 6", (1, "drops"), csa, "");
+}
