@@ -119,7 +119,13 @@ fn test(paths: &cluster::Paths) -> Result<()> {
     helm::build()?;
     with_cluster(paths, || {
         // Integration tests mostly wait on controllers, so run more of them than there are cores.
+        let matrix = workspace_root().join("target/preflight-matrix.txt");
+        let _ = std::fs::remove_file(&matrix);
         cargo(&["test", "--locked", "--test", "it"], &[("RUST_TEST_THREADS", "8")])?;
+        // The preflight tests' predictions against what each deploy really did.
+        if let Ok(rows) = std::fs::read_to_string(&matrix) {
+            eprintln!("xtask: preflight predictions checked against the real deploys:\n{rows}");
+        }
         // The README's main command, on the plane the tests just used.
         demo::demo(paths, false)
     })?;
