@@ -460,6 +460,10 @@ pub fn safe_steps(
     if *tool == Tool::Flux {
         steps.push(Step::Run(format!("kubectl hpa-migrate resume -n {namespace} {target}")));
     }
+    if autoscalers.is_empty() {
+        // Nothing would scale it afterwards, so there is no hand-over for verify to prove.
+        return steps;
+    }
     // Watched for a while: an autoscaler that arrives with the deploy reports its first status
     // only at its first sync (15 s by default), and verify judges the end state with it.
     steps.push(Step::Run(format!("kubectl hpa-migrate verify -n {namespace} {target} --since 15m --watch 45s")));

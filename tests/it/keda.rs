@@ -18,7 +18,7 @@ fn idle_trigger() -> Value {
     json!({"type": "cron", "metadata": {"timezone": "Etc/UTC", "start": "0 0 1 1 *", "end": "1 0 1 1 *", "desiredReplicas": "5"}})
 }
 
-fn scaled_object(name: &str, target: &str, min: i64, max: i64) -> Value {
+pub fn scaled_object(name: &str, target: &str, min: i64, max: i64) -> Value {
     json!({
         "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": name},
         "spec": {
@@ -32,7 +32,7 @@ fn scaled_object(name: &str, target: &str, min: i64, max: i64) -> Value {
 }
 
 /// The operator runs: `cargo xtask cluster up` starts it (and the tests cannot).
-fn require_operator() {
+pub fn require_operator() {
     let pid = std::fs::read_to_string(cluster_dir().join("state/keda.pid")).unwrap_or_default();
     let alive = !pid.trim().is_empty() && std::path::Path::new(&format!("/proc/{}", pid.trim())).exists();
     assert!(alive, "the KEDA operator is not running: `cargo xtask cluster up` starts it beside the control plane");

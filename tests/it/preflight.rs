@@ -121,14 +121,24 @@ fn kubectl_apply(ns: &TestNamespace, extra: &[&str], documents: &[Value]) {
 
 /// The next deploy of a workload whose chart toggles autoscaling: no replicas, an HPA.
 fn autoscaled(name: &str) -> Vec<Value> {
-    vec![deployment_manifest(name, None), hpa_manifest(name, "Deployment", name, 2, 10)]
+    vec![deployment_manifest(name, None), hpa(name)]
+}
+
+fn hpa(name: &str) -> Value {
+    hpa_manifest(name, "Deployment", name, 2, 10)
 }
 
 /// kubectl (server-side or client-side) or Argo CD's client-side sync (gitops-engine runs
 /// kubectl's apply with field manager argocd-controller and the tracking annotation: the
 /// imitation is that apply itself), each deploying the change that removes replicas and adds
 /// the HPA: the control drops to 1, the twin that follows the steps keeps 5.
-async fn same_change_story(label: &str, prefix: &str, apply_flags: &[&str], annotate: Option<(&str, &str)>) {
+async fn same_change_story(
+    label: &str,
+    prefix: &str,
+    apply_flags: &[&str],
+    annotate: Option<(&str, &str)>,
+    autoscaler: fn(&str) -> Value,
+) {
     let ns = TestNamespace::new(prefix).await;
     let with_annotation = |mut d: Value| {
         if let Some((key, value)) = annotate {
@@ -139,13 +149,18 @@ async fn same_change_story(label: &str, prefix: &str, apply_flags: &[&str], anno
     for name in ["web", "safe"] {
         kubectl_apply(&ns, apply_flags, &[with_annotation(deployment_manifest(name, Some(5)))]);
     }
-    let next: Vec<Value> = ["web", "safe"].iter().flat_map(|n| autoscaled(n)).map(with_annotation).collect();
+    let next: Vec<Value> = ["web", "safe"]
+        .iter()
+        .flat_map(|n| [deployment_manifest(n, None), autoscaler(n)])
+        .map(with_annotation)
+        .collect();
     let manifests = Manifests::new(&next);
     let (report, code) = preflight(&ns, &manifests, &[]);
     assert_eq!(code, 1, "{report:#}");
     for name in ["web", "safe"] {
         assert_eq!(predicted(&report, name), (1, "drops".into()), "{report:#}");
         assert_eq!(prediction(&report, name)["computedBy"], "server dry run");
+        assert_eq!(prediction(&report, name)["autoscalers"][0]["live"], false, "{report:#}");
     }
     // The reader role cannot send dry runs: the prediction is made locally, and is the same.
     let (as_viewer, viewer_code) = preflight_as(&ns, &viewer_kubeconfig(), &manifests, &[]);
@@ -169,12 +184,12 @@ async fn same_change_story(label: &str, prefix: &str, apply_flags: &[&str], anno
 
 #[tokio::test]
 async fn kubectl_server_side_change_that_adds_the_hpa() {
-    same_change_story("kubectl --server-side", "pf-ssa", &["--server-side"], None).await;
+    same_change_story("kubectl --server-side", "pf-ssa", &["--server-side"], None, hpa).await;
 }
 
 #[tokio::test]
 async fn kubectl_client_side_change_that_adds_the_hpa() {
-    same_change_story("kubectl (client-side)", "pf-csa", &[], None).await;
+    same_change_story("kubectl (client-side)", "pf-csa", &[], None, hpa).await;
 }
 
 #[tokio::test]
@@ -185,6 +200,24 @@ async fn argocd_client_side_sync_that_adds_the_hpa() {
         "pf-argo",
         &["--field-manager=argocd-controller"],
         Some(tracking),
+        hpa,
+    )
+    .await;
+}
+
+/// KEDA: the ScaledObject arrives with the change; the real operator creates its HPA only after
+/// the apply, so the drop comes first.
+#[tokio::test]
+async fn keda_scaled_object_in_the_same_change() {
+    crate::keda::require_operator();
+    install_keda_crd().await;
+    let scaled_object = |name: &str| crate::keda::scaled_object(name, name, 2, 10);
+    same_change_story(
+        "KEDA (real operator), kubectl --server-side",
+        "pf-keda",
+        &["--server-side"],
+        None,
+        scaled_object,
     )
     .await;
 }
@@ -314,4 +347,82 @@ async fn co_owners_and_a_rescaled_hpa() {
     matrix_row("kubectl --server-side: handover manager co-owns", (5, "keeps"), shared, "");
     matrix_row("kubectl --server-side: HPA already rescaled to 6", (6, "keeps"), rescaled, "");
     matrix_row("kubectl (client-side): HPA already rescaled to 6", (1, "drops"), csa, "");
+}
+
+/// A `kubectl patch` of replicas on an object Flux manages: the dry run of Flux's apply alone
+/// keeps the field (kubectl-patch owns it), but the real kustomize-controller first takes that
+/// entry over, and then drops the workload. preflight predicts the drop.
+#[tokio::test]
+async fn flux_takes_over_a_kubectl_patch_before_it_applies() {
+    let ns = TestNamespace::new("pf-takeover").await;
+    let repo =
+        FluxRepo::new(&ns, "shop", &[deployment_manifest("web", Some(5)), deployment_manifest("safe", Some(5))]).await;
+    for name in ["web", "safe"] {
+        kubectl_ok(&ns, &["patch", "deployment", name, "--type=merge", "-p", r#"{"spec":{"replicas":6}}"#]);
+    }
+    let next = [deployment_manifest("web", None), deployment_manifest("safe", None)];
+    let manifests = Manifests::new(&next);
+    let (report, code) = preflight(&ns, &manifests, &[]);
+    assert_eq!((code, predicted(&report, "web")), (1, (1, "drops".into())), "{report:#}");
+    let steps: Vec<String> = prediction(&report, "safe")["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["run"].as_str().map(str::to_string))
+        .collect();
+    let since = (ns.resource_version("web").await, ns.resource_version("safe").await);
+    // No autoscaler, live or in the commit: strip needs --force, and there is nothing to verify.
+    assert!(steps[0].ends_with("--pause-flux --force --yes"), "{steps:?}");
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert!(prediction(&report, "safe")["warnings"].to_string().contains("nothing scales it"), "{report:#}");
+    run_step(&steps[0]);
+    repo.commit(&next).await;
+    run_step(&steps[1]);
+    repo.reconcile().await;
+    let control = lowest_since(&ns, "web", &since.0).await;
+    assert_eq!(control, 1, "the control dropped as predicted");
+    ns.assert_kept_since("safe", &since.1, 6).await;
+    matrix_row(
+        "Flux (real): kubectl patch owner taken over",
+        (1, "drops"),
+        control,
+        "kept 6 (no autoscaler to verify)",
+    );
+}
+
+/// What preflight cannot tell, what is new, and bad input: one line, a distinct exit code,
+/// nothing written.
+#[tokio::test]
+async fn unknown_tools_new_workloads_and_bad_input() {
+    let ns = TestNamespace::new("pf-input").await;
+    ns.apply("someone", &deployment_manifest("bare", Some(3))).await;
+    let manifests = Manifests::new(&[deployment_manifest("bare", None), deployment_manifest("fresh", None)]);
+    let (report, code) = preflight(&ns, &manifests, &[]);
+    assert_eq!(code, 3, "{report:#}");
+    assert_eq!(prediction(&report, "bare")["outcome"], "unknown");
+    assert!(prediction(&report, "bare")["cause"].as_str().unwrap().contains("--as"));
+    assert_eq!(predicted(&report, "fresh"), (1, "new".into()));
+    // Told which tool, the server answers: `someone` owns replicas and would be its only owner.
+    let (report, code) = preflight(&ns, &manifests, &["--as", "someone"]);
+    assert_eq!((code, predicted(&report, "bare")), (1, (1, "drops".into())), "{report:#}");
+    assert_eq!(spec_replicas(&ns.deployment_value("bare").await), Some(3), "a dry run changes nothing");
+    assert_eq!(ns.kubectl(&["get", "deployment", "fresh"], None).status.code(), Some(1), "nothing is created");
+
+    let bad = Manifests::text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {}\n");
+    for (args, expected) in
+        [(vec!["preflight", "-f", bad.arg()], 2), (vec!["preflight", "-f", "/nonexistent/next.yaml"], 2)]
+    {
+        let output = ns.plugin(&admin_kubeconfig(), &args);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(expected), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line: {err}");
+    }
+    assert_eq!(ns.plugin(&admin_kubeconfig(), &["preflight"]).status.code(), Some(2), "-f is required");
+    let all = Command::new(plugin_bin())
+        .arg("--kubeconfig")
+        .arg(admin_kubeconfig())
+        .args(["preflight", "-A", "-f", manifests.arg()])
+        .output()
+        .unwrap();
+    assert_eq!(all.status.code(), Some(2), "{}", stderr(&all));
 }
