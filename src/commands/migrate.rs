@@ -27,6 +27,19 @@ fn query<'a>(scope: &'a NamespaceScope, targets: &'a [Target], backup_dir: &'a s
 /// How long after the deploy tool's apply is seen the watch goes on, to see its effect settle.
 const SETTLE: Duration = Duration::from_secs(5);
 
+/// What every step of the flow works with.
+struct Flow<'a> {
+    client: &'a Client,
+    printer: &'a Printer,
+    args: &'a MigrateArgs,
+    theme: dialoguer::theme::ColorfulTheme,
+    term: console::Term,
+    backup_dir: std::path::PathBuf,
+}
+
+/// Either go on with a value, or end the flow with an exit status.
+type Step<T> = std::result::Result<T, ExitStatus>;
+
 pub async fn run(client: &Client, scope: &NamespaceScope, args: &MigrateArgs, printer: &Printer) -> Result<ExitStatus> {
     let interactive = std::io::stdin().is_terminal() && printer.stderr_is_terminal();
     if !interactive {
@@ -35,232 +48,297 @@ pub async fn run(client: &Client, scope: &NamespaceScope, args: &MigrateArgs, pr
             "the guided migration needs a terminal; the equivalent non-interactive commands are printed above".into(),
         ));
     }
-    let theme = dialoguer::theme::ColorfulTheme::default();
-    let term = console::Term::stderr();
-    let heading = |text: &str| printer.note(&format!("\n{}", printer.paint_err(Style::new().bold().cyan(), text)));
-
-    // 1. Namespace and workloads.
-    heading("1. Workloads");
+    let flow = Flow {
+        client,
+        printer,
+        args,
+        theme: dialoguer::theme::ColorfulTheme::default(),
+        term: console::Term::stderr(),
+        backup_dir: args.backups.dir(),
+    };
     let targets = parse_targets(&args.targets)?;
-    let backup_dir = args.backups.dir();
-    let mut scope = scope.clone();
-    if scope == NamespaceScope::All && targets.is_empty() {
-        let everything = check::report(client, &query(&scope, &[], &backup_dir)).await?;
-        let mut namespaces: Vec<String> = everything.workloads.iter().map(|a| a.namespace.clone()).collect();
-        namespaces.dedup();
-        if namespaces.is_empty() {
-            printer.note("No workload in any namespace is targeted by an HPA or ScaledObject: nothing to migrate.");
-            return Ok(ExitStatus::Success);
+    flow.heading("1. Workloads");
+    let (scope, chosen) = match flow.pick_workloads(scope, &targets).await? {
+        Ok(picked) => picked,
+        Err(status) => return Ok(status),
+    };
+    flow.heading("2. Findings");
+    let migrating = match flow.findings(&chosen) {
+        Ok(migrating) => migrating,
+        Err(status) => return Ok(status),
+    };
+    let guarded = flow.offer_guard(&migrating).await?;
+    let pause = flow.ask_pause_flux(&migrating)?;
+    let backups = match flow.strip(&scope, &migrating, pause).await? {
+        Ok(backups) => backups,
+        Err(status) => return Ok(status),
+    };
+    flow.heading("5. Change your source");
+    let now = flow.change_source(&scope, &migrating).await?;
+    let lives = flow.watch_deploy(&now).await?;
+    flow.heading("7. Summary");
+    flow.summary(&scope, &migrating, &lives, &backups, guarded).await
+}
+
+impl Flow<'_> {
+    fn heading(&self, text: &str) {
+        self.printer.note(&format!("\n{}", self.printer.paint_err(Style::new().bold().cyan(), text)));
+    }
+
+    fn confirm(&self, prompt: &str) -> Result<bool> {
+        Confirm::with_theme(&self.theme).with_prompt(prompt).default(true).interact_on(&self.term).map_err(prompt_error)
+    }
+
+    /// Step 1: the namespace (with -A) and the workloads, from check's report.
+    async fn pick_workloads(
+        &self,
+        scope: &NamespaceScope,
+        targets: &[Target],
+    ) -> Result<Step<(NamespaceScope, Vec<Assessment>)>> {
+        let mut scope = scope.clone();
+        if scope == NamespaceScope::All && targets.is_empty() {
+            let everything = check::report(self.client, &query(&scope, &[], &self.backup_dir)).await?;
+            let mut namespaces: Vec<String> = everything.workloads.iter().map(|a| a.namespace.clone()).collect();
+            namespaces.dedup();
+            if namespaces.is_empty() {
+                self.printer
+                    .note("No workload in any namespace is targeted by an HPA or ScaledObject: nothing to migrate.");
+                return Ok(Err(ExitStatus::Success));
+            }
+            let chosen = Select::with_theme(&self.theme)
+                .with_prompt("Namespace")
+                .items(&namespaces)
+                .default(0)
+                .interact_on(&self.term)
+                .map_err(prompt_error)?;
+            scope = NamespaceScope::Namespace(namespaces[chosen].clone());
         }
-        let chosen = Select::with_theme(&theme)
-            .with_prompt("Namespace")
-            .items(&namespaces)
-            .default(0)
-            .interact_on(&term)
+        let report = check::report(self.client, &query(&scope, targets, &self.backup_dir)).await?;
+        if report.workloads.is_empty() {
+            self.printer.note(
+                "No workload here is targeted by an HPA or ScaledObject: create the autoscaler first (check --all-workloads).",
+            );
+            return Ok(Err(ExitStatus::Success));
+        }
+        let labels: Vec<String> = report
+            .workloads
+            .iter()
+            .map(|a| format!("{:<40} {}", format!("{}/{}", a.namespace, a.target()), a.verdict.as_str()))
+            .collect();
+        let defaults: Vec<bool> = report.workloads.iter().map(|a| a.verdict != Verdict::Safe).collect();
+        let picked = MultiSelect::with_theme(&self.theme)
+            .with_prompt("Select workloads to migrate (space toggles, enter confirms)")
+            .items(&labels)
+            .defaults(&defaults)
+            .interact_on(&self.term)
             .map_err(prompt_error)?;
-        scope = NamespaceScope::Namespace(namespaces[chosen].clone());
-    }
-    let report = check::report(client, &query(&scope, &targets, &backup_dir)).await?;
-    if report.workloads.is_empty() {
-        printer.note("No workload here is targeted by an HPA or ScaledObject: create the autoscaler first (check --all-workloads).");
-        return Ok(ExitStatus::Success);
-    }
-    let labels: Vec<String> = report
-        .workloads
-        .iter()
-        .map(|a| format!("{:<40} {}", format!("{}/{}", a.namespace, a.target()), a.verdict.as_str()))
-        .collect();
-    let defaults: Vec<bool> = report.workloads.iter().map(|a| a.verdict != Verdict::Safe).collect();
-    let picked = MultiSelect::with_theme(&theme)
-        .with_prompt("Select workloads to migrate (space toggles, enter confirms)")
-        .items(&labels)
-        .defaults(&defaults)
-        .interact_on(&term)
-        .map_err(prompt_error)?;
-    let chosen: Vec<Assessment> = picked.into_iter().map(|i| report.workloads[i].clone()).collect();
-    if chosen.is_empty() {
-        printer.note("Nothing selected.");
-        return Ok(ExitStatus::Success);
-    }
-
-    // 2. Findings, in a sentence each.
-    heading("2. Findings");
-    for a in &chosen {
-        printer.note(&format!(
-            "{}/{}: {}",
-            a.namespace,
-            a.target(),
-            printer.paint_err(Style::new().bold(), a.verdict.as_str())
-        ));
-        printer.note(&format!("  {}", explain(a)));
-        for warning in &a.warnings {
-            printer.note(&format!("  warning: {warning}"));
+        let chosen: Vec<Assessment> = picked.into_iter().map(|i| report.workloads[i].clone()).collect();
+        if chosen.is_empty() {
+            self.printer.note("Nothing selected.");
+            return Ok(Err(ExitStatus::Success));
         }
-    }
-    let blocked: Vec<&Assessment> =
-        chosen.iter().filter(|a| !matches!(a.verdict, Verdict::Safe | Verdict::StripNeeded)).collect();
-    for a in &blocked {
-        printer.note(&format!("Skipping {}/{} until its autoscaler is fixed: {}", a.namespace, a.target(), a.next));
-    }
-    let migrating: Vec<Assessment> =
-        chosen.iter().filter(|a| matches!(a.verdict, Verdict::Safe | Verdict::StripNeeded)).cloned().collect();
-    if migrating.is_empty() {
-        return Ok(ExitStatus::ActionNeeded);
+        Ok(Ok((scope, chosen)))
     }
 
-    // The guard for the migration window: until the end of the flow the API server refuses any
-    // deploy that would drop these workloads below their autoscaler's minimum.
-    let guarded = Confirm::with_theme(&theme)
-        .with_prompt("Guard these workloads for the migration window (the API server refuses any deploy that would drop them below their autoscaler's minimum)?")
-        .default(true)
-        .interact_on(&term)
-        .map_err(prompt_error)?
-        && match guard::protect(client, &migrating, None, crate::core::guard::Mode::Deny).await {
+    /// Step 2: the findings, a sentence each; the workloads whose autoscaler can take over go on.
+    fn findings(&self, chosen: &[Assessment]) -> Step<Vec<Assessment>> {
+        let printer = self.printer;
+        for a in chosen {
+            printer.note(&format!(
+                "{}/{}: {}",
+                a.namespace,
+                a.target(),
+                printer.paint_err(Style::new().bold(), a.verdict.as_str())
+            ));
+            printer.note(&format!("  {}", explain(a)));
+            for warning in &a.warnings {
+                printer.note(&format!("  warning: {warning}"));
+            }
+        }
+        let ready = |a: &&Assessment| matches!(a.verdict, Verdict::Safe | Verdict::StripNeeded);
+        for a in chosen.iter().filter(|a| !ready(a)) {
+            printer.note(&format!("Skipping {}/{} until its autoscaler is fixed: {}", a.namespace, a.target(), a.next));
+        }
+        let migrating: Vec<Assessment> = chosen.iter().filter(ready).cloned().collect();
+        if migrating.is_empty() { Err(ExitStatus::ActionNeeded) } else { Ok(migrating) }
+    }
+
+    /// The guard for the migration window: until the end of the flow the API server refuses any
+    /// deploy that would drop these workloads below their autoscaler's minimum.
+    async fn offer_guard(&self, migrating: &[Assessment]) -> Result<bool> {
+        if !self.confirm("Guard these workloads for the migration window (the API server refuses any deploy that would drop them below their autoscaler's minimum)?")? {
+            return Ok(false);
+        }
+        match guard::protect(self.client, migrating, None, crate::core::guard::Mode::Deny).await {
             Ok(done) => {
-                printer.note(&format!("Guarded {} workload(s); the guard is lifted at the end once the hand-over is done.", done.len()));
-                true
+                self.printer.note(&format!(
+                    "Guarded {} workload(s); the guard is lifted at the end once the hand-over is done.",
+                    done.len()
+                ));
+                Ok(true)
             }
             Err(error) => {
-                printer.warn(&format!("not guarded: {error}"));
-                false
+                self.printer.warn(&format!("not guarded: {error}"));
+                Ok(false)
             }
-        };
+        }
+    }
 
-    // 3. Flux: pause first, so its next forced apply cannot take replicas back.
-    let flux_unpaused = migrating.iter().filter(|a| flux_owns(a) && !flux_paused(a)).count();
-    let pause = flux_unpaused > 0
-        && {
-            heading("3. Flux");
-            Confirm::with_theme(&theme)
-            .with_prompt(format!(
-                "Flux owns replicas of {flux_unpaused} workload(s). Pause their reconciliation first ({FLUX_RECONCILE_ANNOTATION}=disabled)?"
-            ))
-            .default(true)
-            .interact_on(&term)
-            .map_err(prompt_error)?
-        };
+    /// Step 3, Flux: pause first, so its next forced apply cannot take replicas back.
+    fn ask_pause_flux(&self, migrating: &[Assessment]) -> Result<bool> {
+        let unpaused = migrating.iter().filter(|a| flux_owns(a) && !flux_paused(a)).count();
+        if unpaused == 0 {
+            return Ok(false);
+        }
+        self.heading("3. Flux");
+        self.confirm(&format!(
+            "Flux owns replicas of {unpaused} workload(s). Pause their reconciliation first ({FLUX_RECONCILE_ANNOTATION}=disabled)?"
+        ))
+    }
 
-    // 4. Strip, as `strip` does: diff, confirmation, backup.
-    let to_strip: Vec<String> = migrating
-        .iter()
-        .filter(|a| a.verdict == Verdict::StripNeeded || (pause && flux_owns(a)))
-        .map(Assessment::target)
-        .collect();
-    let mut backups = Vec::new();
-    if !to_strip.is_empty() {
-        heading("4. Strip");
+    /// Step 4: strip, as `strip` does: diff, confirmation, backup. Returns the backups written.
+    async fn strip(
+        &self,
+        scope: &NamespaceScope,
+        migrating: &[Assessment],
+        pause: bool,
+    ) -> Result<Step<Vec<std::path::PathBuf>>> {
+        let to_strip: Vec<String> = migrating
+            .iter()
+            .filter(|a| a.verdict == Verdict::StripNeeded || (pause && flux_owns(a)))
+            .map(Assessment::target)
+            .collect();
+        if to_strip.is_empty() {
+            return Ok(Ok(Vec::new()));
+        }
+        self.heading("4. Strip");
         let strip_args = StripArgs {
             targets: to_strip,
             method: StripMethodArg::Auto,
             field_managers: Vec::new(),
             dry_run: false,
             yes: false,
-            backups: args.backups.clone(),
+            backups: self.args.backups.clone(),
             pause_flux: pause,
             force: false,
             output: OutputFormat::Text,
         };
-        let stripped = strip::strip(client, &scope, None, &strip_args, printer).await?;
-        printer.note(strip::render_results(&stripped, printer).trim_end());
-        backups.extend(stripped.results.iter().flat_map(|r| r.backups.clone()));
+        let stripped = strip::strip(self.client, scope, None, &strip_args, self.printer).await?;
+        self.printer.note(strip::render_results(&stripped, self.printer).trim_end());
         let status = strip::exit_status(&stripped.results);
         if status != ExitStatus::Success {
-            printer.note("Stopping: fix the failures above and run `kubectl hpa-migrate` again; it picks up from the live state.");
-            return Ok(status);
+            self.printer
+                .note("Stopping: fix the failures above and run `kubectl hpa-migrate` again; it picks up from the live state.");
+            return Ok(Err(status));
         }
+        Ok(Ok(stripped.results.iter().flat_map(|r| r.backups.clone()).collect()))
     }
 
-    // 5. What to change in the source of each workload.
-    heading("5. Change your source");
-    for a in &migrating {
-        printer.note(&format!("{}/{}:", a.namespace, a.target()));
-        for line in source_instructions(a) {
-            printer.note(&format!("  - {line}"));
+    /// Step 5: what to change in the source of each workload; with Flux paused, wait for the merge
+    /// and resume it. Returns the report the deploy is watched from.
+    async fn change_source(&self, scope: &NamespaceScope, migrating: &[Assessment]) -> Result<check::CheckReport> {
+        for a in migrating {
+            self.printer.note(&format!("{}/{}:", a.namespace, a.target()));
+            for line in source_instructions(a) {
+                self.printer.note(&format!("  - {line}"));
+            }
         }
-    }
-    let now = check::report(client, &query(&scope, &targets_of(&migrating), &backup_dir)).await?;
-    let paused: Vec<&Assessment> = now.workloads.iter().filter(|a| flux_paused(a)).collect();
-    if !paused.is_empty() {
-        printer.note("Flux is paused for these objects: merge the change in Git, then come back here.");
-        Confirm::with_theme(&theme)
-            .with_prompt("Is the change merged? Resume Flux reconciliation now")
-            .default(true)
-            .wait_for_newline(true)
-            .interact_on(&term)
-            .map_err(prompt_error)?;
-        let names: Vec<String> = paused.iter().map(|a| a.target()).collect();
-        crate::commands::resume::run(client, &scope, &names, printer).await?;
+        let now = check::report(self.client, &query(scope, &targets_of(migrating), &self.backup_dir)).await?;
+        let paused: Vec<&Assessment> = now.workloads.iter().filter(|a| flux_paused(a)).collect();
+        if !paused.is_empty() {
+            self.printer.note("Flux is paused for these objects: merge the change in Git, then come back here.");
+            Confirm::with_theme(&self.theme)
+                .with_prompt("Is the change merged? Resume Flux reconciliation now")
+                .default(true)
+                .wait_for_newline(true)
+                .interact_on(&self.term)
+                .map_err(prompt_error)?;
+            let names: Vec<String> = paused.iter().map(|a| a.target()).collect();
+            crate::commands::resume::run(self.client, scope, &names, self.printer).await?;
+        }
+        Ok(now)
     }
 
-    // 6. Watch through the deploy: until each deploy tool's next apply is seen (its
-    //    managedFields entry time moves), Enter is pressed, or the timeout.
-    // Read where each deploy tool stands before saying "deploy now", so no apply is missed.
-    let baselines = futures::future::join_all(now.workloads.iter().map(|a| deploy_stamps(client, a))).await;
-    heading("6. Watching through the deploy");
-    printer.note(&format!(
-        "Deploy now. Watching until the deploy tool's apply is seen on every workload, Enter is pressed, or {} pass.",
-        args.timeout
-    ));
-    // A detached thread: a blocking task would keep the runtime, and so the process, alive
-    // waiting for a line nobody types once the watch has ended on its own.
-    let (pressed, enter) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        if std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
-            let _ = pressed.send(());
-        }
-    });
-    let enter = futures::future::FutureExt::shared(futures::future::FutureExt::map(enter, |_| ()));
-    let watches = now.workloads.iter().zip(baselines).map(|(a, baseline)| {
-        let stop = futures::future::select(Box::pin(apply_seen(client, a, baseline)), enter.clone());
-        verify::watch(client, a, args.timeout.0, args.floor, printer, async move {
-            stop.await;
-        })
-    });
-    let lives = futures::future::try_join_all(watches).await?;
-
-    // 7. Summary.
-    heading("7. Summary");
-    let after = check::report(client, &query(&scope, &targets_of(&migrating), &backup_dir)).await?;
-    let mut status = ExitStatus::Success;
-    for (a, live) in after.workloads.iter().zip(&lives) {
-        let before = migrating.iter().find(|m| m.name == a.name && m.kind == a.kind).and_then(|m| m.replicas.spec);
-        let dropped = live.drops.iter().any(|d| d.is_failure());
-        let line = format!(
-            "{}/{}: {} -> {} replicas (minimum while watching {}), now {}{}",
-            a.namespace,
-            a.target(),
-            count(before),
-            count(a.replicas.spec),
-            count(live.minimum.spec),
-            a.verdict.as_str(),
-            if dropped { "; DROPPED" } else { "" }
-        );
-        let style =
-            if dropped || a.verdict != Verdict::Safe { Style::new().red().bold() } else { Style::new().green() };
-        printer.note(&printer.paint_err(style, &line));
-        if dropped || a.verdict != Verdict::Safe {
-            status = ExitStatus::ActionNeeded;
-            printer.note(&format!("  next: {}", a.next));
-        }
-    }
-    for path in &backups {
-        printer.note(&format!("backup: {}", path.display()));
-    }
-    // The guard is lifted once the hand-over is done; while something still needs action it
-    // stays (no prompt here: the watch's reader of Enter may still hold the terminal's input).
-    if guarded && status == ExitStatus::Success {
-        let lifted = guard::lift(client, &migrating, false).await?;
-        printer.note(&format!("Lifted the guard of {} workload(s).", lifted.unguarded.len()));
-    } else if guarded {
-        let names: Vec<String> = migrating.iter().map(Assessment::target).collect();
-        let ns = scope.namespace().unwrap_or_default();
-        printer.note(&format!(
-            "The guard stays on until the above is fixed: kubectl hpa-migrate guard off -n {ns} {}",
-            names.join(" ")
+    /// Step 6: watch through the deploy, until each deploy tool's next apply is seen (its
+    /// managedFields entry time moves), Enter is pressed, or the timeout.
+    async fn watch_deploy(&self, now: &check::CheckReport) -> Result<Vec<verify::Live>> {
+        // Read where each deploy tool stands before saying "deploy now", so no apply is missed.
+        let baselines = futures::future::join_all(now.workloads.iter().map(|a| deploy_stamps(self.client, a))).await;
+        self.heading("6. Watching through the deploy");
+        self.printer.note(&format!(
+            "Deploy now. Watching until the deploy tool's apply is seen on every workload, Enter is pressed, or {} pass.",
+            self.args.timeout
         ));
+        // A detached thread: a blocking task would keep the runtime, and so the process, alive
+        // waiting for a line nobody types once the watch has ended on its own.
+        let (pressed, enter) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+                let _ = pressed.send(());
+            }
+        });
+        let enter = futures::future::FutureExt::shared(futures::future::FutureExt::map(enter, |_| ()));
+        let watches = now.workloads.iter().zip(baselines).map(|(a, baseline)| {
+            let stop = futures::future::select(Box::pin(apply_seen(self.client, a, baseline)), enter.clone());
+            verify::watch(self.client, a, self.args.timeout.0, self.args.floor, self.printer, async move {
+                stop.await;
+            })
+        });
+        futures::future::try_join_all(watches).await
     }
-    Ok(status)
+
+    /// Step 7: each workload before and after, the backups, and the guard lifted once all is done.
+    async fn summary(
+        &self,
+        scope: &NamespaceScope,
+        migrating: &[Assessment],
+        lives: &[verify::Live],
+        backups: &[std::path::PathBuf],
+        guarded: bool,
+    ) -> Result<ExitStatus> {
+        let printer = self.printer;
+        let after = check::report(self.client, &query(scope, &targets_of(migrating), &self.backup_dir)).await?;
+        let mut status = ExitStatus::Success;
+        for (a, live) in after.workloads.iter().zip(lives) {
+            let before = migrating.iter().find(|m| m.name == a.name && m.kind == a.kind).and_then(|m| m.replicas.spec);
+            let dropped = live.drops.iter().any(|d| d.is_failure());
+            let line = format!(
+                "{}/{}: {} -> {} replicas (minimum while watching {}), now {}{}",
+                a.namespace,
+                a.target(),
+                count(before),
+                count(a.replicas.spec),
+                count(live.minimum.spec),
+                a.verdict.as_str(),
+                if dropped { "; DROPPED" } else { "" }
+            );
+            let style =
+                if dropped || a.verdict != Verdict::Safe { Style::new().red().bold() } else { Style::new().green() };
+            printer.note(&printer.paint_err(style, &line));
+            if dropped || a.verdict != Verdict::Safe {
+                status = ExitStatus::ActionNeeded;
+                printer.note(&format!("  next: {}", a.next));
+            }
+        }
+        for path in backups {
+            printer.note(&format!("backup: {}", path.display()));
+        }
+        // The guard is lifted once the hand-over is done; while something still needs action it
+        // stays (no prompt here: the watch's reader of Enter may still hold the terminal's input).
+        if guarded && status == ExitStatus::Success {
+            let lifted = guard::lift(self.client, migrating, false).await?;
+            printer.note(&format!("Lifted the guard of {} workload(s).", lifted.unguarded.len()));
+        } else if guarded {
+            let names: Vec<String> = migrating.iter().map(Assessment::target).collect();
+            let ns = scope.namespace().unwrap_or_default();
+            printer.note(&format!(
+                "The guard stays on until the above is fixed: kubectl hpa-migrate guard off -n {ns} {}",
+                names.join(" ")
+            ));
+        }
+        Ok(status)
+    }
 }
 
 fn prompt_error(error: dialoguer::Error) -> Error {
