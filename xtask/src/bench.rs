@@ -5,6 +5,7 @@
 //!   (grafana/mimir#7367: `kubectl get -o json` and `jq` per workload) at N = 100 and 1,000.
 //! - `bench check-all`, `bench targets`, `bench strip`, `bench scale` (all three): see
 //!   [`scale`].
+//! - `bench preflight`: see [`preflight`].
 //!
 //! Figures: wall time (median of the tool's runs; a loop runs once), API requests and peak RSS
 //! (from wait4's rusage, the largest process of the run). Requests are counted in the plane's
@@ -13,6 +14,7 @@
 //! of other sessions and the HPA controller's syncs call the same API server (a diff of
 //! `apiserver_request_total` on `/metrics` counts all of them).
 
+mod preflight;
 mod scale;
 
 use std::fmt::Write as _;
@@ -27,6 +29,7 @@ use anyhow::{Context, Result, bail};
 use crate::cluster::{self, Paths};
 use crate::workspace_root;
 
+pub use preflight::preflight;
 pub use scale::{check_all, scale, strip, targets};
 
 const NAMESPACE: &str = "bench-check";

@@ -43,6 +43,8 @@ commands:
                    strip of 1,000 against the per-object kubectl get, jq, kubectl patch loop
   bench scale [--keep]
                    check-all, targets and strip in one run; --keep leaves the namespaces
+  bench preflight [--keep]
+                   preflight of 1,000 workloads in one file against kubectl's dry-run apply of it
   test             formatting, clippy, unit tests, then integration tests on the control plane
   fixtures         re-capture tests/fixtures/ from the real control plane";
 
@@ -71,7 +73,7 @@ fn run(args: &[&str]) -> Result<()> {
         }
         ["test"] => test(&paths),
         ["bench", "check"] => bench::check(&paths),
-        ["bench", which @ ("check-all" | "targets" | "strip" | "scale"), flags @ ..]
+        ["bench", which @ ("check-all" | "targets" | "strip" | "scale" | "preflight"), flags @ ..]
             if flags.is_empty() || flags == ["--keep"] =>
         {
             let keep = !flags.is_empty();
@@ -79,6 +81,7 @@ fn run(args: &[&str]) -> Result<()> {
                 "check-all" => bench::check_all(&paths, keep),
                 "targets" => bench::targets(&paths, keep),
                 "strip" => bench::strip(&paths, keep),
+                "preflight" => bench::preflight(&paths, keep),
                 _ => bench::scale(&paths, keep),
             }
         }

@@ -45,11 +45,11 @@ const CHECKED: &[i32] = &[0, 1];
 const VERIFIED: &[i32] = &[0, 1, 3];
 
 /// One row: a command, its limit (`None`: compared with a loop or nothing).
-struct Row {
-    bench: String,
-    workloads: usize,
-    ours: Measurement,
-    limit: Option<Measurement>,
+pub(super) struct Row {
+    pub bench: String,
+    pub workloads: usize,
+    pub ours: Measurement,
+    pub limit: Option<Measurement>,
 }
 
 pub fn check_all(paths: &Paths, keep: bool) -> Result<()> {
@@ -179,7 +179,7 @@ fn strip_loop(kubectl: &str, size: usize) -> String {
     )
 }
 
-fn render(rows: &[Row]) -> String {
+pub(super) fn render(rows: &[Row]) -> String {
     let mut out = String::from(
         "| bench | workloads | our wall | limit wall | ratio | requests (LISTs) | limit requests (LISTs) | peak RSS | limit peak RSS |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
