@@ -128,6 +128,13 @@ async fn a_guarded_deployment_refuses_a_forced_apply_and_kubectl_scale_and_the_h
     let guarded = settled(&ns, "web").await;
     let since = ns.resource_version("web").await;
 
+    // preflight's dry run goes through admission too: it predicts the refusal, not a drop.
+    let next = manifest_file(&ns, "web-next", &deployment_manifest("web", None));
+    let (report, code) = plugin_json(&ns, &admin_kubeconfig(), &["preflight", "-f", next.to_str().unwrap()]);
+    let web = &report["workloads"][0];
+    assert_eq!((code, web["outcome"].as_str(), web["predicted"].as_i64()), (0, Some("refused"), Some(5)), "{report:#}");
+    assert!(web["cause"].as_str().unwrap().contains("hpa-migrate guard: "), "{report:#}");
+
     // Flux's forced apply of the manifest without replicas: refused, nothing changed.
     let error = try_apply(&ns, "kustomize-controller", &deployment_manifest("web", None)).await.unwrap_err();
     let message = error.to_string();
