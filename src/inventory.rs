@@ -66,11 +66,23 @@ impl Inventory {
         // Without targets, the kinds that are listed whatever the autoscalers point at are read
         // at the same time as the autoscalers: their pages arrive side by side.
         let early_kinds = if query.targets.is_empty() { early_kinds(query.all_workloads) } else { Vec::new() };
+        // With named targets, only the autoscalers that can concern them are kept, as each page
+        // arrives: those pointing at a target's name, and the HPAs KEDA owns (a ScaledObject's
+        // HPA is found by its name).
+        let names: HashSet<&str> = query.targets.iter().map(|t| t.name.as_str()).collect();
+        let all = query.targets.is_empty();
+        let hpa_wanted = |hpa: &HorizontalPodAutoscaler| {
+            all || names.contains(hpa.spec.scale_target_ref.name.as_str())
+                || autoscaler::owning_scaled_object(hpa).is_some()
+        };
+        let scaled_object_wanted = |so: &Value| {
+            all || so.pointer("/spec/scaleTargetRef/name").and_then(Value::as_str).is_some_and(|n| names.contains(n))
+        };
         let ((hpas, scaled_objects), early) = futures::try_join!(
             async {
                 futures::try_join!(
-                    kubeio::list_hpas(client, query.scope),
-                    kubeio::list_scaled_objects(client, query.scope)
+                    kubeio::list_hpas_where(client, query.scope, hpa_wanted),
+                    kubeio::list_scaled_objects_where(client, query.scope, scaled_object_wanted)
                 )
             },
             list_kinds(client, query, &early_kinds)
@@ -118,11 +130,26 @@ impl Inventory {
     /// The analysis of every workload, sorted by namespace, kind and name; pure.
     /// `handover_managers` are extra managers to treat as handover owners.
     pub fn assess(&self, handover_managers: &[String]) -> Vec<Assessment> {
+        self.assess_each(self.workloads.iter(), handover_managers)
+    }
+
+    /// As [`Inventory::assess`], dropping each workload once it is analysed (the inventory comes
+    /// back without them), so a large scope is not held twice, as objects and as assessments.
+    pub fn into_assessments(mut self, handover_managers: &[String]) -> (Vec<Assessment>, Self) {
+        let workloads = std::mem::take(&mut self.workloads);
+        let assessments = self.assess_each(workloads.into_iter(), handover_managers);
+        (assessments, self)
+    }
+
+    fn assess_each(
+        &self,
+        workloads: impl Iterator<Item = impl std::borrow::Borrow<Workload>>,
+        handover_managers: &[String],
+    ) -> Vec<Assessment> {
         let index = AutoscalerIndex::new(&self.hpas, &self.scaled_objects);
-        let mut assessments: Vec<Assessment> = self
-            .workloads
-            .iter()
+        let mut assessments: Vec<Assessment> = workloads
             .map(|w| {
+                let w = w.borrow();
                 // The analysis of one workload sees its own autoscalers only, found by name.
                 let (hpas, scaled_objects) = index.of(w);
                 let cluster = Cluster {

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ObjectMeta};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, ObjectList};
 use kube::discovery::{self, Discovery, Scope};
 use kube::{Client, Resource};
@@ -95,13 +96,17 @@ fn list_error(error: kube::Error, resource: &str, scope: &NamespaceScope, select
 }
 
 /// A workload as the analysis keeps it: of its managedFields only the entries that own
-/// replicas (the rest, status writers above all, is most of an object's size).
+/// replicas, and of their field sets only that they own replicas (the rest, status writers and
+/// the whole spec an applier owns, is most of an object's size; `strip` plans on a fresh GET).
 fn reduce_workload(kind: &WorkloadKind, object: DynamicObject) -> Workload {
     let mut metadata = object.metadata;
     if let Some(entries) = metadata.managed_fields.as_mut() {
         entries.retain(|e| {
             e.fields_v1.as_ref().is_some_and(|f| ownership::fields_contain(&f.0, &ownership::REPLICAS_PATH))
         });
+        for entry in entries {
+            entry.fields_v1 = Some(FieldsV1(serde_json::json!({"f:spec": {"f:replicas": {}}})));
+        }
     }
     Workload::from_parts(kind.clone(), metadata, &object.data)
 }
@@ -154,7 +159,8 @@ where
 }
 
 /// LISTs every page, reducing each object as its page arrives (`None` drops it), so no more
-/// than one page of whole objects is held at a time.
+/// than two pages of whole objects are held at a time: the next page is asked for before the
+/// one that came is reduced, so the server works on it meanwhile.
 pub async fn list_reduced<K, T>(
     api: &Api<K>,
     params: &ListParams,
@@ -165,12 +171,20 @@ where
 {
     let mut params = params.clone().limit(PAGE_SIZE);
     let mut items = Vec::new();
+    let mut page: ObjectList<K> = api.list(&params).await?;
     loop {
-        let page: ObjectList<K> = api.list(&params).await?;
-        items.extend(page.items.into_iter().filter_map(&mut reduce));
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(items),
+        let arrived = std::mem::take(&mut page.items);
+        let mut keep = |objects: Vec<K>| items.extend(objects.into_iter().filter_map(&mut reduce));
+        match page.metadata.continue_.take().filter(|c| !c.is_empty()) {
+            Some(token) => {
+                params = params.continue_token(&token);
+                let (next, ()) = futures::join!(api.list(&params), async { keep(arrived) });
+                page = next?;
+            }
+            None => {
+                keep(arrived);
+                return Ok(items);
+            }
         }
     }
 }
@@ -196,15 +210,32 @@ pub async fn list_workloads(
         .map_err(|e| list_error(e, &kind.plural, scope, selector))
 }
 
-/// Lists the HPAs in scope, without their managedFields (nothing reads who wrote an HPA).
+/// Lists the HPAs in scope, reduced as [`list_hpas_where`] does.
 pub async fn list_hpas(client: &Client, scope: &NamespaceScope) -> Result<Vec<HorizontalPodAutoscaler>> {
+    list_hpas_where(client, scope, |_| true).await
+}
+
+/// Lists the HPAs in scope that `wanted` keeps, each reduced as its page arrives to what the
+/// analysis reads: of the metadata the name, namespace and owners.
+pub async fn list_hpas_where(
+    client: &Client,
+    scope: &NamespaceScope,
+    wanted: impl Fn(&HorizontalPodAutoscaler) -> bool,
+) -> Result<Vec<HorizontalPodAutoscaler>> {
     let api = typed_api::<HorizontalPodAutoscaler>(client, scope);
-    list_reduced(&api, &ListParams::default(), |mut hpa: HorizontalPodAutoscaler| {
-        hpa.metadata.managed_fields = None;
-        Some(hpa)
-    })
-    .await
-    .map_err(|e| classify_error(e, "list", "horizontalpodautoscalers.autoscaling", scope))
+    let reduce = |hpa: HorizontalPodAutoscaler| {
+        let metadata = ObjectMeta {
+            name: hpa.metadata.name,
+            namespace: hpa.metadata.namespace,
+            owner_references: hpa.metadata.owner_references,
+            ..ObjectMeta::default()
+        };
+        let hpa = HorizontalPodAutoscaler { metadata, ..hpa };
+        wanted(&hpa).then_some(hpa)
+    };
+    list_reduced(&api, &ListParams::default(), reduce)
+        .await
+        .map_err(|e| classify_error(e, "list", "horizontalpodautoscalers.autoscaling", scope))
 }
 
 pub fn scaled_object_resource() -> ApiResource {
@@ -217,12 +248,24 @@ pub fn scaled_object_resource() -> ApiResource {
     }
 }
 
-/// Lists KEDA ScaledObjects; `None` when KEDA's CRD is not installed, which is normal.
+/// Lists KEDA ScaledObjects, reduced as [`list_scaled_objects_where`] does; `None` when KEDA's
+/// CRD is not installed, which is normal.
 pub async fn list_scaled_objects(client: &Client, scope: &NamespaceScope) -> Result<Option<Vec<Value>>> {
+    list_scaled_objects_where(client, scope, |_| true).await
+}
+
+/// Lists the KEDA ScaledObjects `wanted` keeps, without managedFields and labels; `None` when
+/// KEDA's CRD is not installed.
+pub async fn list_scaled_objects_where(
+    client: &Client,
+    scope: &NamespaceScope,
+    wanted: impl Fn(&Value) -> bool,
+) -> Result<Option<Vec<Value>>> {
     let api = dynamic_api(client, &scaled_object_resource(), scope);
     let reduce = |mut object: DynamicObject| {
         object.metadata.managed_fields = None;
-        Some(to_value(object))
+        object.metadata.labels = None;
+        Some(to_value(object)).filter(|v| wanted(v))
     };
     match list_reduced(&api, &ListParams::default(), reduce).await {
         Ok(objects) => Ok(Some(objects)),

@@ -79,13 +79,14 @@ fn empty_message(scope: &NamespaceScope, all_workloads: bool) -> String {
 /// outage (a read changes nothing, so it is safe to repeat).
 pub async fn report(client: &Client, query: &Query<'_>) -> Result<CheckReport> {
     let inventory = crate::retry::while_unreachable(|| Inventory::collect(client, query)).await?;
-    Ok(CheckReport::of(&inventory, &[]))
+    Ok(CheckReport::of(inventory, &[]))
 }
 
 impl CheckReport {
-    /// The report of every workload in the inventory; pure.
-    pub fn of(inventory: &Inventory, handover_managers: &[String]) -> Self {
-        let assessments = inventory.assess(handover_managers);
+    /// The report of every workload in the inventory, dropping each workload once it is
+    /// analysed; pure.
+    pub fn of(inventory: Inventory, handover_managers: &[String]) -> Self {
+        let (assessments, inventory) = inventory.into_assessments(handover_managers);
         let safe = assessments.iter().filter(|a| a.verdict == Verdict::Safe).count();
         CheckReport {
             api_version: REPORT_API_VERSION,

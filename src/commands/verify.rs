@@ -131,6 +131,11 @@ pub async fn run(
     let query = Query { scope, selector, targets: &targets, all_workloads: false, backup_dir: &backup_dir };
     let inventory = Inventory::collect(client, &query).await?;
     let assessments = inventory.assess(&[]);
+    // Of the first read, the history needs the workloads only (uid, creation); the rest goes.
+    let workloads = {
+        let read = inventory;
+        read.workloads
+    };
     if let Some(unsupported) = assessments.iter().find(|a| workload_type(a).is_none()) {
         return Err(Error::Usage(format!(
             "{}: verify reads Deployment and StatefulSet events only; watch it with kubectl get -w",
@@ -147,21 +152,20 @@ pub async fn run(
         None => None,
     };
     let history_wanted = args.since.is_some() || args.watch.is_none();
-    let histories = if history_wanted {
-        let evidence = Evidence::read(client, &assessments).await?;
-        Some(
-            assessments
-                .iter()
-                .map(|a| {
-                    let workload = inventory.workloads.iter().find(|w| w.kind == a.workload_kind && w.name() == a.name);
-                    history(a, workload, &evidence, args)
-                })
-                .collect::<Vec<_>>(),
-        )
-    } else {
-        None
-    };
-    let end_states = end_states(client, &assessments, &backup_dir, args.floor).await?;
+    // The evidence and the fresh read of the end states, both after the watch, side by side.
+    let evidence =
+        async { if history_wanted { Evidence::read(client, &assessments).await.map(Some) } else { Ok(None) } };
+    let (evidence, end_states) =
+        futures::try_join!(evidence, end_states(client, &assessments, &backup_dir, args.floor))?;
+    let histories = evidence.map(|evidence| {
+        assessments
+            .iter()
+            .map(|a| {
+                let workload = workloads.iter().find(|w| w.kind == a.workload_kind && w.name() == a.name);
+                history(a, workload, &evidence, args)
+            })
+            .collect::<Vec<_>>()
+    });
     let mut lives = lives.map(Vec::into_iter);
     let mut histories = histories.map(Vec::into_iter);
     let results: Vec<WorkloadResult> = assessments
