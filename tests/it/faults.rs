@@ -330,7 +330,8 @@ async fn check_retries_through_a_short_api_server_restart_then_gives_up_in_bound
 // ---------------------------------------------------------------------------------------------
 // A strip of many workloads, interrupted
 
-const FLEET: usize = 30;
+/// Four waves of strip's 16 changes in flight, so a fault after the first few lands mid-run.
+const FLEET: usize = 64;
 
 /// `FLEET` Flux-style Deployments at 2 replicas with judged HPAs (min 2): all `strip-needed`.
 struct Fleet {
