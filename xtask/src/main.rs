@@ -127,7 +127,10 @@ fn test(paths: &cluster::Paths) -> Result<()> {
         cargo(&["test", "--locked", "--test", "it"], &[("RUST_TEST_THREADS", "8")])?;
         // The preflight tests' predictions against what each deploy really did.
         if let Ok(rows) = std::fs::read_to_string(&matrix) {
-            eprintln!("xtask: preflight predictions checked against the real deploys:\n{rows}");
+            eprintln!(
+                "xtask: preflight predictions checked against the real deploys (scenario | predicted | \
+                 lowest count the deploy left | the same deploy after following the printed steps):\n{rows}"
+            );
         }
         // The README's main command, on the plane the tests just used.
         demo::demo(paths, false)
