@@ -194,20 +194,43 @@ fn workload_type(assessment: &Assessment) -> Option<WorkloadType> {
     }
 }
 
-/// The HPAs and ScaledObjects whose events can explain a change of the workload.
-fn autoscaler_names(assessment: &Assessment) -> (Vec<String>, Vec<ScaledObjectSubject>) {
-    let hpas = assessment.autoscalers.iter().filter_map(|a| a.hpa.as_ref().map(|h| h.name.clone())).collect();
-    let scaled_objects = assessment
-        .autoscalers
-        .iter()
-        .filter_map(|a| a.keda.as_ref())
-        .map(|k| ScaledObjectSubject {
-            name: k.scaled_object.clone(),
-            idle_size: k.idle_size().unwrap_or(0),
-            paused_replicas: k.paused_count(),
-        })
-        .collect();
-    (hpas, scaled_objects)
+/// The HPAs and ScaledObjects whose events can explain a change of the workload, owned so that
+/// the [`Subjects`] the timeline matches Events against can borrow them.
+struct Explainers {
+    hpas: Vec<String>,
+    scaled_objects: Vec<ScaledObjectSubject>,
+}
+
+impl Explainers {
+    fn of(assessment: &Assessment) -> Self {
+        let hpas = assessment.autoscalers.iter().filter_map(|a| a.hpa.as_ref().map(|h| h.name.clone())).collect();
+        let scaled_objects = assessment
+            .autoscalers
+            .iter()
+            .filter_map(|a| a.keda.as_ref())
+            .map(|k| ScaledObjectSubject {
+                name: k.scaled_object.clone(),
+                idle_size: k.idle_size().unwrap_or(0),
+                paused_replicas: k.paused_count(),
+            })
+            .collect();
+        Self { hpas, scaled_objects }
+    }
+
+    fn subjects<'a>(
+        &'a self,
+        assessment: &'a Assessment,
+        workload_type: WorkloadType,
+        created: Option<Timestamp>,
+    ) -> Subjects<'a> {
+        Subjects {
+            workload_type,
+            name: &assessment.name,
+            hpas: &self.hpas,
+            scaled_objects: &self.scaled_objects,
+            created,
+        }
+    }
 }
 
 /// The verdict of one workload from what was seen; pure.
@@ -375,14 +398,8 @@ fn history(
     let events = evidence.events.get(&assessment.namespace).map(Vec::as_slice).unwrap_or_default();
     let sets = evidence.replica_sets.get(&assessment.namespace).map(Vec::as_slice).unwrap_or_default();
     let current = current_sizes(assessment, kind, uid, sets);
-    let (hpas, scaled_objects) = autoscaler_names(assessment);
-    let subjects = Subjects {
-        workload_type: kind,
-        name: &assessment.name,
-        hpas: &hpas,
-        scaled_objects: &scaled_objects,
-        created: Some(created),
-    };
+    let explainers = Explainers::of(assessment);
+    let subjects = explainers.subjects(assessment, kind, Some(created));
     let timeline = timeline::rebuild(events, &subjects, &current, from, now);
     let drops = timeline::drops(&timeline, args.floor);
     History { from, to: now, evidence_from, covered, timeline, drops }
@@ -716,15 +733,9 @@ impl kube::runtime::utils::Backoff for ReconnectBackoff {
 /// order just before the gap still explains a drop in it). Events are written after the fact,
 /// so this waits up to the attribution window for them, returning as soon as a drop is seen.
 async fn drops_in_gap(client: &Client, assessment: &Assessment, since: Timestamp, floor: i64) -> Result<Vec<Drop>> {
-    let (hpas, scaled_objects) = autoscaler_names(assessment);
+    let explainers = Explainers::of(assessment);
     let kind = workload_type(assessment).unwrap_or(WorkloadType::Deployment);
-    let subjects = Subjects {
-        workload_type: kind,
-        name: &assessment.name,
-        hpas: &hpas,
-        scaled_objects: &scaled_objects,
-        created: None,
-    };
+    let subjects = explainers.subjects(assessment, kind, None);
     let from = since - timeline::ATTRIBUTION_WINDOW;
     let drops_in = |events: &[EventRecord]| {
         let seen = timeline::rebuild(events, &subjects, &BTreeMap::new(), from, Timestamp::now());
@@ -783,15 +794,9 @@ fn fatal_watch_error(error: &watcher::Error, assessment: &Assessment) -> Option<
 /// returning as soon as it is seen; after the window, the drop is nobody's order.
 async fn attribute_live_drop(client: &Client, assessment: &Assessment, from: i64, to: i64) -> Result<Drop> {
     let seen_at = Timestamp::now();
-    let (hpas, scaled_objects) = autoscaler_names(assessment);
+    let explainers = Explainers::of(assessment);
     let kind = workload_type(assessment).unwrap_or(WorkloadType::Deployment);
-    let subjects = Subjects {
-        workload_type: kind,
-        name: &assessment.name,
-        hpas: &hpas,
-        scaled_objects: &scaled_objects,
-        created: None,
-    };
+    let subjects = explainers.subjects(assessment, kind, None);
     let window_start = seen_at - timeline::ATTRIBUTION_WINDOW - SignedDuration::from_secs(5);
     let order_in = |events: &[EventRecord]| {
         let recent = timeline::rebuild(events, &subjects, &BTreeMap::new(), window_start, Timestamp::now());
