@@ -301,19 +301,8 @@ async fn read_context(
         hpas.insert(namespace.to_string(), listed_hpas);
         scaled_objects.insert(namespace.to_string(), listed_scaled_objects.unwrap_or_default());
     }
-    let releases: BTreeSet<(String, String)> = items
-        .iter()
-        .filter_map(|i| i.live.as_ref())
-        .filter_map(|live| {
-            let release = live.pointer("/metadata/annotations")?.get(helm::RELEASE_NAME_ANNOTATION)?.as_str()?;
-            let namespace = live
-                .pointer("/metadata/annotations")?
-                .get(helm::RELEASE_NAMESPACE_ANNOTATION)
-                .and_then(Value::as_str)
-                .or_else(|| live.pointer("/metadata/namespace").and_then(Value::as_str))?;
-            Some((namespace.to_string(), release.to_string()))
-        })
-        .collect();
+    let releases: BTreeSet<(String, String)> =
+        items.iter().filter_map(|i| i.live.as_ref()).filter_map(release_of).collect();
     let helm_records =
         if releases.is_empty() { None } else { Some(kubeio::helm_records(client, &releases, false).await) };
     Ok(Context {
@@ -326,14 +315,20 @@ async fn read_context(
     })
 }
 
+/// `(namespace, release)` of the Helm release a live object belongs to, from Helm's ownership
+/// annotations (the namespace defaults to the object's, as Helm's does).
+fn release_of(live: &Value) -> Option<(String, String)> {
+    let annotations = live.pointer("/metadata/annotations");
+    let text = |key: &str| annotations.and_then(|a| a.get(key)).and_then(Value::as_str);
+    let release = text(helm::RELEASE_NAME_ANNOTATION)?;
+    let namespace = text(helm::RELEASE_NAMESPACE_ANNOTATION)
+        .or_else(|| live.pointer("/metadata/namespace").and_then(Value::as_str))?;
+    Some((namespace.to_string(), release.to_string()))
+}
+
 impl Context {
     fn helm_record(&self, live: &Value) -> std::result::Result<Option<&ReleaseRecord>, String> {
-        let annotations = live.pointer("/metadata/annotations");
-        let text = |key: &str| annotations.and_then(|a| a.get(key)).and_then(Value::as_str);
-        let Some(release) = text(helm::RELEASE_NAME_ANNOTATION) else { return Ok(None) };
-        let namespace = text(helm::RELEASE_NAMESPACE_ANNOTATION)
-            .or_else(|| live.pointer("/metadata/namespace").and_then(Value::as_str))
-            .unwrap_or_default();
+        let Some((namespace, release)) = release_of(live) else { return Ok(None) };
         match &self.helm_records {
             Some(Ok(records)) => Ok(records.iter().find(|r| r.release == release && r.namespace == namespace)),
             Some(Err(problem)) => Err(problem.clone()),
