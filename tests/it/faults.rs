@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::apiserver::{FaultApiServer, free_port, point_kubeconfig_at};
 use crate::common::*;
+use crate::late_events::EventHold;
 
 // Flux's applies here are forced server-side applies as `kustomize-controller`, not the real
 // controller: the faults only need an Apply entry named kustomize-controller, sent in one request
@@ -284,6 +285,61 @@ async fn verify_watch_gives_up_with_exit_6_only_when_the_window_is_over() {
         WINDOW.as_secs()
     );
     assert_one_line_error(&output, "verify with the API server gone");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Late events (bug 3)
+
+/// Bug 3: live verify waited a fixed 2 s for the HPA's event before calling a drop nobody's
+/// order; an event later than that (a loaded API server) turned a scale-down the HPA ordered
+/// into a false alarm (exit 1). The real HPA controller's event is held here by a webhook for
+/// longer than the old wait and well inside the attribution window: verify must wait for it
+/// and attribute the drop to the HPA.
+#[tokio::test]
+async fn a_live_drop_the_hpa_ordered_is_attributed_to_it_though_its_event_comes_late() {
+    const HOLD: Duration = Duration::from_secs(5);
+    let ns = TestNamespace::new("faults-late-event").await;
+    flux_workload(&ns, "web", 5, 3).await;
+    let (_, stripped, stripped_stderr) = strip_as(&ns, &admin_kubeconfig(), &["deploy/web"]);
+    assert_eq!(stripped, code::OK, "strip: {stripped_stderr}");
+    let hold = EventHold::start(&ns, "SuccessfulRescale", "New size: 1;", HOLD).await;
+    let server = FaultApiServer::start_new();
+    let mut watcher =
+        Running::spawn(&server.kubeconfig, Some(&ns.name), &["verify", "deploy/web", "--watch", "30s", "-o", "json"]);
+    plugin_requested(&server, &mut watcher, &["watch"], "before the HPA's scale-down").await;
+
+    // The HPA's own order: a maximum of 1 makes the real HPA controller scale 5 -> 1 ("Current
+    // number of replicas above Spec.MaxReplicas") and record it, held, in an Event.
+    ns.apply("kubectl", &hpa_manifest("web", "Deployment", "web", 1, 1)).await;
+    let scaled = eventually(Duration::from_secs(60), "the HPA to scale web to 1", || async {
+        (spec_replicas(&ns.deployment_value("web").await) == Some(1)).then(Instant::now)
+    })
+    .await;
+    let held = eventually(Duration::from_secs(60), "the held event to be let through", || async {
+        hold.held().into_iter().find(|h| h.message.starts_with("New size: 1;"))
+    })
+    .await;
+    let late = held.until.saturating_duration_since(scaled);
+    // Back to a healthy end state, so the outcome rests on the attribution alone.
+    rescaling_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 10), "web", 3).await;
+
+    let (output, elapsed) = watcher.finish(Duration::from_secs(90)).await;
+    let report = json_of(&output, "verify --watch");
+    let result = &report["results"][0];
+    eprintln!(
+        "the HPA's event came {:.1} s after the scale it describes (held {:.1} s); verify exit {} after {:.1} s",
+        late.as_secs_f64(),
+        held.until.duration_since(held.from).as_secs_f64(),
+        exit_code(&output),
+        elapsed.as_secs_f64()
+    );
+    assert!(late > Duration::from_secs(3), "the event was not late enough to tell the fix from the bug ({late:?})");
+    let drop = &result["live"]["drops"][0];
+    assert_eq!((drop["from"].as_i64(), drop["to"].as_i64()), (Some(5), Some(1)), "{report:#}");
+    assert_eq!(drop["cause"]["by"], "autoscaler", "the drop is the HPA's order:\n{report:#}");
+    assert_eq!(drop["cause"]["hpa"], "hpa/web", "{report:#}");
+    assert_eq!(result["outcome"], "pass", "{report:#}");
+    assert_eq!(exit_code(&output), code::OK, "{report:#}");
 }
 
 /// `check` is read-only: a connection failure while the API server restarts is retried with

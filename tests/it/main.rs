@@ -13,6 +13,7 @@ mod guard;
 mod helm;
 mod keda;
 mod krew;
+mod late_events;
 mod migrate;
 mod preflight;
 mod rbac;
