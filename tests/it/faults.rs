@@ -5,10 +5,8 @@
 //! requests; and every bad input gets a one-line error, its own exit code and changes nothing.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::thread::JoinHandle;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -16,6 +14,7 @@ use kube::api::{Api, ListParams};
 use serde_json::Value;
 
 use crate::apiserver::{FaultApiServer, free_port, point_kubeconfig_at};
+use crate::background::Running;
 use crate::common::*;
 use crate::late_events::EventHold;
 
@@ -48,80 +47,6 @@ const MAX_ERROR_CHARS: usize = 200;
 /// What betrays a Rust Debug dump (or a Debug-quoted value) in a message meant for a person.
 const DEBUG_SIGNS: &[&str] =
     &["Status {", "ApiError", "Some(", "None,", "ListMeta", "ErrorResponse", "Error {", "{ status:", "'\""];
-
-/// The plugin running in the background, its output collected as it goes (a full pipe would
-/// stall it).
-struct Running {
-    child: Child,
-    stdout: Option<JoinHandle<Vec<u8>>>,
-    stderr: Option<JoinHandle<Vec<u8>>>,
-    what: String,
-    started: Instant,
-}
-
-impl Running {
-    fn spawn(kubeconfig: &Path, namespace: Option<&str>, args: &[&str]) -> Self {
-        let mut command = Command::new(plugin_bin());
-        command.arg("--kubeconfig").arg(kubeconfig);
-        if let Some(namespace) = namespace {
-            command.args(["-n", namespace]);
-        }
-        command.args(args).stdin(Stdio::null());
-        let mut child = spawn_hermetic(command);
-        let drain = |mut pipe: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut bytes = Vec::new();
-                let _ = pipe.read_to_end(&mut bytes);
-                bytes
-            })
-        };
-        let stdout = Some(drain(Box::new(child.stdout.take().unwrap())));
-        let stderr = Some(drain(Box::new(child.stderr.take().unwrap())));
-        Self { child, stdout, stderr, what: args.join(" "), started: Instant::now() }
-    }
-
-    fn exited(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_some()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-    }
-
-    /// Waits until it exits; kills it and fails if that takes longer than `timeout`.
-    async fn finish(mut self, timeout: Duration) -> (Output, Duration) {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                self.kill();
-                let status = self.child.wait().unwrap();
-                let output = self.output(status);
-                panic!("`{}` still ran after {timeout:?}:\n{}\n{}", self.what, stdout(&output), stderr(&output));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        let elapsed = self.started.elapsed();
-        (self.output(status), elapsed)
-    }
-
-    fn output(&mut self, status: std::process::ExitStatus) -> Output {
-        Output {
-            status,
-            stdout: self.stdout.take().unwrap().join().unwrap(),
-            stderr: self.stderr.take().unwrap().join().unwrap(),
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn exit_code(output: &Output) -> i32 {
     output.status.code().unwrap_or(-1)

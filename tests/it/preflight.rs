@@ -418,11 +418,8 @@ async fn unknown_tools_new_workloads_and_bad_input() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line: {err}");
     }
     assert_eq!(ns.plugin(&admin_kubeconfig(), &["preflight"]).status.code(), Some(2), "-f is required");
-    let all = Command::new(plugin_bin())
-        .arg("--kubeconfig")
-        .arg(admin_kubeconfig())
-        .args(["preflight", "-A", "-f", manifests.arg()])
-        .output()
-        .unwrap();
+    let mut all_namespaces = Command::new(plugin_bin());
+    all_namespaces.arg("--kubeconfig").arg(admin_kubeconfig()).args(["preflight", "-A", "-f", manifests.arg()]);
+    let all = run_hermetic(all_namespaces, None);
     assert_eq!(all.status.code(), Some(2), "{}", stderr(&all));
 }

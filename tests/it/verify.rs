@@ -1,13 +1,13 @@
 //! `verify` on the real control plane: the real failure reproduced and found, the clean path
 //! passing, live watching, missing evidence, rollouts and StatefulSets.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
+use crate::background::Running;
 use crate::common::*;
 
 // verify reads Events and ReplicaSets, whoever changed replicas: here the drops are made by a
@@ -105,20 +105,12 @@ async fn a_deploy_tool_that_still_owns_replicas_is_at_risk() {
 async fn a_live_watch_reports_the_drop_as_it_happens() {
     let ns = TestNamespace::new("verify-live-drop").await;
     flux_workload_with_hpa(&ns).await;
-    let watcher = Command::new(plugin_bin())
-        .arg("--kubeconfig")
-        .arg(admin_kubeconfig())
-        .args(["-n", &ns.name, "verify", "deploy/web", "--watch", "60s", "-o", "json"])
-        .env("HOME", std::env::temp_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let watcher =
+        Running::spawn(&admin_kubeconfig(), Some(&ns.name), &["verify", "deploy/web", "--watch", "60s", "-o", "json"]);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let dropped_at = Instant::now();
     ns.apply("kustomize-controller", &deployment_manifest("web", None)).await;
-    let output = tokio::task::spawn_blocking(move || watcher.wait_with_output().unwrap()).await.unwrap();
+    let (output, _) = watcher.finish(Duration::from_secs(90)).await;
     let elapsed = dropped_at.elapsed();
     let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&output)));
     assert_eq!(output.status.code(), Some(1), "{report:#}");
