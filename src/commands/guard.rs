@@ -567,6 +567,16 @@ enum Probe {
     Passed,
 }
 
+impl Probe {
+    fn describe(&self) -> &'static str {
+        match self {
+            Probe::Refused => "refused",
+            Probe::Warned => "let through with the guard's warning",
+            Probe::Passed => "let through",
+        }
+    }
+}
+
 /// Sends a server-side dry run that sets replicas to floor - 1 (dry runs go through admission
 /// and persist nothing) and reports whether the guard answered.
 async fn probe(client: &Client, kind: GuardedKind, namespace: &str, name: &str, replicas: i64) -> Result<Probe> {
@@ -628,13 +638,13 @@ async fn confirm_active(client: &Client, plan: &Guarded) -> Result<()> {
         }
         if Instant::now() >= deadline {
             return Err(Error::GuardNotActive(format!(
-                "the guard did not become active for {}/{} within {} s (a dry run setting {} replicas was {:?}); \
+                "the guard did not become active for {}/{} within {} s (a dry run setting {} replicas was {}); \
                  what guard on wrote was rolled back",
                 plan.namespace,
                 plan.target(),
                 ACTIVATION_TIMEOUT.as_secs(),
                 plan.floor - 1,
-                answer
+                answer.describe()
             )));
         }
         tokio::time::sleep(ACTIVATION_POLL).await;
@@ -643,21 +653,24 @@ async fn confirm_active(client: &Client, plan: &Guarded) -> Result<()> {
 
 /// Waits until a dry run dropping the workload to 0 replicas is no longer refused by the guard:
 /// the API server keeps enforcing a deleted or rewritten policy until its informer catches up.
-async fn confirm_lifted(client: &Client, kind: GuardedKind, namespace: &str, name: &str) -> Result<(), String> {
+async fn confirm_lifted(client: &Client, kind: GuardedKind, namespace: &str, name: &str) -> Result<()> {
     let deadline = Instant::now() + ACTIVATION_TIMEOUT;
     loop {
-        match probe(client, kind, namespace, name, 0).await {
-            Ok(Probe::Passed) => return Ok(()),
-            Err(Error::NotFound { .. }) => return Ok(()),
-            answer if Instant::now() >= deadline => {
-                return Err(format!(
-                    "{namespace}/{}/{name}: the API server still answered a dry run as guarded after {} s ({answer:?})",
-                    kind.command_name(),
+        let answer = match probe(client, kind, namespace, name, 0).await {
+            Ok(Probe::Passed) | Err(Error::NotFound { .. }) => return Ok(()),
+            Ok(answer) => answer.describe().to_string(),
+            Err(error) => error.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(Error::Unconfirmed {
+                target: format!("{namespace}/{}/{name}", kind.command_name()),
+                why: format!(
+                    "the API server still answered a dry run as guarded after {} s (the last dry run: {answer})",
                     ACTIVATION_TIMEOUT.as_secs()
-                ));
-            }
-            _ => tokio::time::sleep(ACTIVATION_POLL).await,
+                ),
+            });
         }
+        tokio::time::sleep(ACTIVATION_POLL).await;
     }
 }
 
@@ -753,8 +766,8 @@ pub async fn lift(client: &Client, assessments: &[Assessment], uninstall: bool) 
                 Err(other) => return Err(other),
             };
             if *marked || had_mark || listed.contains(&(namespace.clone(), name.clone())) {
-                if let Err(why) = confirm_lifted(client, kind, namespace, name).await {
-                    lifted.warnings.push(why);
+                if let Err(unconfirmed) = confirm_lifted(client, kind, namespace, name).await {
+                    lifted.warnings.push(unconfirmed.to_string());
                 }
                 lifted.unguarded.push(label);
             } else {

@@ -130,9 +130,27 @@ fn has_entry(object: &Value, manager: &str, operation: &str) -> bool {
         .any(|e| e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some(operation))
 }
 
+/// Why preflight cannot tell how the next deploy writes a workload: its outcome is `unknown`
+/// and the user is asked for `--as`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Undetermined {
+    #[error(
+        "both a last-applied annotation and a kubectl server-side apply entry: pass --as kubectl or --as kubectl-server-side"
+    )]
+    BothKubectlTraces,
+    #[error(
+        "no deploy tool left a trace on it (Flux labels, Helm annotations, Argo CD tracking, last-applied annotation, kubectl apply entry): pass --as TOOL"
+    )]
+    NoTrace,
+    #[error("the deployed record of Helm release {release} was not found")]
+    HelmRecordMissing { release: String },
+    #[error("the Helm release records could not be read: {problem}")]
+    HelmRecordsUnreadable { problem: String },
+}
+
 /// Which tool applies `live` next: `requested` (`--as`), else the traces tools leave on the
-/// objects they manage. `Err` says why it cannot be told (and to pass `--as`).
-pub fn detect_tool(requested: Option<&Tool>, live: &Value) -> Result<(Tool, String), String> {
+/// objects they manage.
+pub fn detect_tool(requested: Option<&Tool>, live: &Value) -> Result<(Tool, String), Undetermined> {
     if let Some(tool) = requested {
         return Ok((tool.clone(), "--as".into()));
     }
@@ -156,12 +174,8 @@ pub fn detect_tool(requested: Option<&Tool>, live: &Value) -> Result<(Tool, Stri
     match (client_side, server_side) {
         (true, false) => Ok((Tool::Kubectl, format!("annotation {LAST_APPLIED_ANNOTATION}"))),
         (false, true) => Ok((Tool::KubectlServerSide, "managedFields entry kubectl (Apply)".into())),
-        (true, true) => Err("both a last-applied annotation and a kubectl server-side apply entry: \
-                              pass --as kubectl or --as kubectl-server-side"
-            .into()),
-        (false, false) => Err("no deploy tool left a trace on it (Flux labels, Helm annotations, Argo CD \
-                               tracking, last-applied annotation, kubectl apply entry): pass --as TOOL"
-            .into()),
+        (true, true) => Err(Undetermined::BothKubectlTraces),
+        (false, false) => Err(Undetermined::NoTrace),
     }
 }
 
@@ -172,7 +186,7 @@ pub fn mechanism(
     evidence: String,
     live: &Value,
     helm_record: Result<Option<&ReleaseRecord>, String>,
-) -> Result<Mechanism, String> {
+) -> Result<Mechanism, Undetermined> {
     let apply = match &tool {
         Tool::Flux => Apply::ServerSide { manager: FLUX_MANAGER.into(), force: true, flux_takeover: true },
         Tool::KubectlServerSide => Apply::ServerSide { manager: "kubectl".into(), force: false, flux_takeover: false },
@@ -188,8 +202,8 @@ pub fn mechanism(
             let release = annotation(live, helm::RELEASE_NAME_ANNOTATION).unwrap_or_default();
             let record = match helm_record {
                 Ok(Some(record)) => record,
-                Ok(None) => return Err(format!("the deployed record of Helm release {release} was not found")),
-                Err(problem) => return Err(format!("the Helm release records could not be read: {problem}")),
+                Ok(None) => return Err(Undetermined::HelmRecordMissing { release: release.to_string() }),
+                Err(problem) => return Err(Undetermined::HelmRecordsUnreadable { problem }),
             };
             match record.apply_method.as_deref() {
                 // Helm 4 upgrades as the release was installed; server-side unforced by default.
@@ -505,7 +519,7 @@ mod tests {
         let helm = load("helm3-deployment");
         assert_eq!(detect_tool(None, &helm).map(|t| t.0), Ok(Tool::Helm));
         let bare = json!({"metadata": {"name": "web"}});
-        assert!(detect_tool(None, &bare).unwrap_err().contains("--as"));
+        assert_eq!(detect_tool(None, &bare), Err(Undetermined::NoTrace));
         assert_eq!(detect_tool(Some(&Tool::KubectlServerSide), &bare).map(|t| t.0), Ok(Tool::KubectlServerSide));
         assert_eq!(Tool::parse("my-pipeline"), Tool::Manager("my-pipeline".into()));
     }
@@ -514,7 +528,7 @@ mod tests {
     fn helm_without_its_record_cannot_be_told() {
         let helm = load("helm3-deployment");
         let error = mechanism(Tool::Helm, String::new(), &helm, Ok(None)).unwrap_err();
-        assert!(error.contains("release web was not found"), "{error}");
+        assert_eq!(error, Undetermined::HelmRecordMissing { release: "web".into() });
     }
 
     #[test]
