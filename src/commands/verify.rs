@@ -499,6 +499,7 @@ fn lower(current: &mut Option<i64>, value: Option<i64>) {
 }
 
 /// What the live watch has seen so far.
+#[derive(Default)]
 struct Watched {
     state: Option<WatchState>,
     minimum: Minimum,
@@ -507,9 +508,127 @@ struct Watched {
     drops: Vec<Drop>,
     /// When the connection broke and why, until the watch is back.
     open_gap: Option<(Timestamp, String)>,
+    /// The object a re-list under way has returned so far.
+    relisted: Option<DynamicObject>,
+}
+
+/// The workload watched, the floor its drops are judged against, and the client that reads
+/// the Events explaining them.
+struct WatchTarget<'a> {
+    client: &'a Client,
+    assessment: &'a Assessment,
+    floor: i64,
+}
+
+/// What the watch loop does after an event.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    /// Nothing new about the object yet (a broken connection, a re-list under way).
+    Continue,
+    /// The object's state was observed.
+    Observed,
+    /// The watch is over: a drop no autoscaler ordered, or the workload is gone.
+    Stop,
 }
 
 impl Watched {
+    /// Handles one event of the `watcher` stream by the gap rules of [`watch`].
+    async fn on_event(
+        &mut self,
+        event: watcher::Result<watcher::Event<DynamicObject>>,
+        target: &WatchTarget<'_>,
+    ) -> Result<Flow> {
+        let object = match event {
+            Err(error) => {
+                self.broke(&error, target.assessment)?;
+                return Ok(Flow::Continue);
+            }
+            Ok(watcher::Event::Init) => {
+                self.relisted = None;
+                return Ok(Flow::Continue);
+            }
+            Ok(watcher::Event::InitApply(object)) => {
+                self.relisted = Some(object);
+                return Ok(Flow::Continue);
+            }
+            Ok(watcher::Event::InitDone) => {
+                let Some(object) = self.relisted.take() else {
+                    return self.gone_after_relist(target.assessment);
+                };
+                self.close_gap(&state_of(&object), target).await?;
+                // A failure always stops the watch, so one here is the Events' in the gap.
+                if self.drops.iter().any(Drop::is_failure) {
+                    return Ok(Flow::Stop);
+                }
+                object
+            }
+            Ok(watcher::Event::Apply(object)) => {
+                self.resumed();
+                object
+            }
+            Ok(watcher::Event::Delete(_)) => {
+                self.gaps.push(format!("the workload was deleted at {}", Timestamp::now()));
+                self.unresolved_gaps += 1;
+                return Ok(Flow::Stop);
+            }
+        };
+        self.changed(&object, target).await
+    }
+
+    /// A broken connection opens a gap (once, until the watch is back); an error no reconnect
+    /// can cure (the workload's API or the right to watch it gone) ends the watch.
+    fn broke(&mut self, error: &watcher::Error, assessment: &Assessment) -> Result<()> {
+        if let Some(fatal) = fatal_watch_error(error, assessment) {
+            return Err(fatal);
+        }
+        if self.open_gap.is_none() {
+            self.gaps.push(format!("the watch broke at {}: {error}", Timestamp::now()));
+            self.open_gap = Some((Timestamp::now(), error.to_string()));
+        }
+        Ok(())
+    }
+
+    /// A watch resumed from its last resourceVersion: the API server replays every change since,
+    /// so an open gap is ruled out.
+    fn resumed(&mut self) {
+        if let Some((since, _)) = self.open_gap.take() {
+            self.gaps.push(format!(
+                "ruled out: the watch resumed after the gap from {since} at its last resourceVersion, and the API server replayed every change since"
+            ));
+        }
+    }
+
+    /// A re-list that found no workload: never there is [`Error::NotFound`], gone since ends
+    /// the watch with an unresolved gap.
+    fn gone_after_relist(&mut self, assessment: &Assessment) -> Result<Flow> {
+        if self.state.is_none() {
+            return Err(Error::NotFound {
+                kind: assessment.workload_kind.command_name(),
+                name: assessment.name.clone(),
+                namespace: assessment.namespace.clone(),
+            });
+        }
+        self.gaps.push(format!("the workload is gone after a re-list at {}", Timestamp::now()));
+        self.unresolved_gaps += 1;
+        Ok(Flow::Stop)
+    }
+
+    /// Observes the object's new state, and attributes a step from above the floor to it.
+    async fn changed(&mut self, object: &DynamicObject, target: &WatchTarget<'_>) -> Result<Flow> {
+        if let Some((before, after)) = self.observe(state_of(object))
+            && before > target.floor
+            && after <= target.floor
+        {
+            let drop = attribute_live_drop(target.client, target.assessment, before, after).await?;
+            let failure = drop.is_failure();
+            self.drops.push(drop);
+            if failure {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Observed)
+    }
+
     fn observe(&mut self, next: WatchState) -> Option<(i64, i64)> {
         lower(&mut self.minimum.spec, next.spec);
         lower(&mut self.minimum.status, next.status);
@@ -520,6 +639,15 @@ impl Watched {
         };
         self.state = Some(next);
         step
+    }
+
+    /// Closes an open gap (if any) on the object as re-read: by the generation rule, else by
+    /// the Events.
+    async fn close_gap(&mut self, after: &WatchState, target: &WatchTarget<'_>) -> Result<()> {
+        if let Some(since) = self.close_gap_by_generation(after) {
+            self.rule_in(drops_in_gap(target.client, target.assessment, since, target.floor).await?);
+        }
+        Ok(())
     }
 
     /// Closes an open gap on the object as re-listed: ruled out when its generation did not
@@ -556,6 +684,46 @@ impl Watched {
             self.drops.extend(drops);
         }
     }
+
+    /// A gap still open when the window ends (no event since the connection broke): reads the
+    /// object once more to close it, or finds the server still unreachable.
+    async fn close_gap_at_end(&mut self, api: &Api<DynamicObject>, target: &WatchTarget<'_>) -> Result<()> {
+        if self.open_gap.is_none() {
+            return Ok(());
+        }
+        let assessment = target.assessment;
+        let object = api.get(&assessment.name).await.map_err(|e| {
+            kubeio::classify_error(e, "get", &assessment.workload_kind.plural, &namespace_of(assessment))
+        })?;
+        let after = state_of(&object);
+        self.close_gap(&after, target).await?;
+        self.observe(after);
+        Ok(())
+    }
+
+    /// The live line: the workload's replicas as last seen, and the minimum so far.
+    fn show(&self, bar: &indicatif::ProgressBar, label: &str) {
+        if let Some(state) = &self.state {
+            bar.set_message(format!(
+                "{label}: replicas {} (status {}, ready {}), minimum {}",
+                count(state.spec),
+                count(state.status),
+                count(state.ready),
+                count(self.minimum.spec)
+            ));
+        }
+    }
+
+    fn into_live(self, started: Timestamp) -> Live {
+        Live {
+            started,
+            ended: Timestamp::now(),
+            minimum: self.minimum,
+            gaps: self.gaps,
+            unresolved_gaps: self.unresolved_gaps,
+            drops: self.drops,
+        }
+    }
 }
 
 /// Watches the workload for `duration` through kube-runtime's `watcher`, which reconnects with
@@ -579,15 +747,8 @@ pub async fn watch(
     let mut stream = std::pin::pin!(watcher::watcher(api.clone(), config).backoff(ReconnectBackoff::new()));
     let started = Timestamp::now();
     let deadline = tokio::time::Instant::now() + duration;
-    let mut seen = Watched {
-        state: None,
-        minimum: Minimum::default(),
-        gaps: Vec::new(),
-        unresolved_gaps: 0,
-        drops: Vec::new(),
-        open_gap: None,
-    };
-    let mut relisted: Option<DynamicObject> = None;
+    let target = WatchTarget { client, assessment, floor };
+    let mut seen = Watched::default();
     let bar = live_line(printer, assessment);
     let label = format!("{}/{}", assessment.namespace, assessment.target());
 
@@ -596,108 +757,22 @@ pub async fn watch(
             () = &mut stop => break,
             next = tokio::time::timeout_at(deadline, stream.next()) => next,
         };
-        let event = match next {
-            Err(_) | Ok(None) => break,
-            Ok(Some(event)) => event,
-        };
-        let object = match event {
-            Err(error) => {
-                if let Some(fatal) = fatal_watch_error(&error, assessment) {
-                    return Err(fatal);
+        let Ok(Some(event)) = next else { break };
+        match seen.on_event(event, &target).await? {
+            Flow::Continue => {}
+            Flow::Observed => {
+                if let Some(bar) = &bar {
+                    seen.show(bar, &label);
                 }
-                if seen.open_gap.is_none() {
-                    seen.gaps.push(format!("the watch broke at {}: {error}", Timestamp::now()));
-                    seen.open_gap = Some((Timestamp::now(), error.to_string()));
-                }
-                continue;
             }
-            Ok(watcher::Event::Init) => {
-                relisted = None;
-                continue;
-            }
-            Ok(watcher::Event::InitApply(object)) => {
-                relisted = Some(object);
-                continue;
-            }
-            Ok(watcher::Event::InitDone) => {
-                let Some(object) = relisted.take() else {
-                    if seen.state.is_none() {
-                        return Err(Error::NotFound {
-                            kind: assessment.workload_kind.command_name(),
-                            name: assessment.name.clone(),
-                            namespace: assessment.namespace.clone(),
-                        });
-                    }
-                    seen.gaps.push(format!("the workload is gone after a re-list at {}", Timestamp::now()));
-                    seen.unresolved_gaps += 1;
-                    break;
-                };
-                if let Some(since) = seen.close_gap_by_generation(&state_of(&object)) {
-                    seen.rule_in(drops_in_gap(client, assessment, since, floor).await?);
-                    if seen.drops.iter().any(Drop::is_failure) {
-                        break;
-                    }
-                }
-                object
-            }
-            Ok(watcher::Event::Apply(object)) => {
-                if let Some((since, _)) = seen.open_gap.take() {
-                    seen.gaps.push(format!(
-                        "ruled out: the watch resumed after the gap from {since} at its last resourceVersion, and the API server replayed every change since"
-                    ));
-                }
-                object
-            }
-            Ok(watcher::Event::Delete(_)) => {
-                seen.gaps.push(format!("the workload was deleted at {}", Timestamp::now()));
-                seen.unresolved_gaps += 1;
-                break;
-            }
-        };
-        if let Some((before, after)) = seen.observe(state_of(&object))
-            && before > floor
-            && after <= floor
-        {
-            let drop = attribute_live_drop(client, assessment, before, after).await?;
-            let failure = drop.is_failure();
-            seen.drops.push(drop);
-            if failure {
-                break;
-            }
-        }
-        if let (Some(bar), Some(state)) = (&bar, &seen.state) {
-            bar.set_message(format!(
-                "{label}: replicas {} (status {}, ready {}), minimum {}",
-                count(state.spec),
-                count(state.status),
-                count(state.ready),
-                count(seen.minimum.spec)
-            ));
+            Flow::Stop => break,
         }
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    if seen.open_gap.is_some() {
-        // No event since the connection broke: read the object once more to close the gap,
-        // or find the server still unreachable at the end of the window.
-        let object = api.get(&assessment.name).await.map_err(|e| {
-            kubeio::classify_error(e, "get", &assessment.workload_kind.plural, &namespace_of(assessment))
-        })?;
-        let after = state_of(&object);
-        if let Some(since) = seen.close_gap_by_generation(&after) {
-            seen.rule_in(drops_in_gap(client, assessment, since, floor).await?);
-        }
-        seen.observe(after);
-    }
-    Ok(Live {
-        started,
-        ended: Timestamp::now(),
-        minimum: seen.minimum,
-        gaps: seen.gaps,
-        unresolved_gaps: seen.unresolved_gaps,
-        drops: seen.drops,
-    })
+    seen.close_gap_at_end(&api, &target).await?;
+    Ok(seen.into_live(started))
 }
 
 /// The watch's reconnection backoff: jittered, 250 ms doubling to 2 s and no limit on attempts

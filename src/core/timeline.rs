@@ -269,152 +269,217 @@ pub fn rebuild(
     from: Timestamp,
     to: Timestamp,
 ) -> Timeline {
-    let own_kind = match subjects.workload_type {
-        WorkloadType::Deployment => "Deployment",
-        WorkloadType::StatefulSet => "StatefulSet",
-    };
-    let mut own: Vec<(Timestamp, u64, &EventRecord, Evidence)> = Vec::new();
-    let mut orders: Vec<Order> = Vec::new();
-    let mut gaps = Vec::new();
-    for event in events {
-        let about_workload = event.involved_kind == own_kind && event.involved_name == subjects.name;
-        let about_hpa =
-            event.involved_kind == "HorizontalPodAutoscaler" && subjects.hpas.contains(&event.involved_name);
-        let scaled_object = (event.involved_kind == "ScaledObject")
-            .then(|| subjects.scaled_objects.iter().find(|so| so.name == event.involved_name))
-            .flatten();
-        if !(about_workload || about_hpa || scaled_object.is_some()) {
-            continue;
-        }
-        let Some(evidence) = parse(event, subjects.name) else { continue };
-        for time in event.occurrences().into_iter().filter(|t| *t >= from && *t <= to) {
-            match &evidence {
-                Evidence::Combined => gaps.push(format!(
-                    "events about {}/{} were combined by the event recorder at {time}: individual changes are lost",
-                    event.involved_kind, event.involved_name
-                )),
-                Evidence::HpaRescale { new_size, reason } if about_hpa => orders.push(Order {
-                    time,
-                    by: format!("hpa/{}", event.involved_name),
-                    size: *new_size,
-                    reason: reason.clone(),
-                    action: Action::HpaRescale,
-                }),
-                Evidence::KedaDeactivated { to } => {
-                    if let Some(so) = scaled_object {
-                        orders.push(Order {
-                            time,
-                            by: format!("scaledobject/{}", so.name),
-                            size: to.unwrap_or(so.idle_size),
-                            reason: event.message.clone(),
-                            action: Action::KedaDeactivation,
-                        })
-                    }
-                }
-                Evidence::KedaPaused => {
-                    if let Some((so, replicas)) = scaled_object.and_then(|so| Some((so, so.paused_replicas?))) {
-                        orders.push(Order {
-                            time,
-                            by: format!("scaledobject/{}", so.name),
-                            size: replicas,
-                            reason: format!("{}; autoscaling.keda.sh/paused-replicas: {replicas}", event.message),
-                            action: Action::KedaPausedReplicas,
-                        })
-                    }
-                }
-                Evidence::ScaledReplicaSet { .. } | Evidence::StatefulSetPod { .. } if about_workload => {
-                    own.push((time, event.sequence, event, evidence.clone()))
-                }
-                _ => {}
-            }
-        }
-        if event.count > 2 && (about_workload || about_hpa) {
-            gaps.push(format!(
-                "{} '{}' happened {} times between {} and {}; only the first and last are placed",
-                event.reason, event.message, event.count, event.first, event.last
-            ));
-        }
-    }
-    own.sort_by_key(|(time, sequence, _, _)| (*time, *sequence));
-
-    // The state at the window's start: each ReplicaSet's `from` in its first event, or its
-    // current size when no event in the window touched it.
-    let mut sizes: BTreeMap<String, i64> = current.clone();
-    let mut alive: BTreeMap<i64, bool> = BTreeMap::new();
-    let mut initial_known = true;
-    match subjects.workload_type {
-        WorkloadType::Deployment => {
-            let mut seen = std::collections::BTreeSet::new();
-            for (_, _, _, evidence) in &own {
-                if let Evidence::ScaledReplicaSet { rs, from, .. } = evidence
-                    && seen.insert(rs.clone())
-                {
-                    match from {
-                        Some(from) => {
-                            sizes.insert(rs.clone(), *from);
-                        }
-                        None => initial_known = false,
-                    }
-                }
-            }
-        }
-        WorkloadType::StatefulSet => {
-            // Replay backwards from the current Pods: a create means the Pod was not there
-            // before it, a delete means it was.
-            let replicas = current.get(subjects.name).copied().unwrap_or_default();
-            for ordinal in 0..replicas {
-                alive.insert(ordinal, true);
-            }
-            for (_, _, _, evidence) in own.iter().rev() {
-                if let Evidence::StatefulSetPod { created, ordinal } = evidence {
-                    alive.insert(*ordinal, !created);
-                }
-            }
-        }
-    }
-    let total = |sizes: &BTreeMap<String, i64>, alive: &BTreeMap<i64, bool>| match subjects.workload_type {
-        WorkloadType::Deployment => sizes.values().sum::<i64>(),
-        WorkloadType::StatefulSet => alive.values().filter(|a| **a).count() as i64,
-    };
-    let initial = initial_known.then(|| total(&sizes, &alive));
-
-    let mut points = Vec::new();
-    for (time, _, event, evidence) in &own {
-        match evidence {
-            Evidence::ScaledReplicaSet { rs, to, .. } => {
-                sizes.insert(rs.clone(), *to);
-            }
-            Evidence::StatefulSetPod { created, ordinal } => {
-                alive.insert(*ordinal, *created);
-            }
-            _ => continue,
-        }
-        points.push(Point {
-            time: *time,
-            replicas: total(&sizes, &alive),
-            source: format!(
-                "event {}/{} {}: {}",
-                event.involved_kind, event.involved_name, event.reason, event.message
-            ),
-        });
-    }
-    // The replay must end where the ReplicaSets are now. If not, a change has no event: the
-    // controllers record events asynchronously (seconds later under load, and drop them when
-    // their queue is full), so the timeline would miss it.
-    if matches!(subjects.workload_type, WorkloadType::Deployment) {
-        for (rs, replayed) in &sizes {
-            if let Some(now) = current.get(rs).filter(|now| *now != replayed) {
-                gaps.push(format!(
-                    "the events leave ReplicaSet {rs} at {replayed} but it is at {now}: a change has no event \
-                     (yet: the controller records them asynchronously; run verify again in a few seconds)"
-                ));
-            }
-        }
-    }
+    let Sorted { own, mut orders, mut gaps } = Sorted::out_of(events, subjects, from, to);
+    let mut replay = Replay::at_start(subjects, current, &own);
+    let initial = replay.initial_known.then(|| replay.total());
+    let points: Vec<Point> = own.iter().filter_map(|step| replay.apply(step)).collect();
+    gaps.extend(replay.unevented_changes(current));
     let existed_at_start = subjects.created.is_some_and(|created| created < from);
     let minimum = initial.filter(|_| existed_at_start).into_iter().chain(points.iter().map(|p| p.replicas)).min();
     orders.sort_by_key(|o| o.time);
     Timeline { initial, points, minimum, orders, events: own.len(), gaps }
+}
+
+/// Which of the subjects an event is about.
+#[derive(Clone, Copy)]
+enum About<'s> {
+    Workload,
+    Hpa,
+    ScaledObject(&'s ScaledObjectSubject),
+}
+
+impl<'s> About<'s> {
+    fn of(event: &EventRecord, subjects: &Subjects<'s>) -> Option<Self> {
+        let own_kind = match subjects.workload_type {
+            WorkloadType::Deployment => "Deployment",
+            WorkloadType::StatefulSet => "StatefulSet",
+        };
+        match event.involved_kind.as_str() {
+            kind if kind == own_kind && event.involved_name == subjects.name => Some(About::Workload),
+            "HorizontalPodAutoscaler" if subjects.hpas.contains(&event.involved_name) => Some(About::Hpa),
+            "ScaledObject" => {
+                subjects.scaled_objects.iter().find(|so| so.name == event.involved_name).map(About::ScaledObject)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A change of the workload's own, at one of its event's occurrences.
+struct OwnStep<'e> {
+    time: Timestamp,
+    event: &'e EventRecord,
+    evidence: Evidence,
+}
+
+/// The window's events sorted by what they tell: the workload's own changes in the order they
+/// happened, the autoscalers' orders, and the gaps in the evidence.
+struct Sorted<'e> {
+    own: Vec<OwnStep<'e>>,
+    orders: Vec<Order>,
+    gaps: Vec<String>,
+}
+
+impl<'e> Sorted<'e> {
+    fn out_of(events: &'e [EventRecord], subjects: &Subjects<'_>, from: Timestamp, to: Timestamp) -> Self {
+        let mut sorted = Sorted { own: Vec::new(), orders: Vec::new(), gaps: Vec::new() };
+        for event in events {
+            let Some(about) = About::of(event, subjects) else { continue };
+            let Some(evidence) = parse(event, subjects.name) else { continue };
+            for time in event.occurrences().into_iter().filter(|t| *t >= from && *t <= to) {
+                sorted.place(event, about, &evidence, time);
+            }
+            if event.count > 2 && matches!(about, About::Workload | About::Hpa) {
+                sorted.gaps.push(format!(
+                    "{} '{}' happened {} times between {} and {}; only the first and last are placed",
+                    event.reason, event.message, event.count, event.first, event.last
+                ));
+            }
+        }
+        sorted.own.sort_by_key(|step| (step.time, step.event.sequence));
+        sorted
+    }
+
+    /// Files one occurrence of an event by what it says and whom it is about.
+    fn place(&mut self, event: &'e EventRecord, about: About<'_>, evidence: &Evidence, time: Timestamp) {
+        match (evidence, about) {
+            (Evidence::Combined, _) => self.gaps.push(format!(
+                "events about {}/{} were combined by the event recorder at {time}: individual changes are lost",
+                event.involved_kind, event.involved_name
+            )),
+            (Evidence::HpaRescale { new_size, reason }, About::Hpa) => self.orders.push(Order {
+                time,
+                by: format!("hpa/{}", event.involved_name),
+                size: *new_size,
+                reason: reason.clone(),
+                action: Action::HpaRescale,
+            }),
+            (Evidence::KedaDeactivated { to }, About::ScaledObject(so)) => self.orders.push(Order {
+                time,
+                by: format!("scaledobject/{}", so.name),
+                size: to.unwrap_or(so.idle_size),
+                reason: event.message.clone(),
+                action: Action::KedaDeactivation,
+            }),
+            (Evidence::KedaPaused, About::ScaledObject(so)) => {
+                if let Some(replicas) = so.paused_replicas {
+                    self.orders.push(Order {
+                        time,
+                        by: format!("scaledobject/{}", so.name),
+                        size: replicas,
+                        reason: format!("{}; autoscaling.keda.sh/paused-replicas: {replicas}", event.message),
+                        action: Action::KedaPausedReplicas,
+                    })
+                }
+            }
+            (Evidence::ScaledReplicaSet { .. } | Evidence::StatefulSetPod { .. }, About::Workload) => {
+                self.own.push(OwnStep { time, event, evidence: evidence.clone() })
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The workload's size as the replay goes: each ReplicaSet's size (Deployment), or which Pod
+/// ordinals exist (StatefulSet).
+struct Replay {
+    workload_type: WorkloadType,
+    sizes: BTreeMap<String, i64>,
+    alive: BTreeMap<i64, bool>,
+    /// False when an old-format event leaves a ReplicaSet's size before it unknown.
+    initial_known: bool,
+}
+
+impl Replay {
+    /// The state at the window's start: each ReplicaSet's `from` in its first event, or its
+    /// current size when no event in the window touched it.
+    fn at_start(subjects: &Subjects<'_>, current: &BTreeMap<String, i64>, own: &[OwnStep<'_>]) -> Self {
+        let mut replay = Replay {
+            workload_type: subjects.workload_type,
+            sizes: current.clone(),
+            alive: BTreeMap::new(),
+            initial_known: true,
+        };
+        match subjects.workload_type {
+            WorkloadType::Deployment => {
+                let mut seen = std::collections::BTreeSet::new();
+                for step in own {
+                    if let Evidence::ScaledReplicaSet { rs, from, .. } = &step.evidence
+                        && seen.insert(rs.clone())
+                    {
+                        match from {
+                            Some(from) => {
+                                replay.sizes.insert(rs.clone(), *from);
+                            }
+                            None => replay.initial_known = false,
+                        }
+                    }
+                }
+            }
+            WorkloadType::StatefulSet => {
+                // Replay backwards from the current Pods: a create means the Pod was not there
+                // before it, a delete means it was.
+                let replicas = current.get(subjects.name).copied().unwrap_or_default();
+                for ordinal in 0..replicas {
+                    replay.alive.insert(ordinal, true);
+                }
+                for step in own.iter().rev() {
+                    if let Evidence::StatefulSetPod { created, ordinal } = step.evidence {
+                        replay.alive.insert(ordinal, !created);
+                    }
+                }
+            }
+        }
+        replay
+    }
+
+    fn total(&self) -> i64 {
+        match self.workload_type {
+            WorkloadType::Deployment => self.sizes.values().sum::<i64>(),
+            WorkloadType::StatefulSet => self.alive.values().filter(|a| **a).count() as i64,
+        }
+    }
+
+    /// Applies one change of the workload's own: the timeline's point after it.
+    fn apply(&mut self, step: &OwnStep<'_>) -> Option<Point> {
+        match &step.evidence {
+            Evidence::ScaledReplicaSet { rs, to, .. } => {
+                self.sizes.insert(rs.clone(), *to);
+            }
+            Evidence::StatefulSetPod { created, ordinal } => {
+                self.alive.insert(*ordinal, *created);
+            }
+            _ => return None,
+        }
+        let event = step.event;
+        Some(Point {
+            time: step.time,
+            replicas: self.total(),
+            source: format!(
+                "event {}/{} {}: {}",
+                event.involved_kind, event.involved_name, event.reason, event.message
+            ),
+        })
+    }
+
+    /// The replay must end where the ReplicaSets are now. If not, a change has no event: the
+    /// controllers record events asynchronously (seconds later under load, and drop them when
+    /// their queue is full), so the timeline would miss it.
+    fn unevented_changes(&self, current: &BTreeMap<String, i64>) -> Vec<String> {
+        if !matches!(self.workload_type, WorkloadType::Deployment) {
+            return Vec::new();
+        }
+        self.sizes
+            .iter()
+            .filter_map(|(rs, replayed)| {
+                let now = current.get(rs).filter(|now| *now != replayed)?;
+                Some(format!(
+                    "the events leave ReplicaSet {rs} at {replayed} but it is at {now}: a change has no event \
+                     (yet: the controller records them asynchronously; run verify again in a few seconds)"
+                ))
+            })
+            .collect()
+    }
 }
 
 /// How long before a drop an autoscaler's order may be seen and still explain it.

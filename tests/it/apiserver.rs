@@ -31,7 +31,7 @@ impl FaultApiServer {
     /// Starts an instance with `extra` arguments after the template's (a later flag wins, e.g.
     /// `--runtime-config` turning an API off) and waits until it is ready.
     pub fn start_with(extra: &[&str]) -> Self {
-        let template_path = cluster_dir().join("state/fault-apiserver.args");
+        let template_path = cluster().fault_apiserver_args();
         let template = std::fs::read_to_string(&template_path).unwrap_or_else(|e| {
             panic!(
                 "{} ({e}): the plane predates it; `cargo xtask cluster up` writes it without restarting the plane",
@@ -72,7 +72,7 @@ impl FaultApiServer {
         // would otherwise leave it running). The parent is the thread that spawns it: start
         // it from the test's own thread, never from a blocking-pool thread that may exit.
         let mut command = Command::new("setpriv");
-        command.args(["--pdeathsig", "KILL", "--"]).arg(cluster_dir().join("bin/kube-apiserver")).args(&self.args);
+        command.args(["--pdeathsig", "KILL", "--"]).arg(cluster().kube_apiserver()).args(&self.args);
         command.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
         self.child = Some(command.spawn().expect("starting the fault kube-apiserver"));
         let deadline = Instant::now() + Duration::from_secs(90);

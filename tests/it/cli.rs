@@ -3,12 +3,12 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use clap::CommandFactory;
 use hpa_migrate::cli::Cli;
 
 use crate::common::*;
+use crate::terminal::Terminal;
 
 // The workloads here are made by a forced server-side apply as `kustomize-controller`, not the
 // real Flux: these tests are about help, completion and output, and only need an Apply entry
@@ -100,48 +100,11 @@ async fn a_closed_pipe_ends_output_quietly() {
     }
 }
 
-/// A tmux server of the test's own, on its own socket, killed when dropped.
-struct Terminal {
-    socket: String,
-}
-
-impl Terminal {
-    fn new() -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        Self { socket: format!("hpa-migrate-test-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)) }
-    }
-
-    fn tmux(&self, args: &[&str]) -> Output {
-        let output = Command::new("timeout")
-            .args(["60", "tmux", "-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running tmux");
-        assert_success(&output, &format!("tmux {}", args.join(" ")));
-        output
-    }
-
-    /// Runs the plugin with its stdout and stderr on the terminal, and returns what the screen
-    /// shows, colours included as escape codes.
-    fn run(&self, env: &str, args: &[&str]) -> String {
-        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
-        let script = format!(
-            "env -u NO_COLOR {env} '{}' {}; tmux -L {} wait-for -S done; sleep 60",
-            plugin_bin().display(),
-            quoted.join(" "),
-            self.socket
-        );
-        self.tmux(&["new-session", "-d", "-x", "200", "-y", "50", &script]);
-        self.tmux(&["wait-for", "done"]);
-        stdout(&self.tmux(&["capture-pane", "-p", "-e"]))
-    }
-}
-
-impl Drop for Terminal {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).output();
-    }
+/// Runs the plugin with its stdout and stderr on a terminal until it exits, and returns what
+/// the screen shows, colours included as escape codes.
+fn on_a_terminal(env: &str, args: &[&str]) -> String {
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    Terminal::start(&format!("env {env} '{}' {}", plugin_bin().display(), quoted.join(" "))).screen_at_exit()
 }
 
 #[tokio::test]
@@ -150,25 +113,25 @@ async fn colour_on_a_terminal_unless_no_color_says_otherwise() {
     let kubeconfig = admin_kubeconfig();
     let check = ["--kubeconfig", kubeconfig.to_str().unwrap(), "-n", &ns.name, "check", "--all-workloads"];
 
-    let screen = Terminal::new().run("", &check);
+    let screen = on_a_terminal("", &check);
     assert!(screen.contains("autoscaler-missing"), "{screen}");
     assert!(screen.contains("\u{1b}[31m"), "the verdict is red on a terminal: {screen:?}");
 
-    let screen = Terminal::new().run("NO_COLOR=1", &check);
+    let screen = on_a_terminal("NO_COLOR=1", &check);
     assert!(screen.contains("autoscaler-missing"), "{screen}");
     assert!(!screen.contains('\u{1b}'), "NO_COLOR: {screen:?}");
 
     let mut flagged = vec!["--no-color", "-v"];
     flagged.extend_from_slice(&check);
-    let screen = Terminal::new().run("", &flagged);
+    let screen = on_a_terminal("", &flagged);
     assert!(screen.contains("autoscaler-missing") && screen.contains("GET"), "{screen}");
     assert!(!screen.contains('\u{1b}'), "--no-color, request log included: {screen:?}");
 
     let missing = ["--kubeconfig", kubeconfig.to_str().unwrap(), "-n", &ns.name, "check", "deploy/nope"];
-    let screen = Terminal::new().run("", &missing);
+    let screen = on_a_terminal("", &missing);
     assert!(screen.contains("not found"), "{screen}");
     assert!(screen.contains('\u{1b}'), "the error label is coloured on a terminal: {screen:?}");
-    let screen = Terminal::new().run("NO_COLOR=1", &missing);
+    let screen = on_a_terminal("NO_COLOR=1", &missing);
     assert!(!screen.contains('\u{1b}'), "{screen:?}");
 }
 

@@ -21,12 +21,33 @@ pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-pub fn cluster_dir() -> PathBuf {
-    repo_root().join("target/cluster")
+#[path = "../../xtask/src/layout.rs"]
+mod layout;
+
+/// Where `cargo xtask cluster up` put the local control plane: the xtask's own layout.
+pub fn cluster() -> &'static layout::Paths {
+    static PATHS: std::sync::LazyLock<layout::Paths> =
+        std::sync::LazyLock::new(|| layout::Paths::in_workspace(repo_root()));
+    &PATHS
+}
+
+/// Where `cargo xtask tools` built the tools the tests drive.
+pub fn tools_bin() -> PathBuf {
+    layout::tools_bin(repo_root())
+}
+
+/// Where `cargo xtask dist` packed the release archives.
+pub fn dist_dir() -> PathBuf {
+    layout::dist_dir(repo_root())
+}
+
+/// Where the preflight tests write their matrix for `cargo xtask test` to print.
+pub fn preflight_matrix() -> PathBuf {
+    layout::preflight_matrix(repo_root())
 }
 
 pub fn admin_kubeconfig() -> PathBuf {
-    let path = cluster_dir().join("admin.kubeconfig");
+    let path = cluster().admin_kubeconfig.clone();
     assert!(
         path.is_file(),
         "the local control plane is not up ({} is missing): run `cargo xtask cluster up` or `cargo xtask test`",
@@ -36,12 +57,12 @@ pub fn admin_kubeconfig() -> PathBuf {
 }
 
 pub fn viewer_kubeconfig() -> PathBuf {
-    cluster_dir().join("viewer.kubeconfig")
+    cluster().viewer_kubeconfig.clone()
 }
 
 /// The user bound to exactly deploy/rbac/strip.yaml.
 pub fn stripper_kubeconfig() -> PathBuf {
-    let path = cluster_dir().join("stripper.kubeconfig");
+    let path = cluster().stripper_kubeconfig.clone();
     assert!(
         path.is_file(),
         "{} is missing: the control plane predates the `stripper` user; `cargo xtask cluster up` restarts it",
@@ -51,7 +72,7 @@ pub fn stripper_kubeconfig() -> PathBuf {
 }
 
 pub fn kubectl_bin() -> PathBuf {
-    cluster_dir().join("bin/kubectl")
+    cluster().kubectl()
 }
 
 pub fn plugin_bin() -> PathBuf {
@@ -186,7 +207,7 @@ impl Drop for TestNamespace {
     fn drop(&mut self) {
         let _ = Command::new(kubectl_bin())
             .arg("--kubeconfig")
-            .arg(cluster_dir().join("admin.kubeconfig"))
+            .arg(&cluster().admin_kubeconfig)
             .args(["delete", "namespace", &self.name, "--wait=false"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

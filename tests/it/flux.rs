@@ -48,13 +48,16 @@ fn manifests(names: &[(&str, Option<i64>)]) -> Vec<Value> {
     names.iter().map(|(name, replicas)| deployment_manifest(name, *replicas)).collect()
 }
 
-/// `names` committed at 5 and each given an idle HPA (min `min`, already judged).
+/// `names` committed at 5 and each given an idle HPA (min `min`, already judged), with the
+/// Kustomization idle: a reconcile of the setup's still due would re-apply Git's 5 over a
+/// change by hand the test makes next, and take replicas over.
 async fn deployed<'a>(ns: &'a TestNamespace, names: &[&str], min: i64) -> FluxRepo<'a> {
     let all: Vec<(&str, Option<i64>)> = names.iter().map(|n| (*n, Some(5))).collect();
     let repo = FluxRepo::new(ns, "shop", &manifests(&all)).await;
     for name in names {
         judged_hpa(ns, &hpa_manifest(name, "Deployment", name, min, 10)).await;
     }
+    repo.reconcile().await;
     repo
 }
 

@@ -3,10 +3,11 @@
 //! No source-controller runs. kustomize-controller reads only its source's `status.artifact`
 //! (url, revision, digest) and downloads the tarball from that URL, checking its `sha256:`
 //! digest. So a commit here is what source-controller would have done for one: pack the
-//! manifests into a tar.gz, serve it from 127.0.0.1 (a small HTTP server in the test process),
-//! write the GitRepository's status as source-controller writes it, and ask the Kustomization to
-//! reconcile (`reconcile.fluxcd.io/requestedAt`, what `flux reconcile` sets); then wait until
-//! its status says that revision was applied.
+//! manifests into a tar.gz, serve it from 127.0.0.1 (a small HTTP server in the test process)
+//! and write the GitRepository's status as source-controller writes it; kustomize-controller
+//! watches its sources and reconciles on the new revision. Then wait until the Kustomization's
+//! status says that revision was applied. `reconcile` asks for a reconcile of the same revision
+//! (`reconcile.fluxcd.io/requestedAt`, what `flux reconcile` sets).
 
 #![allow(dead_code)]
 
@@ -120,13 +121,15 @@ pub struct FluxRepo<'a> {
     pub ns: &'a TestNamespace,
     pub name: String,
     commits: Mutex<u32>,
+    /// The revision of the last commit pushed.
+    revision: Mutex<String>,
 }
 
 impl<'a> FluxRepo<'a> {
     /// The first commit, then the Kustomization (prune on, an hour's interval so that only the
     /// test's commits and reconcile requests make it apply), applied.
     pub async fn new(ns: &'a TestNamespace, name: &str, manifests: &[Value]) -> FluxRepo<'a> {
-        let repo = FluxRepo { ns, name: name.to_string(), commits: Mutex::new(0) };
+        let repo = FluxRepo { ns, name: name.to_string(), commits: Mutex::new(0), revision: Mutex::default() };
         let git = repo.git_repositories();
         let source: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
@@ -201,22 +204,28 @@ impl<'a> FluxRepo<'a> {
             .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&status))
             .await
             .unwrap_or_else(|e| panic!("writing the GitRepository status: {e}"));
+        self.revision.lock().unwrap().clone_from(&revision);
         revision
     }
 
-    /// A commit: pushed, a reconcile requested, and applied (the Kustomization is Ready at that
-    /// revision). Returns the revision.
+    /// A commit: pushed, and applied (the Kustomization is Ready at that revision). Returns the
+    /// revision.
+    ///
+    /// No reconcile is requested: the controller reads the source from its cache, so a request
+    /// handled before the cache has the new revision re-applies the old one, over whatever was
+    /// changed by hand since. The revision change itself makes it reconcile, with the new one.
     pub async fn commit(&self, manifests: &[Value]) -> String {
         let revision = self.push(manifests).await;
-        let requested = self.request_reconcile().await;
-        self.wait_applied(&revision, Some(&requested)).await;
+        self.wait_applied(&revision, None).await;
         revision
     }
 
-    /// `flux reconcile kustomization NAME`: the annotation, then the controller's answer.
+    /// `flux reconcile kustomization NAME`: the annotation, then the controller's answer, Ready
+    /// at the last commit. Any reconcile due before the request (one the setup still had in the
+    /// queue, say) has run by then, so the Kustomization is idle until the next change.
     pub async fn reconcile(&self) {
         let requested = self.request_reconcile().await;
-        let revision = self.kustomization().await["status"]["lastAttemptedRevision"].as_str().unwrap().to_string();
+        let revision = self.revision.lock().unwrap().clone();
         self.wait_applied(&revision, Some(&requested)).await;
     }
 
@@ -258,11 +267,10 @@ impl<'a> FluxRepo<'a> {
         result.unwrap_or_else(|_| panic!("timed out after 90 s waiting for {what}; status: {:#}", last["status"]))
     }
 
-    /// A commit the controller fails to apply: pushed, a reconcile requested, and the
-    /// Kustomization not Ready at that revision. Returns the Ready condition's message.
+    /// A commit the controller fails to apply: pushed (as in `commit`, no reconcile requested),
+    /// and the Kustomization not Ready at that revision. Returns the Ready condition's message.
     pub async fn commit_failing(&self, manifests: &[Value]) -> String {
         let revision = self.push(manifests).await;
-        let requested = self.request_reconcile().await;
         let mut last = Value::Null;
         let result = tokio::time::timeout(Duration::from_secs(90), async {
             loop {
@@ -274,7 +282,6 @@ impl<'a> FluxRepo<'a> {
                     .flatten()
                     .find(|c| c["type"] == "Ready" && c["status"] == "False" && c["reason"] != "Progressing");
                 if let Some(condition) = failed
-                    && status["lastHandledReconcileAt"] == requested.as_str()
                     && status["lastAttemptedRevision"] == revision.as_str()
                 {
                     return condition["message"].as_str().unwrap_or_default().to_string();

@@ -33,7 +33,7 @@ pub fn scaled_object(name: &str, target: &str, min: i64, max: i64) -> Value {
 
 /// The operator runs: `cargo xtask cluster up` starts it (and the tests cannot).
 pub fn require_operator() {
-    let pid = std::fs::read_to_string(cluster_dir().join("state/keda.pid")).unwrap_or_default();
+    let pid = std::fs::read_to_string(cluster().pid_file("keda")).unwrap_or_default();
     let alive = !pid.trim().is_empty() && std::path::Path::new(&format!("/proc/{}", pid.trim())).exists();
     assert!(alive, "the KEDA operator is not running: `cargo xtask cluster up` starts it beside the control plane");
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{admin_kubeconfig, assert_success, kubectl_bin, repo_root, run_hermetic};
+use crate::common::{admin_kubeconfig, assert_success, dist_dir, kubectl_bin, repo_root, run_hermetic, tools_bin};
 
 const PLUGIN: &str = "hpa-migrate";
 const BIN: &str = "kubectl-hpa_migrate";
@@ -40,18 +40,14 @@ fn archive_name() -> String {
 
 /// The archive `cargo xtask dist` packed for this version and host.
 fn archive() -> PathBuf {
-    let path = repo_root().join("target/dist").join(archive_name());
+    let path = dist_dir().join(archive_name());
     assert!(path.is_file(), "{} is missing: run `cargo xtask dist` (`cargo xtask test` runs it first)", path.display());
     path
 }
 
-fn tools_dir() -> PathBuf {
-    repo_root().join("target/tools/bin")
-}
-
 /// A krew tool built into `target/tools/bin`.
 fn tool(name: &str) -> PathBuf {
-    let path = tools_dir().join(name);
+    let path = tools_bin().join(name);
     assert!(
         path.is_file(),
         "{} is missing: run `cargo xtask tools krew` (`cargo xtask test` builds it first)",
@@ -216,7 +212,7 @@ fn validator_installs_the_archive_from_its_uri() {
     command.arg("-manifest").arg(&path);
     // The validator runs `kubectl krew install`: kubectl and kubectl-krew come from PATH.
     let kubectl_dir = kubectl_bin().parent().unwrap().to_path_buf();
-    command.env_clear().env("PATH", join_path(&[&kubectl_dir, &tools_dir()]));
+    command.env_clear().env("PATH", join_path(&[&kubectl_dir, &tools_bin()]));
     let output = run_hermetic(command, None);
     assert_success(&output, "validate-krew-manifest with install");
     let (_, stderr) = output_text(&output);
@@ -272,7 +268,7 @@ impl KrewRoot {
     fn krew(&self, args: &[&str]) -> Output {
         let mut all = vec!["krew"];
         all.extend_from_slice(args);
-        self.kubectl(Some(&tools_dir()), &all)
+        self.kubectl(Some(&tools_bin()), &all)
     }
 }
 

@@ -20,5 +20,6 @@ mod preflight;
 mod rbac;
 mod strip;
 mod strip_helm;
+mod terminal;
 mod tools;
 mod verify;

@@ -1,64 +1,11 @@
 //! The guided migration, driven in a real terminal (tmux: send-keys, capture-pane) end to end
 //! on the local control plane.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
 use crate::common::*;
 use crate::gitops::FluxRepo;
-
-/// A tmux session running one command in a 160x50 terminal; killed when dropped.
-struct Terminal {
-    session: String,
-}
-
-impl Terminal {
-    fn start(name: &str, command: &str) -> Self {
-        let session = format!("hpa-migrate-{name}");
-        let _ = Command::new("tmux").args(["kill-session", "-t", &session]).output();
-        // Keep the pane after the command exits so its last screen can be read.
-        let script = format!("{command}; echo EXIT=$?; sleep 300");
-        let status = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &session, "-x", "160", "-y", "50", &script])
-            .env_remove("NO_COLOR")
-            .status()
-            .expect("tmux is installed (.ci/run installs it)");
-        assert!(status.success(), "starting tmux");
-        Self { session }
-    }
-
-    fn screen(&self) -> String {
-        let output = Command::new("tmux")
-            .args(["capture-pane", "-p", "-J", "-S", "-200", "-t", &self.session])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    async fn wait_for(&self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.screen().contains(text) {
-            let screen = self.screen();
-            let tail: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
-            let tail = tail[tail.len().saturating_sub(25)..].join("\n");
-            assert!(Instant::now() < deadline, "timed out waiting for {text:?}; the end of the screen:\n{tail}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let status = Command::new("tmux").args(["send-keys", "-t", &self.session]).args(keys).status().unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Terminal {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).output();
-    }
-}
+use crate::terminal::Terminal;
 
 fn flow_command(ns: &TestNamespace) -> String {
     format!(
@@ -83,7 +30,7 @@ async fn the_guided_flow_migrates_a_flux_workload() {
     let repo = FluxRepo::new(&ns, "shop", &[with_label(deployment_manifest("web", Some(5)), "1")]).await;
     judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
 
-    let terminal = Terminal::start(&ns.name, &flow_command(&ns));
+    let terminal = Terminal::start(&flow_command(&ns));
     terminal.wait_for("Select workloads to migrate").await;
     terminal.keys(&["Enter"]);
     terminal.wait_for("Guard these workloads for the migration window").await;
@@ -124,7 +71,7 @@ async fn the_guided_flow_migrates_a_client_side_apply_workload() {
     apply(with_label(deployment_manifest("web", Some(4)), "1"));
     judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
 
-    let terminal = Terminal::start(&ns.name, &flow_command(&ns));
+    let terminal = Terminal::start(&flow_command(&ns));
     terminal.wait_for("Select workloads to migrate").await;
     terminal.keys(&["Enter"]);
     terminal.wait_for("Guard these workloads for the migration window").await;

@@ -74,7 +74,7 @@ fn matrix_row(scenario: &str, predicted: (i64, &str), actual: i64, after_advice:
     let row =
         format!("| {scenario:<52} | {:>2} ({:<5}) | {actual:>2} | {after_advice:<28} |", predicted.0, predicted.1);
     eprintln!("{row}");
-    let path = repo_root().join("target/preflight-matrix.txt");
+    let path = preflight_matrix();
     if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
         let _ = writeln!(file, "{row}");
     }

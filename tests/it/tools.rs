@@ -10,12 +10,12 @@ use std::process::{Command, Output, Stdio};
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::common::{TestNamespace, admin_kubeconfig, assert_success, repo_root};
+use crate::common::{TestNamespace, admin_kubeconfig, assert_success, repo_root, tools_bin};
 
 /// A binary built into `target/tools/bin`; panics, naming the command that builds it, when
 /// it is missing, so a test never passes without the tool it needs.
 pub fn tool_bin(name: &str) -> PathBuf {
-    let path = repo_root().join("target/tools/bin").join(name);
+    let path = tools_bin().join(name);
     assert!(
         path.is_file(),
         "{} is missing: build it with `cargo xtask tools helm` (`cargo xtask test` builds it first)",

@@ -4,13 +4,14 @@
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
 use crate::gobuild::{GoBinary, GoModule, required_version};
+pub use crate::layout::Paths;
 use crate::workspace_root;
 
 const COMPONENTS: [&str; 3] = ["etcd", "kube-apiserver", "kube-controller-manager"];
@@ -20,51 +21,6 @@ const CONTROLLERS: &str = "deployment-controller,replicaset-controller,statefuls
 horizontal-pod-autoscaler-controller,serviceaccount-controller,serviceaccount-token-controller,\
 garbage-collector-controller,namespace-controller,root-ca-certificate-publisher-controller,\
 clusterrole-aggregation-controller";
-
-pub struct Paths {
-    pub bin: PathBuf,
-    pub state: PathBuf,
-    pub admin_kubeconfig: PathBuf,
-    pub viewer_kubeconfig: PathBuf,
-    pub stripper_kubeconfig: PathBuf,
-}
-
-impl Paths {
-    pub fn new() -> Self {
-        let root = workspace_root().join("target/cluster");
-        Self {
-            bin: root.join("bin"),
-            state: root.join("state"),
-            admin_kubeconfig: root.join("admin.kubeconfig"),
-            viewer_kubeconfig: root.join("viewer.kubeconfig"),
-            stripper_kubeconfig: root.join("stripper.kubeconfig"),
-        }
-    }
-
-    pub fn kubectl(&self) -> PathBuf {
-        self.bin.join("kubectl")
-    }
-
-    pub(crate) fn pid_file(&self, component: &str) -> PathBuf {
-        self.state.join(format!("{component}.pid"))
-    }
-
-    pub(crate) fn log_file(&self, component: &str) -> PathBuf {
-        self.state.join(format!("{component}.log"))
-    }
-
-    /// The plane's kube-apiserver arguments, one per line.
-    pub fn apiserver_args(&self) -> PathBuf {
-        self.state.join("kube-apiserver.args")
-    }
-
-    /// The arguments of a second kube-apiserver on the same etcd, one per line, with `{port}`
-    /// and `{dir}` (a directory of the instance's own) to fill in: what the fault tests
-    /// (tests/it/apiserver.rs) and `cluster flaky-apiserver` run.
-    pub fn fault_apiserver_args(&self) -> PathBuf {
-        self.state.join("fault-apiserver.args")
-    }
-}
 
 pub fn control_plane_module(paths: &Paths) -> Result<GoModule<'static>> {
     const BINARIES: &[GoBinary] = &[
@@ -530,7 +486,7 @@ pub fn flaky_apiserver(paths: &Paths, down_secs: u64, up_secs: u64) -> Result<()
     );
     loop {
         let log = fs::File::create(dir.join("kube-apiserver.log"))?;
-        let mut command = Command::new(paths.bin.join("kube-apiserver"));
+        let mut command = Command::new(paths.kube_apiserver());
         command.args(&args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         // It goes when this command goes, however it is stopped.
         unsafe {

@@ -76,7 +76,7 @@ pub fn dist(target: Option<&str>) -> Result<()> {
     let binary_name = format!("{BIN}{}", platform.exe_suffix());
     let binary = target_dir.join(target.unwrap_or_default()).join("release").join(&binary_name);
 
-    let dist_dir = workspace_root().join("target/dist");
+    let dist_dir = crate::layout::dist_dir(&workspace_root());
     fs::create_dir_all(&dist_dir)?;
     let archive_name = format!("{PACKAGE}_v{version}_{}_{}.tar.gz", platform.os, platform.arch);
     let path = dist_dir.join(&archive_name);

@@ -10,7 +10,7 @@ use crate::workspace_root;
 
 /// Where the test tools land; the integration tests look for them here.
 pub fn bin_dir() -> PathBuf {
-    workspace_root().join("target/tools/bin")
+    crate::layout::tools_bin(&workspace_root())
 }
 
 /// One Helm major version: its module directory under `tests/tools/` and its binary.

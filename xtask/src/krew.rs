@@ -30,7 +30,7 @@ pub fn tools_module() -> Result<GoModule<'static>> {
         dir,
         binaries: BINARIES,
         ldflags,
-        out_dir: workspace_root().join("target/tools/bin"),
+        out_dir: crate::layout::tools_bin(&workspace_root()),
     })
 }
 

@@ -10,6 +10,7 @@ mod gobuild;
 mod helm;
 mod keda;
 mod krew;
+mod layout;
 mod pki;
 
 use std::path::{Path, PathBuf};
@@ -58,7 +59,7 @@ fn main() {
 }
 
 fn run(args: &[&str]) -> Result<()> {
-    let paths = cluster::Paths::new();
+    let paths = cluster::Paths::in_workspace(&workspace_root());
     match args {
         ["cluster", "up"] => cluster::up(&paths).map(drop),
         ["cluster", "down"] => cluster::down(&paths),
@@ -122,7 +123,7 @@ fn test(paths: &cluster::Paths) -> Result<()> {
     helm::build()?;
     with_cluster(paths, || {
         // Integration tests mostly wait on controllers, so run more of them than there are cores.
-        let matrix = workspace_root().join("target/preflight-matrix.txt");
+        let matrix = layout::preflight_matrix(&workspace_root());
         let _ = std::fs::remove_file(&matrix);
         cargo(&["test", "--locked", "--test", "it"], &[("RUST_TEST_THREADS", "8")])?;
         // The preflight tests' predictions against what each deploy really did.
