@@ -519,7 +519,10 @@ async fn a_policy_the_api_server_does_not_enforce_is_rolled_back_and_exits_9() {
         err.contains(&format!("the guard did not become active for {}/deployment/web within 20 s", ns.name)),
         "{err}"
     );
-    assert!(err.contains("a dry run setting 2 replicas was let through); what guard on wrote was rolled back"), "{err}");
+    assert!(
+        err.contains("a dry run setting 2 replicas was let through); what guard on wrote was rolled back"),
+        "{err}"
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     assert!(server.requests("kubectl-hpa-migrate", "create", "/validatingadmissionpolicies") > 0, "it did write");
     assert_eq!(user_state(&ns.deployment_value("web").await), user_state(&before));
