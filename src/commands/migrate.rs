@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use console::Style;
 use dialoguer::{Confirm, MultiSelect, Select};
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
-use serde_json::Value;
+use kube::api::DynamicObject;
+use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::cli::{MigrateArgs, OutputFormat, StripArgs, StripMethodArg};
 use crate::commands::{Target, check, guard, parse_targets, strip, verify};
@@ -263,7 +266,7 @@ impl Flow<'_> {
     /// managedFields entry time moves), Enter is pressed, or the timeout.
     async fn watch_deploy(&self, now: &check::CheckReport) -> Result<Vec<verify::Live>> {
         // Read where each deploy tool stands before saying "deploy now", so no apply is missed.
-        let baselines = futures::future::join_all(now.workloads.iter().map(|a| deploy_stamps(self.client, a))).await;
+        let baselines = futures::future::join_all(now.workloads.iter().map(|a| current_stamps(self.client, a))).await;
         self.heading("6. Watching through the deploy");
         self.printer.note(&format!(
             "Deploy now. Watching until the deploy tool's apply is seen on every workload, Enter is pressed, or {} pass.",
@@ -421,38 +424,40 @@ pub fn source_instructions(a: &Assessment) -> Vec<String> {
     lines
 }
 
-/// The time of each deploy tool's managedFields entry of the workload (`None` if unreadable).
-async fn deploy_stamps(client: &Client, a: &Assessment) -> Option<Vec<(String, String)>> {
+/// Each deploy tool's managedFields entry of a workload, with the time of its last write.
+type DeployStamps = Vec<(Option<String>, Option<Time>)>;
+
+fn deploy_stamps(object: &DynamicObject) -> DeployStamps {
+    object
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|e| {
+            let manager = e.manager.as_deref().unwrap_or_default();
+            let operation = e.operation.as_deref().unwrap_or_default();
+            crate::core::ownership::classify(manager, operation, e.subresource.as_deref(), &[]).is_deploy_tool()
+        })
+        .map(|e| (e.manager.clone(), e.time.clone()))
+        .collect()
+}
+
+/// Where each deploy tool stands on the workload now (`None` if it cannot be read).
+async fn current_stamps(client: &Client, a: &Assessment) -> Option<DeployStamps> {
     let api = kubeio::workload_api(client, &a.workload_kind, &a.namespace);
-    let object = kubeio::get_object(&api, &a.name).await.ok()?;
-    Some(
-        object
-            .pointer("/metadata/managedFields")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|e| {
-                let manager = e["manager"].as_str().unwrap_or_default();
-                let operation = e["operation"].as_str().unwrap_or_default();
-                crate::core::ownership::classify(manager, operation, e["subresource"].as_str(), &[]).is_deploy_tool()
-            })
-            .map(|e| {
-                (
-                    e["manager"].as_str().unwrap_or_default().to_string(),
-                    e["time"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect(),
-    )
+    api.get(&a.name).await.ok().as_ref().map(deploy_stamps)
 }
 
 /// Resolves once a deploy tool's managedFields entry of the workload changes time (its next
-/// apply), then lets the effect settle.
-async fn apply_seen(client: &Client, a: &Assessment, baseline: Option<Vec<(String, String)>>) {
+/// apply), then lets the effect settle. The runtime's watcher, with its backoff, reconnects
+/// through an API server restart; its first list catches an apply made before it started.
+async fn apply_seen(client: &Client, a: &Assessment, baseline: Option<DeployStamps>) {
     let Some(baseline) = baseline else { return std::future::pending().await };
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if deploy_stamps(client, a).await.is_some_and(|now| now != baseline) {
+    let api = kubeio::workload_api(client, &a.workload_kind, &a.namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={}", a.name));
+    let mut changes = std::pin::pin!(watcher::watcher(api, config).default_backoff().applied_objects());
+    while let Some(change) = changes.next().await {
+        if change.is_ok_and(|object| deploy_stamps(&object) != baseline) {
             tokio::time::sleep(SETTLE).await;
             return;
         }
@@ -477,4 +482,21 @@ fn equivalent_commands(scope: &NamespaceScope, targets: &[String]) -> String {
          kubectl hpa-migrate verify {ns_one} {named} --watch 10m\n\
          kubectl hpa-migrate guard off {ns_one} {named}\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::fixtures::load;
+
+    #[test]
+    fn only_deploy_tools_stamp_the_workload() {
+        // Captured from the real plane: Flux's apply, then the HPA controller through /scale
+        // and the controller manager's status writes.
+        let object: DynamicObject = serde_json::from_value(load("hpa-rescaled")).unwrap();
+        let stamps = deploy_stamps(&object);
+        assert_eq!(stamps.len(), 1, "{stamps:?}");
+        assert_eq!(stamps[0].0.as_deref(), Some("kustomize-controller"));
+        assert!(stamps[0].1.is_some(), "the apply's time");
+    }
 }
