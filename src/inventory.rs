@@ -10,13 +10,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::Client;
 use serde_json::Value;
 
 use crate::backup::{self, Backup};
 use crate::commands::Target;
-use crate::core::autoscaler;
+use crate::core::autoscaler::{self, Hpa};
 use crate::core::helm::{self, ReleaseRecord};
 use crate::core::verdict::Assessment;
 use crate::core::workload::{Workload, WorkloadKind};
@@ -41,7 +40,7 @@ pub struct Query<'a> {
 pub struct Inventory {
     pub scope: NamespaceScope,
     pub workloads: Vec<Workload>,
-    pub hpas: Vec<HorizontalPodAutoscaler>,
+    pub hpas: Vec<Hpa>,
     pub scaled_objects: Vec<Value>,
     /// Whether the KEDA ScaledObject CRD is installed.
     pub keda_installed: bool,
@@ -71,10 +70,8 @@ impl Inventory {
         // HPA is found by its name).
         let names: HashSet<&str> = query.targets.iter().map(|t| t.name.as_str()).collect();
         let all = query.targets.is_empty();
-        let hpa_wanted = |hpa: &HorizontalPodAutoscaler| {
-            all || names.contains(hpa.spec.scale_target_ref.name.as_str())
-                || autoscaler::owning_scaled_object(hpa).is_some()
-        };
+        let hpa_wanted =
+            |hpa: &Hpa| all || names.contains(hpa.target.name.as_str()) || hpa.scaled_object_owner.is_some();
         let scaled_object_wanted = |so: &Value| {
             all || so.pointer("/spec/scaleTargetRef/name").and_then(Value::as_str).is_some_and(|n| names.contains(n))
         };
@@ -260,7 +257,7 @@ async fn list_kinds(client: &Client, query: &Query<'_>, kinds: &[WorkloadKind]) 
 async fn list_late_kinds(
     client: &Client,
     query: &Query<'_>,
-    hpas: &[HorizontalPodAutoscaler],
+    hpas: &[Hpa],
     scaled_objects: &[Value],
     listed: &[WorkloadKind],
 ) -> Result<Vec<Workload>> {
@@ -280,15 +277,15 @@ async fn list_late_kinds(
 /// own name), so that matching workloads to autoscalers costs one lookup per workload instead
 /// of a scan of every autoscaler in scope.
 struct AutoscalerIndex<'a> {
-    hpas: &'a [HorizontalPodAutoscaler],
+    hpas: &'a [Hpa],
     scaled_objects: &'a [Value],
-    hpas_by_target: HashMap<(&'a str, &'a str), Vec<&'a HorizontalPodAutoscaler>>,
-    hpas_by_name: HashMap<(&'a str, &'a str), &'a HorizontalPodAutoscaler>,
+    hpas_by_target: HashMap<(&'a str, &'a str), Vec<&'a Hpa>>,
+    hpas_by_name: HashMap<(&'a str, &'a str), &'a Hpa>,
     scaled_objects_by_target: HashMap<(&'a str, &'a str), Vec<&'a Value>>,
 }
 
 impl<'a> AutoscalerIndex<'a> {
-    fn new(hpas: &'a [HorizontalPodAutoscaler], scaled_objects: &'a [Value]) -> Self {
+    fn new(hpas: &'a [Hpa], scaled_objects: &'a [Value]) -> Self {
         let mut index = Self {
             hpas,
             scaled_objects,
@@ -297,10 +294,9 @@ impl<'a> AutoscalerIndex<'a> {
             scaled_objects_by_target: HashMap::new(),
         };
         for hpa in hpas {
-            let namespace = hpa.metadata.namespace.as_deref().unwrap_or_default();
-            let target = hpa.spec.scale_target_ref.name.as_str();
-            index.hpas_by_target.entry((namespace, target)).or_default().push(hpa);
-            index.hpas_by_name.insert((namespace, hpa.metadata.name.as_deref().unwrap_or_default()), hpa);
+            let namespace = hpa.namespace.as_str();
+            index.hpas_by_target.entry((namespace, hpa.target.name.as_str())).or_default().push(hpa);
+            index.hpas_by_name.insert((namespace, hpa.name()), hpa);
         }
         for scaled_object in scaled_objects {
             let text = |p: &str| scaled_object.pointer(p).and_then(Value::as_str).unwrap_or_default();
@@ -310,7 +306,7 @@ impl<'a> AutoscalerIndex<'a> {
         index
     }
 
-    fn hpas_targeting<'s>(&'s self, w: &'s Workload) -> impl Iterator<Item = &'a HorizontalPodAutoscaler> + 's {
+    fn hpas_targeting<'s>(&'s self, w: &'s Workload) -> impl Iterator<Item = &'a Hpa> + 's {
         let found = self.hpas_by_target.get(&(w.namespace(), w.name()));
         found.into_iter().flatten().copied().filter(|h| autoscaler::hpa_targets(h, w))
     }
@@ -327,9 +323,9 @@ impl<'a> AutoscalerIndex<'a> {
 
     /// What the analysis of `w` reads: the autoscalers pointing at it, and the HPAs its
     /// ScaledObjects drive (in the order the server listed them).
-    fn of(&self, w: &Workload) -> (Vec<HorizontalPodAutoscaler>, Vec<Value>) {
+    fn of(&self, w: &Workload) -> (Vec<Hpa>, Vec<Value>) {
         let scaled_objects: Vec<Value> = self.scaled_objects_targeting(w).cloned().collect();
-        let mut hpas: Vec<&HorizontalPodAutoscaler> = self.hpas_targeting(w).collect();
+        let mut hpas: Vec<&Hpa> = self.hpas_targeting(w).collect();
         for scaled_object in &scaled_objects {
             let name = autoscaler::keda_hpa_name(scaled_object);
             if let Some(hpa) = self.hpas_by_name.get(&(w.namespace(), name.as_str()))
@@ -348,7 +344,7 @@ fn orphaned_autoscalers(index: &AutoscalerIndex<'_>, workloads: &[Workload]) -> 
     let mut hpas_found = HashSet::new();
     for workload in workloads {
         scaled_objects_found.extend(index.scaled_objects_targeting(workload).map(|so| so as *const Value));
-        hpas_found.extend(index.hpas_targeting(workload).map(|h| h as *const HorizontalPodAutoscaler));
+        hpas_found.extend(index.hpas_targeting(workload).map(|h| h as *const Hpa));
     }
     let mut found = Vec::new();
     for scaled_object in index.scaled_objects.iter().filter(|so| !scaled_objects_found.contains(&(*so as *const Value)))
@@ -362,15 +358,15 @@ fn orphaned_autoscalers(index: &AutoscalerIndex<'_>, workloads: &[Workload]) -> 
             text("/spec/scaleTargetRef/name")
         ));
     }
-    for hpa in index.hpas.iter().filter(|h| autoscaler::owning_scaled_object(h).is_none()) {
-        if !hpas_found.contains(&(hpa as *const HorizontalPodAutoscaler)) {
-            let target = &hpa.spec.scale_target_ref;
-            let state = autoscaler::hpa_state(hpa);
+    for hpa in index.hpas.iter().filter(|h| h.scaled_object_owner.is_none()) {
+        if !hpas_found.contains(&(hpa as *const Hpa)) {
+            let target = &hpa.target;
+            let state = &hpa.state;
             let able = state.conditions.iter().find(|c| c.type_ == "AbleToScale" && c.status == "False");
             found.push(format!(
                 "hpa/{} in {} targets {}/{}, which does not exist{}",
                 state.name,
-                hpa.metadata.namespace.as_deref().unwrap_or_default(),
+                hpa.namespace,
                 target.kind,
                 target.name,
                 able.map(|c| format!(" (AbleToScale=False: {})", c.reason.as_deref().unwrap_or_default()))
@@ -382,11 +378,8 @@ fn orphaned_autoscalers(index: &AutoscalerIndex<'_>, workloads: &[Workload]) -> 
 }
 
 /// The distinct (apiVersion, kind) pairs autoscalers point at.
-fn autoscaler_target_types(hpas: &[HorizontalPodAutoscaler], scaled_objects: &[Value]) -> BTreeSet<(String, String)> {
-    let from_hpas = hpas
-        .iter()
-        .map(|h| &h.spec)
-        .map(|s| (s.scale_target_ref.api_version.clone().unwrap_or_default(), s.scale_target_ref.kind.clone()));
+fn autoscaler_target_types(hpas: &[Hpa], scaled_objects: &[Value]) -> BTreeSet<(String, String)> {
+    let from_hpas = hpas.iter().map(|h| (h.target.api_version.clone().unwrap_or_default(), h.target.kind.clone()));
     let from_keda = scaled_objects.iter().map(|so| {
         let text = |key: &str| so.pointer(&format!("/spec/scaleTargetRef/{key}")).and_then(|v| v.as_str());
         (text("apiVersion").unwrap_or("apps/v1").to_string(), text("kind").unwrap_or("Deployment").to_string())

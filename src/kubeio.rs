@@ -5,13 +5,14 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, ObjectList};
 use kube::discovery::{self, Discovery, Scope};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::core::autoscaler::Hpa;
 use crate::core::helm::{self, Driver, ReleaseRecord};
 use crate::core::ownership;
 use crate::core::workload::{Workload, WorkloadKind};
@@ -211,28 +212,19 @@ pub async fn list_workloads(
 }
 
 /// Lists the HPAs in scope, reduced as [`list_hpas_where`] does.
-pub async fn list_hpas(client: &Client, scope: &NamespaceScope) -> Result<Vec<HorizontalPodAutoscaler>> {
+pub async fn list_hpas(client: &Client, scope: &NamespaceScope) -> Result<Vec<Hpa>> {
     list_hpas_where(client, scope, |_| true).await
 }
 
 /// Lists the HPAs in scope that `wanted` keeps, each reduced as its page arrives to what the
-/// analysis reads: of the metadata the name, namespace and owners.
+/// analysis reads ([`Hpa`]).
 pub async fn list_hpas_where(
     client: &Client,
     scope: &NamespaceScope,
-    wanted: impl Fn(&HorizontalPodAutoscaler) -> bool,
-) -> Result<Vec<HorizontalPodAutoscaler>> {
+    wanted: impl Fn(&Hpa) -> bool,
+) -> Result<Vec<Hpa>> {
     let api = typed_api::<HorizontalPodAutoscaler>(client, scope);
-    let reduce = |hpa: HorizontalPodAutoscaler| {
-        let metadata = ObjectMeta {
-            name: hpa.metadata.name,
-            namespace: hpa.metadata.namespace,
-            owner_references: hpa.metadata.owner_references,
-            ..ObjectMeta::default()
-        };
-        let hpa = HorizontalPodAutoscaler { metadata, ..hpa };
-        wanted(&hpa).then_some(hpa)
-    };
+    let reduce = |hpa: HorizontalPodAutoscaler| Some(Hpa::from(hpa)).filter(|hpa| wanted(hpa));
     list_reduced(&api, &ListParams::default(), reduce)
         .await
         .map_err(|e| classify_error(e, "list", "horizontalpodautoscalers.autoscaling", scope))
