@@ -39,6 +39,7 @@ pub struct Query<'a> {
 #[derive(Debug)]
 pub struct Inventory {
     pub scope: NamespaceScope,
+    /// Sorted by namespace, kind and name.
     pub workloads: Vec<Workload>,
     pub hpas: Vec<Hpa>,
     pub scaled_objects: Vec<Value>,
@@ -88,7 +89,7 @@ impl Inventory {
         let scaled_objects = scaled_objects.unwrap_or_default();
         let index = AutoscalerIndex::new(&hpas, &scaled_objects);
 
-        let (workloads, warnings) = if query.targets.is_empty() {
+        let (mut workloads, warnings) = if query.targets.is_empty() {
             let mut listed = early;
             listed.extend(list_late_kinds(client, query, &hpas, &scaled_objects, &early_kinds).await?);
             let warnings = if query.selector.is_none() { orphaned_autoscalers(&index, &listed) } else { Vec::new() };
@@ -98,6 +99,8 @@ impl Inventory {
             (read_targets(client, query, &target_kinds).await?, Vec::new())
         };
 
+        // In the order reports list them, so that each can be written as it is assessed.
+        workloads.sort_by(|a, b| (a.namespace(), &a.kind.kind, a.name()).cmp(&(b.namespace(), &b.kind.kind, b.name())));
         let releases: BTreeSet<(String, String)> =
             workloads.iter().filter_map(helm::release_of).map(|(name, ns)| (ns, name)).collect();
         let helm_records = if releases.is_empty() {
@@ -127,46 +130,21 @@ impl Inventory {
     /// The analysis of every workload, sorted by namespace, kind and name; pure.
     /// `handover_managers` are extra managers to treat as handover owners.
     pub fn assess(&self, handover_managers: &[String]) -> Vec<Assessment> {
-        self.assess_each(self.workloads.iter(), handover_managers)
+        self.analysis(handover_managers).assessments().collect()
     }
 
     /// As [`Inventory::assess`], dropping each workload once it is analysed (the inventory comes
     /// back without them), so a large scope is not held twice, as objects and as assessments.
     pub fn into_assessments(mut self, handover_managers: &[String]) -> (Vec<Assessment>, Self) {
         let workloads = std::mem::take(&mut self.workloads);
-        let assessments = self.assess_each(workloads.into_iter(), handover_managers);
+        let analysis = self.analysis(handover_managers);
+        let assessments = workloads.into_iter().map(|w| analysis.of(&w)).collect();
         (assessments, self)
     }
 
-    fn assess_each(
-        &self,
-        workloads: impl Iterator<Item = impl std::borrow::Borrow<Workload>>,
-        handover_managers: &[String],
-    ) -> Vec<Assessment> {
-        let index = AutoscalerIndex::new(&self.hpas, &self.scaled_objects);
-        let mut assessments: Vec<Assessment> = workloads
-            .map(|w| {
-                let w = w.borrow();
-                // The analysis of one workload sees its own autoscalers only, found by name.
-                let (hpas, scaled_objects) = index.of(w);
-                let cluster = Cluster {
-                    hpas: &hpas,
-                    scaled_objects: &scaled_objects,
-                    helm_records: self.helm_records.as_ref(),
-                    handover_managers,
-                };
-                let mut assessment = core::analyze(w, &cluster);
-                let stripped = w.metadata.uid.as_ref().and_then(|uid| self.backups.get(uid));
-                if let Some((backup, path)) = stripped
-                    && !assessment.hazards.is_empty()
-                {
-                    assessment.warnings.push(reclaimed_warning(&assessment, backup, path));
-                }
-                assessment
-            })
-            .collect();
-        assessments.sort_by(|a, b| (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name)));
-        assessments
+    /// The analysis of the workloads one at a time, for a report written as it is made.
+    pub fn analysis<'a>(&'a self, handover_managers: &'a [String]) -> Analysis<'a> {
+        Analysis { inventory: self, index: AutoscalerIndex::new(&self.hpas, &self.scaled_objects), handover_managers }
     }
 
     /// The deployed release record of a Helm release, if it was read.
@@ -175,6 +153,40 @@ impl Inventory {
             Some(Ok(records)) => records.iter().find(|r| r.namespace == namespace && r.release == release),
             _ => None,
         }
+    }
+}
+
+/// The analysis of an inventory's workloads, each assessed when asked for; pure.
+pub struct Analysis<'a> {
+    inventory: &'a Inventory,
+    index: AutoscalerIndex<'a>,
+    handover_managers: &'a [String],
+}
+
+impl Analysis<'_> {
+    /// The assessment of every workload, made as the iterator is advanced, in report order
+    /// (the workloads are sorted by namespace, kind and name when read).
+    pub fn assessments(&self) -> impl Iterator<Item = Assessment> + '_ {
+        self.inventory.workloads.iter().map(|w| self.of(w))
+    }
+
+    fn of(&self, w: &Workload) -> Assessment {
+        // The analysis of one workload sees its own autoscalers only, found by name.
+        let (hpas, scaled_objects) = self.index.of(w);
+        let cluster = Cluster {
+            hpas: &hpas,
+            scaled_objects: &scaled_objects,
+            helm_records: self.inventory.helm_records.as_ref(),
+            handover_managers: self.handover_managers,
+        };
+        let mut assessment = core::analyze(w, &cluster);
+        let stripped = w.metadata.uid.as_ref().and_then(|uid| self.inventory.backups.get(uid));
+        if let Some((backup, path)) = stripped
+            && !assessment.hazards.is_empty()
+        {
+            assessment.warnings.push(reclaimed_warning(&assessment, backup, path));
+        }
+        assessment
     }
 }
 
