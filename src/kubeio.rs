@@ -105,6 +105,8 @@ fn reduce_workload(kind: &WorkloadKind, object: DynamicObject) -> Workload {
         entries.retain(|e| {
             e.fields_v1.as_ref().is_some_and(|f| ownership::fields_contain(&f.0, &ownership::REPLICAS_PATH))
         });
+        // Kept for the whole command: without the room of the entries dropped.
+        entries.shrink_to_fit();
         for entry in entries {
             entry.fields_v1 = Some(FieldsV1(serde_json::json!({"f:spec": {"f:replicas": {}}})));
         }
@@ -173,9 +175,19 @@ where
     let mut params = params.clone().limit(PAGE_SIZE);
     let mut items = Vec::new();
     let mut page: ObjectList<K> = api.list(&params).await?;
+    // When the first page is kept whole, room for every object the server says is left, so
+    // the list is not grown (its capacity doubled) page by page; the count is an estimate,
+    // absent for a selector.
+    let mut remaining = page.metadata.remaining_item_count.and_then(|n| usize::try_from(n).ok());
     loop {
         let arrived = std::mem::take(&mut page.items);
-        let mut keep = |objects: Vec<K>| items.extend(objects.into_iter().filter_map(&mut reduce));
+        let mut keep = |objects: Vec<K>| {
+            let count = objects.len();
+            items.extend(objects.into_iter().filter_map(&mut reduce));
+            if let Some(remaining) = remaining.take().filter(|_| items.len() == count) {
+                items.reserve_exact(remaining);
+            }
+        };
         match page.metadata.continue_.take().filter(|c| !c.is_empty()) {
             Some(token) => {
                 params = params.continue_token(&token);

@@ -150,6 +150,19 @@ impl From<HorizontalPodAutoscaler> for Hpa {
             .map(|o| o.name);
         let spec = hpa.spec;
         let status = hpa.status;
+        // Copied, not moved: collected in place, the typed conditions' larger buffer would stay.
+        let conditions: Vec<Condition> = status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| Condition {
+                type_: c.type_.clone(),
+                status: c.status.clone(),
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+            })
+            .collect();
         let state = HpaState {
             name: metadata.name.unwrap_or_default(),
             min_replicas: spec.min_replicas,
@@ -157,12 +170,7 @@ impl From<HorizontalPodAutoscaler> for Hpa {
             current_replicas: status.as_ref().and_then(|s| s.current_replicas),
             desired_replicas: status.as_ref().map(|s| s.desired_replicas),
             last_scale_time: status.as_ref().and_then(|s| s.last_scale_time.as_ref()).map(|t| t.0.to_string()),
-            conditions: status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|c| Condition { type_: c.type_, status: c.status, reason: c.reason, message: c.message })
-                .collect(),
+            conditions,
         };
         Self {
             namespace: metadata.namespace.unwrap_or_default(),
