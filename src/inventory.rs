@@ -10,13 +10,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::Client;
 use serde_json::Value;
 
 use crate::backup::{self, Backup};
 use crate::commands::Target;
-use crate::core::autoscaler;
+use crate::core::autoscaler::{self, Hpa};
 use crate::core::helm::{self, ReleaseRecord};
 use crate::core::verdict::Assessment;
 use crate::core::workload::{Workload, WorkloadKind};
@@ -40,8 +39,9 @@ pub struct Query<'a> {
 #[derive(Debug)]
 pub struct Inventory {
     pub scope: NamespaceScope,
+    /// Sorted by namespace, kind and name.
     pub workloads: Vec<Workload>,
-    pub hpas: Vec<HorizontalPodAutoscaler>,
+    pub hpas: Vec<Hpa>,
     pub scaled_objects: Vec<Value>,
     /// Whether the KEDA ScaledObject CRD is installed.
     pub keda_installed: bool,
@@ -71,10 +71,8 @@ impl Inventory {
         // HPA is found by its name).
         let names: HashSet<&str> = query.targets.iter().map(|t| t.name.as_str()).collect();
         let all = query.targets.is_empty();
-        let hpa_wanted = |hpa: &HorizontalPodAutoscaler| {
-            all || names.contains(hpa.spec.scale_target_ref.name.as_str())
-                || autoscaler::owning_scaled_object(hpa).is_some()
-        };
+        let hpa_wanted =
+            |hpa: &Hpa| all || names.contains(hpa.target.name.as_str()) || hpa.scaled_object_owner.is_some();
         let scaled_object_wanted = |so: &Value| {
             all || so.pointer("/spec/scaleTargetRef/name").and_then(Value::as_str).is_some_and(|n| names.contains(n))
         };
@@ -91,7 +89,7 @@ impl Inventory {
         let scaled_objects = scaled_objects.unwrap_or_default();
         let index = AutoscalerIndex::new(&hpas, &scaled_objects);
 
-        let (workloads, warnings) = if query.targets.is_empty() {
+        let (mut workloads, warnings) = if query.targets.is_empty() {
             let mut listed = early;
             listed.extend(list_late_kinds(client, query, &hpas, &scaled_objects, &early_kinds).await?);
             let warnings = if query.selector.is_none() { orphaned_autoscalers(&index, &listed) } else { Vec::new() };
@@ -101,6 +99,8 @@ impl Inventory {
             (read_targets(client, query, &target_kinds).await?, Vec::new())
         };
 
+        // In the order reports list them, so that each can be written as it is assessed.
+        workloads.sort_by(|a, b| (a.namespace(), &a.kind.kind, a.name()).cmp(&(b.namespace(), &b.kind.kind, b.name())));
         let releases: BTreeSet<(String, String)> =
             workloads.iter().filter_map(helm::release_of).map(|(name, ns)| (ns, name)).collect();
         let helm_records = if releases.is_empty() {
@@ -130,46 +130,21 @@ impl Inventory {
     /// The analysis of every workload, sorted by namespace, kind and name; pure.
     /// `handover_managers` are extra managers to treat as handover owners.
     pub fn assess(&self, handover_managers: &[String]) -> Vec<Assessment> {
-        self.assess_each(self.workloads.iter(), handover_managers)
+        self.analysis(handover_managers).assessments().collect()
     }
 
     /// As [`Inventory::assess`], dropping each workload once it is analysed (the inventory comes
     /// back without them), so a large scope is not held twice, as objects and as assessments.
     pub fn into_assessments(mut self, handover_managers: &[String]) -> (Vec<Assessment>, Self) {
         let workloads = std::mem::take(&mut self.workloads);
-        let assessments = self.assess_each(workloads.into_iter(), handover_managers);
+        let analysis = self.analysis(handover_managers);
+        let assessments = workloads.into_iter().map(|w| analysis.of(&w)).collect();
         (assessments, self)
     }
 
-    fn assess_each(
-        &self,
-        workloads: impl Iterator<Item = impl std::borrow::Borrow<Workload>>,
-        handover_managers: &[String],
-    ) -> Vec<Assessment> {
-        let index = AutoscalerIndex::new(&self.hpas, &self.scaled_objects);
-        let mut assessments: Vec<Assessment> = workloads
-            .map(|w| {
-                let w = w.borrow();
-                // The analysis of one workload sees its own autoscalers only, found by name.
-                let (hpas, scaled_objects) = index.of(w);
-                let cluster = Cluster {
-                    hpas: &hpas,
-                    scaled_objects: &scaled_objects,
-                    helm_records: self.helm_records.as_ref(),
-                    handover_managers,
-                };
-                let mut assessment = core::analyze(w, &cluster);
-                let stripped = w.metadata.uid.as_ref().and_then(|uid| self.backups.get(uid));
-                if let Some((backup, path)) = stripped
-                    && !assessment.hazards.is_empty()
-                {
-                    assessment.warnings.push(reclaimed_warning(&assessment, backup, path));
-                }
-                assessment
-            })
-            .collect();
-        assessments.sort_by(|a, b| (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name)));
-        assessments
+    /// The analysis of the workloads one at a time, for a report written as it is made.
+    pub fn analysis<'a>(&'a self, handover_managers: &'a [String]) -> Analysis<'a> {
+        Analysis { inventory: self, index: AutoscalerIndex::new(&self.hpas, &self.scaled_objects), handover_managers }
     }
 
     /// The deployed release record of a Helm release, if it was read.
@@ -178,6 +153,40 @@ impl Inventory {
             Some(Ok(records)) => records.iter().find(|r| r.namespace == namespace && r.release == release),
             _ => None,
         }
+    }
+}
+
+/// The analysis of an inventory's workloads, each assessed when asked for; pure.
+pub struct Analysis<'a> {
+    inventory: &'a Inventory,
+    index: AutoscalerIndex<'a>,
+    handover_managers: &'a [String],
+}
+
+impl Analysis<'_> {
+    /// The assessment of every workload, made as the iterator is advanced, in report order
+    /// (the workloads are sorted by namespace, kind and name when read).
+    pub fn assessments(&self) -> impl Iterator<Item = Assessment> + '_ {
+        self.inventory.workloads.iter().map(|w| self.of(w))
+    }
+
+    fn of(&self, w: &Workload) -> Assessment {
+        // The analysis of one workload sees its own autoscalers only, found by name.
+        let (hpas, scaled_objects) = self.index.of(w);
+        let cluster = Cluster {
+            hpas: &hpas,
+            scaled_objects: &scaled_objects,
+            helm_records: self.inventory.helm_records.as_ref(),
+            handover_managers: self.handover_managers,
+        };
+        let mut assessment = core::analyze(w, &cluster);
+        let stripped = w.metadata.uid.as_ref().and_then(|uid| self.inventory.backups.get(uid));
+        if let Some((backup, path)) = stripped
+            && !assessment.hazards.is_empty()
+        {
+            assessment.warnings.push(reclaimed_warning(&assessment, backup, path));
+        }
+        assessment
     }
 }
 
@@ -260,7 +269,7 @@ async fn list_kinds(client: &Client, query: &Query<'_>, kinds: &[WorkloadKind]) 
 async fn list_late_kinds(
     client: &Client,
     query: &Query<'_>,
-    hpas: &[HorizontalPodAutoscaler],
+    hpas: &[Hpa],
     scaled_objects: &[Value],
     listed: &[WorkloadKind],
 ) -> Result<Vec<Workload>> {
@@ -280,15 +289,15 @@ async fn list_late_kinds(
 /// own name), so that matching workloads to autoscalers costs one lookup per workload instead
 /// of a scan of every autoscaler in scope.
 struct AutoscalerIndex<'a> {
-    hpas: &'a [HorizontalPodAutoscaler],
+    hpas: &'a [Hpa],
     scaled_objects: &'a [Value],
-    hpas_by_target: HashMap<(&'a str, &'a str), Vec<&'a HorizontalPodAutoscaler>>,
-    hpas_by_name: HashMap<(&'a str, &'a str), &'a HorizontalPodAutoscaler>,
+    hpas_by_target: HashMap<(&'a str, &'a str), Vec<&'a Hpa>>,
+    hpas_by_name: HashMap<(&'a str, &'a str), &'a Hpa>,
     scaled_objects_by_target: HashMap<(&'a str, &'a str), Vec<&'a Value>>,
 }
 
 impl<'a> AutoscalerIndex<'a> {
-    fn new(hpas: &'a [HorizontalPodAutoscaler], scaled_objects: &'a [Value]) -> Self {
+    fn new(hpas: &'a [Hpa], scaled_objects: &'a [Value]) -> Self {
         let mut index = Self {
             hpas,
             scaled_objects,
@@ -297,10 +306,9 @@ impl<'a> AutoscalerIndex<'a> {
             scaled_objects_by_target: HashMap::new(),
         };
         for hpa in hpas {
-            let namespace = hpa.metadata.namespace.as_deref().unwrap_or_default();
-            let target = hpa.spec.scale_target_ref.name.as_str();
-            index.hpas_by_target.entry((namespace, target)).or_default().push(hpa);
-            index.hpas_by_name.insert((namespace, hpa.metadata.name.as_deref().unwrap_or_default()), hpa);
+            let namespace = hpa.namespace.as_str();
+            index.hpas_by_target.entry((namespace, hpa.target.name.as_str())).or_default().push(hpa);
+            index.hpas_by_name.insert((namespace, hpa.name()), hpa);
         }
         for scaled_object in scaled_objects {
             let text = |p: &str| scaled_object.pointer(p).and_then(Value::as_str).unwrap_or_default();
@@ -310,7 +318,7 @@ impl<'a> AutoscalerIndex<'a> {
         index
     }
 
-    fn hpas_targeting<'s>(&'s self, w: &'s Workload) -> impl Iterator<Item = &'a HorizontalPodAutoscaler> + 's {
+    fn hpas_targeting<'s>(&'s self, w: &'s Workload) -> impl Iterator<Item = &'a Hpa> + 's {
         let found = self.hpas_by_target.get(&(w.namespace(), w.name()));
         found.into_iter().flatten().copied().filter(|h| autoscaler::hpa_targets(h, w))
     }
@@ -327,9 +335,9 @@ impl<'a> AutoscalerIndex<'a> {
 
     /// What the analysis of `w` reads: the autoscalers pointing at it, and the HPAs its
     /// ScaledObjects drive (in the order the server listed them).
-    fn of(&self, w: &Workload) -> (Vec<HorizontalPodAutoscaler>, Vec<Value>) {
+    fn of(&self, w: &Workload) -> (Vec<Hpa>, Vec<Value>) {
         let scaled_objects: Vec<Value> = self.scaled_objects_targeting(w).cloned().collect();
-        let mut hpas: Vec<&HorizontalPodAutoscaler> = self.hpas_targeting(w).collect();
+        let mut hpas: Vec<&Hpa> = self.hpas_targeting(w).collect();
         for scaled_object in &scaled_objects {
             let name = autoscaler::keda_hpa_name(scaled_object);
             if let Some(hpa) = self.hpas_by_name.get(&(w.namespace(), name.as_str()))
@@ -348,7 +356,7 @@ fn orphaned_autoscalers(index: &AutoscalerIndex<'_>, workloads: &[Workload]) -> 
     let mut hpas_found = HashSet::new();
     for workload in workloads {
         scaled_objects_found.extend(index.scaled_objects_targeting(workload).map(|so| so as *const Value));
-        hpas_found.extend(index.hpas_targeting(workload).map(|h| h as *const HorizontalPodAutoscaler));
+        hpas_found.extend(index.hpas_targeting(workload).map(|h| h as *const Hpa));
     }
     let mut found = Vec::new();
     for scaled_object in index.scaled_objects.iter().filter(|so| !scaled_objects_found.contains(&(*so as *const Value)))
@@ -362,15 +370,15 @@ fn orphaned_autoscalers(index: &AutoscalerIndex<'_>, workloads: &[Workload]) -> 
             text("/spec/scaleTargetRef/name")
         ));
     }
-    for hpa in index.hpas.iter().filter(|h| autoscaler::owning_scaled_object(h).is_none()) {
-        if !hpas_found.contains(&(hpa as *const HorizontalPodAutoscaler)) {
-            let target = &hpa.spec.scale_target_ref;
-            let state = autoscaler::hpa_state(hpa);
+    for hpa in index.hpas.iter().filter(|h| h.scaled_object_owner.is_none()) {
+        if !hpas_found.contains(&(hpa as *const Hpa)) {
+            let target = &hpa.target;
+            let state = &hpa.state;
             let able = state.conditions.iter().find(|c| c.type_ == "AbleToScale" && c.status == "False");
             found.push(format!(
                 "hpa/{} in {} targets {}/{}, which does not exist{}",
                 state.name,
-                hpa.metadata.namespace.as_deref().unwrap_or_default(),
+                hpa.namespace,
                 target.kind,
                 target.name,
                 able.map(|c| format!(" (AbleToScale=False: {})", c.reason.as_deref().unwrap_or_default()))
@@ -382,11 +390,8 @@ fn orphaned_autoscalers(index: &AutoscalerIndex<'_>, workloads: &[Workload]) -> 
 }
 
 /// The distinct (apiVersion, kind) pairs autoscalers point at.
-fn autoscaler_target_types(hpas: &[HorizontalPodAutoscaler], scaled_objects: &[Value]) -> BTreeSet<(String, String)> {
-    let from_hpas = hpas
-        .iter()
-        .map(|h| &h.spec)
-        .map(|s| (s.scale_target_ref.api_version.clone().unwrap_or_default(), s.scale_target_ref.kind.clone()));
+fn autoscaler_target_types(hpas: &[Hpa], scaled_objects: &[Value]) -> BTreeSet<(String, String)> {
+    let from_hpas = hpas.iter().map(|h| (h.target.api_version.clone().unwrap_or_default(), h.target.kind.clone()));
     let from_keda = scaled_objects.iter().map(|so| {
         let text = |key: &str| so.pointer(&format!("/spec/scaleTargetRef/{key}")).and_then(|v| v.as_str());
         (text("apiVersion").unwrap_or("apps/v1").to_string(), text("kind").unwrap_or("Deployment").to_string())

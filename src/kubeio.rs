@@ -5,13 +5,14 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, ObjectList};
 use kube::discovery::{self, Discovery, Scope};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::core::autoscaler::Hpa;
 use crate::core::helm::{self, Driver, ReleaseRecord};
 use crate::core::ownership;
 use crate::core::workload::{Workload, WorkloadKind};
@@ -104,6 +105,8 @@ fn reduce_workload(kind: &WorkloadKind, object: DynamicObject) -> Workload {
         entries.retain(|e| {
             e.fields_v1.as_ref().is_some_and(|f| ownership::fields_contain(&f.0, &ownership::REPLICAS_PATH))
         });
+        // Kept for the whole command: without the room of the entries dropped.
+        entries.shrink_to_fit();
         for entry in entries {
             entry.fields_v1 = Some(FieldsV1(serde_json::json!({"f:spec": {"f:replicas": {}}})));
         }
@@ -172,9 +175,19 @@ where
     let mut params = params.clone().limit(PAGE_SIZE);
     let mut items = Vec::new();
     let mut page: ObjectList<K> = api.list(&params).await?;
+    // When the first page is kept whole, room for every object the server says is left, so
+    // the list is not grown (its capacity doubled) page by page; the count is an estimate,
+    // absent for a selector.
+    let mut remaining = page.metadata.remaining_item_count.and_then(|n| usize::try_from(n).ok());
     loop {
         let arrived = std::mem::take(&mut page.items);
-        let mut keep = |objects: Vec<K>| items.extend(objects.into_iter().filter_map(&mut reduce));
+        let mut keep = |objects: Vec<K>| {
+            let count = objects.len();
+            items.extend(objects.into_iter().filter_map(&mut reduce));
+            if let Some(remaining) = remaining.take().filter(|_| items.len() == count) {
+                items.reserve_exact(remaining);
+            }
+        };
         match page.metadata.continue_.take().filter(|c| !c.is_empty()) {
             Some(token) => {
                 params = params.continue_token(&token);
@@ -211,28 +224,19 @@ pub async fn list_workloads(
 }
 
 /// Lists the HPAs in scope, reduced as [`list_hpas_where`] does.
-pub async fn list_hpas(client: &Client, scope: &NamespaceScope) -> Result<Vec<HorizontalPodAutoscaler>> {
+pub async fn list_hpas(client: &Client, scope: &NamespaceScope) -> Result<Vec<Hpa>> {
     list_hpas_where(client, scope, |_| true).await
 }
 
 /// Lists the HPAs in scope that `wanted` keeps, each reduced as its page arrives to what the
-/// analysis reads: of the metadata the name, namespace and owners.
+/// analysis reads ([`Hpa`]).
 pub async fn list_hpas_where(
     client: &Client,
     scope: &NamespaceScope,
-    wanted: impl Fn(&HorizontalPodAutoscaler) -> bool,
-) -> Result<Vec<HorizontalPodAutoscaler>> {
+    wanted: impl Fn(&Hpa) -> bool,
+) -> Result<Vec<Hpa>> {
     let api = typed_api::<HorizontalPodAutoscaler>(client, scope);
-    let reduce = |hpa: HorizontalPodAutoscaler| {
-        let metadata = ObjectMeta {
-            name: hpa.metadata.name,
-            namespace: hpa.metadata.namespace,
-            owner_references: hpa.metadata.owner_references,
-            ..ObjectMeta::default()
-        };
-        let hpa = HorizontalPodAutoscaler { metadata, ..hpa };
-        wanted(&hpa).then_some(hpa)
-    };
+    let reduce = |hpa: HorizontalPodAutoscaler| Some(Hpa::from(hpa)).filter(|hpa| wanted(hpa));
     list_reduced(&api, &ListParams::default(), reduce)
         .await
         .map_err(|e| classify_error(e, "list", "horizontalpodautoscalers.autoscaling", scope))

@@ -1,7 +1,9 @@
 //! `check`: per workload, who owns `.spec.replicas`, which autoscaler targets it and whether it
 //! can act, a verdict, and the exact next command.
 
-use comfy_table::{Cell, Table, presets};
+use std::fmt::Write as _;
+use std::io;
+
 use console::Style;
 use kube::Client;
 use serde::Serialize;
@@ -11,14 +13,15 @@ use crate::commands::parse_targets;
 use crate::core::autoscaler::Autoscaler;
 use crate::core::verdict::{Assessment, Verdict};
 use crate::error::{ExitStatus, Result};
-use crate::inventory::{Inventory, Query};
+use crate::inventory::{Analysis, Inventory, Query};
 use crate::kubeio::NamespaceScope;
-use crate::output::Printer;
+use crate::output::{self, Printer};
 
-/// The `-o json|yaml` document. Field names are a stable, documented schema.
+/// The `-o json|yaml` document. Field names are a stable, documented schema. `check` writes its
+/// workloads as [`Streamed`], the other commands hold them.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CheckReport {
+pub struct CheckReport<W = Vec<Assessment>> {
     pub api_version: &'static str,
     pub kind: &'static str,
     /// Whether the KEDA ScaledObject CRD is installed (ScaledObjects were looked for).
@@ -26,7 +29,7 @@ pub struct CheckReport {
     pub summary: Summary,
     /// Findings that belong to no workload, such as an autoscaler whose target does not exist.
     pub warnings: Vec<String>,
-    pub workloads: Vec<Assessment>,
+    pub workloads: W,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -35,6 +38,25 @@ pub struct Summary {
     pub total: usize,
     pub safe: usize,
     pub needs_action: usize,
+}
+
+impl Summary {
+    fn of(verdicts: impl Iterator<Item = Verdict>) -> Self {
+        let mut summary = Summary::default();
+        for verdict in verdicts {
+            summary.add(verdict);
+        }
+        summary
+    }
+
+    fn add(&mut self, verdict: Verdict) {
+        self.total += 1;
+        if verdict == Verdict::Safe {
+            self.safe += 1;
+        } else {
+            self.needs_action += 1;
+        }
+    }
 }
 
 pub const REPORT_API_VERSION: &str = "hpa-migrate.io/v1alpha1";
@@ -50,15 +72,30 @@ pub async fn run(
     let backup_dir = args.backups.dir();
     let query =
         Query { scope, selector, targets: &targets, all_workloads: args.all_workloads, backup_dir: &backup_dir };
-    let report = report(client, &query).await?;
-    match args.output {
-        OutputFormat::Text => printer.data(&render_text(&report, printer))?,
-        format => printer.document(format, &report)?,
-    }
-    if report.workloads.is_empty() {
+    let inventory = read(client, &query).await?;
+    // Each assessment is written (or, for text, reduced to its row and section) as it is made
+    // and dropped: the reports of 10,000 workloads are never held at once.
+    let analysis = inventory.analysis(&[]);
+    let needs_action = match args.output {
+        OutputFormat::Text => {
+            let mut text = TextReport::new(printer);
+            analysis.assessments().for_each(|a| text.add(&a));
+            let needs_action = text.summary.needs_action;
+            printer.data_with(|out| text.write(&inventory.warnings, out))?;
+            needs_action
+        }
+        format => {
+            // The summary comes before the workloads in the document: a first pass counts it.
+            let summary = Summary::of(analysis.assessments().map(|a| a.verdict));
+            let needs_action = summary.needs_action;
+            printer.document(format, &CheckReport::header(&inventory, summary, Streamed(&analysis)))?;
+            needs_action
+        }
+    };
+    if inventory.workloads.is_empty() {
         printer.note(&empty_message(scope, args.all_workloads));
     }
-    Ok(if report.summary.needs_action == 0 { ExitStatus::Success } else { ExitStatus::ActionNeeded })
+    Ok(if needs_action == 0 { ExitStatus::Success } else { ExitStatus::ActionNeeded })
 }
 
 fn empty_message(scope: &NamespaceScope, all_workloads: bool) -> String {
@@ -75,11 +112,28 @@ fn empty_message(scope: &NamespaceScope, all_workloads: bool) -> String {
     }
 }
 
-/// Reads the inventory the query asks for and reports on it, waiting out a short API server
-/// outage (a read changes nothing, so it is safe to repeat).
+/// Reads the inventory the query asks for, waiting out a short API server outage (a read
+/// changes nothing, so it is safe to repeat).
+async fn read(client: &Client, query: &Query<'_>) -> Result<Inventory> {
+    crate::retry::while_unreachable(|| Inventory::collect(client, query)).await
+}
+
+/// Reads the inventory the query asks for and reports on it.
 pub async fn report(client: &Client, query: &Query<'_>) -> Result<CheckReport> {
-    let inventory = crate::retry::while_unreachable(|| Inventory::collect(client, query)).await?;
-    Ok(CheckReport::of(inventory, &[]))
+    Ok(CheckReport::of(read(client, query).await?, &[]))
+}
+
+impl<W> CheckReport<W> {
+    fn header(inventory: &Inventory, summary: Summary, workloads: W) -> Self {
+        CheckReport {
+            api_version: REPORT_API_VERSION,
+            kind: "CheckReport",
+            keda_installed: inventory.keda_installed,
+            summary,
+            warnings: inventory.warnings.clone(),
+            workloads,
+        }
+    }
 }
 
 impl CheckReport {
@@ -87,15 +141,17 @@ impl CheckReport {
     /// analysed; pure.
     pub fn of(inventory: Inventory, handover_managers: &[String]) -> Self {
         let (assessments, inventory) = inventory.into_assessments(handover_managers);
-        let safe = assessments.iter().filter(|a| a.verdict == Verdict::Safe).count();
-        CheckReport {
-            api_version: REPORT_API_VERSION,
-            kind: "CheckReport",
-            keda_installed: inventory.keda_installed,
-            summary: Summary { total: assessments.len(), safe, needs_action: assessments.len() - safe },
-            warnings: inventory.warnings.clone(),
-            workloads: assessments,
-        }
+        let summary = Summary::of(assessments.iter().map(|a| a.verdict));
+        CheckReport::header(&inventory, summary, assessments)
+    }
+}
+
+/// The workloads of a report, serialized as each is assessed.
+pub struct Streamed<'a>(&'a Analysis<'a>);
+
+impl Serialize for Streamed<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.assessments())
     }
 }
 
@@ -137,63 +193,95 @@ fn autoscaler_cell(autoscalers: &[Autoscaler]) -> String {
 /// The human report: a table, then for every workload that is not `safe` (or has warnings)
 /// the reason, warnings and next command.
 pub fn render_text(report: &CheckReport, printer: &Printer) -> String {
-    if report.workloads.is_empty() && report.warnings.is_empty() {
-        return String::new();
+    let mut text = TextReport::new(printer);
+    report.workloads.iter().for_each(|a| text.add(a));
+    let mut out = Vec::new();
+    text.write(&report.warnings, &mut out).expect("writing to memory");
+    String::from_utf8(out).expect("the report is text")
+}
+
+/// The human report built one assessment at a time: of each, its table row (the column widths
+/// are known only at the end) and its section below the table, as text.
+struct TextReport<'p> {
+    printer: &'p Printer,
+    rows: Vec<Row>,
+    sections: String,
+    summary: Summary,
+}
+
+struct Row {
+    cells: Vec<String>,
+    /// The `guard` mark's summary, if the workload is guarded.
+    guard: Option<String>,
+}
+
+impl<'p> TextReport<'p> {
+    fn new(printer: &'p Printer) -> Self {
+        Self { printer, rows: Vec::new(), sections: String::new(), summary: Summary::default() }
     }
-    let mut table = Table::new();
-    table.load_style(presets::NOTHING);
-    // The GUARD column only appears when a workload is guarded (`guard on`).
-    let guarded = report.workloads.iter().any(|a| a.guard.is_some());
-    let mut header = vec!["NAMESPACE", "WORKLOAD", "REPLICAS", "OWNERS", "AUTOSCALER", "VERDICT"];
-    if guarded {
-        header.push("GUARD");
-    }
-    table.set_header(header);
-    for a in &report.workloads {
-        let mut row = vec![
-            Cell::new(&a.namespace),
-            Cell::new(a.target()),
-            Cell::new(replicas_cell(a)),
-            Cell::new(owners_cell(a)),
-            Cell::new(autoscaler_cell(&a.autoscalers)),
-            Cell::new(printer.paint(verdict_style(a.verdict), a.verdict.as_str())),
-        ];
-        if guarded {
-            row.push(Cell::new(a.guard.as_ref().map(|g| g.summary()).unwrap_or_else(|| "-".into())));
-        }
-        table.add_row(row);
-    }
-    let mut out = String::new();
-    for line in table.to_string().lines() {
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    for a in &report.workloads {
+
+    fn add(&mut self, a: &Assessment) {
+        let printer = self.printer;
+        self.summary.add(a.verdict);
+        self.rows.push(Row {
+            cells: vec![
+                a.namespace.clone(),
+                a.target(),
+                replicas_cell(a),
+                owners_cell(a),
+                autoscaler_cell(&a.autoscalers),
+                printer.paint(verdict_style(a.verdict), a.verdict.as_str()),
+            ],
+            guard: a.guard.as_ref().map(|g| g.summary()),
+        });
         if a.verdict == Verdict::Safe && a.warnings.is_empty() {
-            continue;
+            return;
         }
-        out.push('\n');
+        let out = &mut self.sections;
         let heading = format!("{}/{}: {}", a.namespace, a.target(), a.verdict.as_str());
-        out.push_str(&printer.paint(verdict_style(a.verdict), &heading));
-        out.push('\n');
-        out.push_str(&format!("  {}\n", a.reason));
+        let _ = writeln!(out, "\n{}", printer.paint(verdict_style(a.verdict), &heading));
+        let _ = writeln!(out, "  {}", a.reason);
         for hazard in &a.hazards {
-            out.push_str(&format!("  - {} [{}]\n", hazard.detail, hazard.method.as_str()));
+            let _ = writeln!(out, "  - {} [{}]", hazard.detail, hazard.method.as_str());
         }
         for warning in &a.warnings {
-            out.push_str(&format!("  {} {warning}\n", printer.paint(Style::new().yellow(), "warning:")));
+            let _ = writeln!(out, "  {} {warning}", printer.paint(Style::new().yellow(), "warning:"));
         }
-        out.push_str(&format!("  next: {}\n", printer.paint(Style::new().bold(), &a.next)));
+        let _ = writeln!(out, "  next: {}", printer.paint(Style::new().bold(), &a.next));
     }
-    for warning in &report.warnings {
-        out.push_str(&format!("\n{} {warning}", printer.paint(Style::new().yellow(), "warning:")));
+
+    fn write(self, warnings: &[String], out: &mut dyn io::Write) -> io::Result<()> {
+        if self.rows.is_empty() && warnings.is_empty() {
+            return Ok(());
+        }
+        // The GUARD column only appears when a workload is guarded (`guard on`).
+        let guarded = self.rows.iter().any(|r| r.guard.is_some());
+        let mut header = vec!["NAMESPACE", "WORKLOAD", "REPLICAS", "OWNERS", "AUTOSCALER", "VERDICT"];
+        if guarded {
+            header.push("GUARD");
+        }
+        let rows: Vec<Vec<String>> = self
+            .rows
+            .into_iter()
+            .map(|mut row| {
+                if guarded {
+                    row.cells.push(row.guard.unwrap_or_else(|| "-".into()));
+                }
+                row.cells
+            })
+            .collect();
+        output::write_columns(out, &header, &rows)?;
+        out.write_all(self.sections.as_bytes())?;
+        let warning_label = self.printer.paint(Style::new().yellow(), "warning:");
+        for warning in warnings {
+            write!(out, "\n{warning_label} {warning}")?;
+        }
+        if !warnings.is_empty() {
+            writeln!(out)?;
+        }
+        let s = &self.summary;
+        writeln!(out, "\n{} workload(s): {} safe, {} need action", s.total, s.safe, s.needs_action)
     }
-    if !report.warnings.is_empty() {
-        out.push('\n');
-    }
-    let s = &report.summary;
-    out.push_str(&format!("\n{} workload(s): {} safe, {} need action\n", s.total, s.safe, s.needs_action));
-    out
 }
 
 #[cfg(test)]

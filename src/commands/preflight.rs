@@ -13,14 +13,13 @@ use std::path::{Path, PathBuf};
 use comfy_table::{Cell, Table, presets};
 use console::Style;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::cli::{OutputFormat, PreflightArgs};
-use crate::core::autoscaler;
+use crate::core::autoscaler::{self, Hpa};
 use crate::core::helm::{self, ReleaseRecord};
 use crate::core::manifest::{self, Document};
 use crate::core::preflight::{
@@ -118,7 +117,7 @@ struct Item {
 
 /// The live autoscalers and release records of the manifests' namespaces.
 struct Context {
-    hpas: BTreeMap<String, Vec<HorizontalPodAutoscaler>>,
+    hpas: BTreeMap<String, Vec<Hpa>>,
     scaled_objects: BTreeMap<String, Vec<Value>>,
     helm_records: Option<std::result::Result<Vec<ReleaseRecord>, String>>,
     requested: Option<Tool>,

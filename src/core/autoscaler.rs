@@ -7,7 +7,7 @@
 //! `spec.scaleTargetRef` (apiVersion defaults to `apps/v1`, kind to `Deployment`) and drives an
 //! HPA it owns (`status.hpaName`, default `keda-hpa-<name>`); the pair counts as one autoscaler.
 
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::autoscaling::v2::{CrossVersionObjectReference, HorizontalPodAutoscaler};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -128,9 +128,68 @@ fn group_of(api_version: &str) -> &str {
     api_version.rsplit_once('/').map(|(group, _)| group).unwrap_or("")
 }
 
-pub fn hpa_targets(hpa: &HorizontalPodAutoscaler, workload: &Workload) -> bool {
-    let target = &hpa.spec.scale_target_ref;
-    hpa.metadata.namespace.as_deref() == Some(workload.namespace())
+/// An HPA as the analysis keeps it: what it targets, the ScaledObject that owns it, and its
+/// state. Its metrics, behavior and current metrics, most of a typed HPA, are never read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hpa {
+    pub namespace: String,
+    pub target: CrossVersionObjectReference,
+    /// The ScaledObject that owns it (KEDA sets a controller owner reference).
+    pub scaled_object_owner: Option<String>,
+    pub state: HpaState,
+}
+
+impl From<HorizontalPodAutoscaler> for Hpa {
+    fn from(hpa: HorizontalPodAutoscaler) -> Self {
+        let metadata = hpa.metadata;
+        let scaled_object_owner = metadata
+            .owner_references
+            .unwrap_or_default()
+            .into_iter()
+            .find(|o| o.kind == "ScaledObject" && group_of(&o.api_version) == "keda.sh")
+            .map(|o| o.name);
+        let spec = hpa.spec;
+        let status = hpa.status;
+        // Copied, not moved: collected in place, the typed conditions' larger buffer would stay.
+        let conditions: Vec<Condition> = status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| Condition {
+                type_: c.type_.clone(),
+                status: c.status.clone(),
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+            })
+            .collect();
+        let state = HpaState {
+            name: metadata.name.unwrap_or_default(),
+            min_replicas: spec.min_replicas,
+            max_replicas: spec.max_replicas,
+            current_replicas: status.as_ref().and_then(|s| s.current_replicas),
+            desired_replicas: status.as_ref().map(|s| s.desired_replicas),
+            last_scale_time: status.as_ref().and_then(|s| s.last_scale_time.as_ref()).map(|t| t.0.to_string()),
+            conditions,
+        };
+        Self {
+            namespace: metadata.namespace.unwrap_or_default(),
+            target: spec.scale_target_ref,
+            scaled_object_owner,
+            state,
+        }
+    }
+}
+
+impl Hpa {
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+}
+
+pub fn hpa_targets(hpa: &Hpa, workload: &Workload) -> bool {
+    let target = &hpa.target;
+    hpa.namespace == workload.namespace()
         && target.name == workload.name()
         && target.kind.eq_ignore_ascii_case(&workload.kind.kind)
         && group_of(target.api_version.as_deref().unwrap_or("")) == workload.kind.group
@@ -153,43 +212,6 @@ pub fn keda_hpa_name(scaled_object: &Value) -> String {
         .or_else(|| text("/spec/advanced/horizontalPodAutoscalerConfig/name"))
         .map(str::to_string)
         .unwrap_or_else(|| format!("keda-hpa-{}", text("/metadata/name").unwrap_or_default()))
-}
-
-/// Whether an HPA is owned by a ScaledObject (KEDA sets a controller owner reference).
-pub fn owning_scaled_object(hpa: &HorizontalPodAutoscaler) -> Option<&str> {
-    hpa.metadata
-        .owner_references
-        .as_ref()?
-        .iter()
-        .find(|o| o.kind == "ScaledObject" && group_of(&o.api_version) == "keda.sh")
-        .map(|o| o.name.as_str())
-}
-
-pub fn hpa_state(hpa: &HorizontalPodAutoscaler) -> HpaState {
-    let spec = &hpa.spec;
-    let status = hpa.status.as_ref();
-    HpaState {
-        name: hpa.metadata.name.clone().unwrap_or_default(),
-        min_replicas: spec.min_replicas,
-        max_replicas: spec.max_replicas,
-        current_replicas: status.and_then(|s| s.current_replicas),
-        desired_replicas: status.map(|s| s.desired_replicas),
-        last_scale_time: status.and_then(|s| s.last_scale_time.as_ref()).map(|t| t.0.to_string()),
-        conditions: status
-            .and_then(|s| s.conditions.as_ref())
-            .map(|conditions| {
-                conditions
-                    .iter()
-                    .map(|c| Condition {
-                        type_: c.type_.clone(),
-                        status: c.status.clone(),
-                        reason: c.reason.clone(),
-                        message: c.message.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-    }
 }
 
 fn value_conditions(object: &Value) -> Vec<Condition> {
@@ -286,19 +308,13 @@ fn keda_idle_at_zero(keda: &KedaState, hpa: &HpaState, workload: &Workload) -> b
 }
 
 /// Builds the autoscalers of `workload` from the HPAs and ScaledObjects in its namespace.
-pub fn autoscalers_for(
-    workload: &Workload,
-    hpas: &[HorizontalPodAutoscaler],
-    scaled_objects: &[Value],
-) -> Vec<Autoscaler> {
+pub fn autoscalers_for(workload: &Workload, hpas: &[Hpa], scaled_objects: &[Value]) -> Vec<Autoscaler> {
     let mut found = Vec::new();
     for scaled_object in scaled_objects.iter().filter(|so| scaled_object_targets(so, workload)) {
         let name = scaled_object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
         let hpa_name = keda_hpa_name(scaled_object);
         let namespace = workload.namespace();
-        let hpa = hpas.iter().find(|h| {
-            h.metadata.name.as_deref() == Some(&hpa_name) && h.metadata.namespace.as_deref() == Some(namespace)
-        });
+        let hpa = hpas.iter().find(|h| h.name() == hpa_name && h.namespace == namespace);
         let annotation =
             |key: &str| scaled_object.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str);
         let paused_replicas = annotation(KEDA_PAUSED_REPLICAS).map(str::to_string);
@@ -314,7 +330,7 @@ pub fn autoscalers_for(
             paused_replicas,
             conditions,
         };
-        let hpa_state = hpa.map(hpa_state);
+        let hpa_state = hpa.map(|h| h.state.clone());
         let mut warnings = Vec::new();
         let not_ready = condition(&keda.conditions, "Ready").filter(|c| c.status == "False");
         // Seen on the real operator: a trigger that cannot be read (its system unreachable)
@@ -373,12 +389,14 @@ pub fn autoscalers_for(
         });
     }
     for hpa in hpas.iter().filter(|h| hpa_targets(h, workload)) {
-        let owned_by_listed_scaled_object = owning_scaled_object(hpa)
+        let owned_by_listed_scaled_object = hpa
+            .scaled_object_owner
+            .as_deref()
             .is_some_and(|owner| found.iter().any(|a| a.keda.as_ref().is_some_and(|k| k.scaled_object == owner)));
         if owned_by_listed_scaled_object {
             continue;
         }
-        let state = hpa_state(hpa);
+        let state = hpa.state.clone();
         let (blocked, warnings) = judge_hpa(&state, workload);
         found.push(Autoscaler {
             kind: AutoscalerKind::HorizontalPodAutoscaler,
@@ -394,7 +412,6 @@ pub fn autoscalers_for(
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
     use serde_json::Value;
 
     use super::*;
@@ -402,21 +419,21 @@ mod tests {
 
     /// A ScaledObject and an HPA captured from the real KEDA operator, moved into the
     /// workload's namespace (each test captured them in a namespace of its own).
-    fn captured(scaled_object: &str, hpa: Option<&str>, workload: &Workload) -> (Value, Vec<HorizontalPodAutoscaler>) {
+    fn captured(scaled_object: &str, hpa: Option<&str>, workload: &Workload) -> (Value, Vec<Hpa>) {
         let mut so = load(scaled_object);
         so["metadata"]["namespace"] = workload.namespace().into();
         let hpas = hpa
             .map(|name| {
                 let mut hpa = load(name);
                 hpa["metadata"]["namespace"] = workload.namespace().into();
-                serde_json::from_value(hpa).unwrap()
+                serde_json::from_value::<HorizontalPodAutoscaler>(hpa).unwrap().into()
             })
             .into_iter()
             .collect();
         (so, hpas)
     }
 
-    fn only(workload: &Workload, so: Value, hpas: &[HorizontalPodAutoscaler]) -> Autoscaler {
+    fn only(workload: &Workload, so: Value, hpas: &[Hpa]) -> Autoscaler {
         let mut found = autoscalers_for(workload, hpas, &[so]);
         assert_eq!(found.len(), 1, "{found:#?}");
         found.remove(0)

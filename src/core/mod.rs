@@ -13,9 +13,9 @@ pub mod timeline;
 pub mod verdict;
 pub mod workload;
 
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use serde_json::Value;
 
+use self::autoscaler::Hpa;
 use self::helm::ReleaseRecord;
 use self::verdict::Assessment;
 use self::workload::Workload;
@@ -24,7 +24,7 @@ use self::workload::Workload;
 /// one LIST per kind and scope, never a GET per workload.
 #[derive(Debug, Default)]
 pub struct Cluster<'a> {
-    pub hpas: &'a [HorizontalPodAutoscaler],
+    pub hpas: &'a [Hpa],
     pub scaled_objects: &'a [Value],
     /// Deployed Helm release records, by (namespace, release); `Err` when they could not be read.
     pub helm_records: Option<&'a Result<Vec<ReleaseRecord>, String>>,
@@ -56,6 +56,7 @@ pub(crate) mod fixtures {
     use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
     use serde_json::Value;
 
+    use super::autoscaler::Hpa;
     use super::workload::{Workload, WorkloadKind};
 
     pub fn load(name: &str) -> Value {
@@ -69,11 +70,11 @@ pub(crate) mod fixtures {
     }
 
     /// A captured HPA, moved into `namespace` and pointed at `target`.
-    pub fn hpa(name: &str, namespace: &str, target: &str) -> HorizontalPodAutoscaler {
+    pub fn hpa(name: &str, namespace: &str, target: &str) -> Hpa {
         let mut value = load(name);
         value["metadata"]["namespace"] = namespace.into();
         value["spec"]["scaleTargetRef"]["name"] = target.into();
-        serde_json::from_value(value).unwrap()
+        serde_json::from_value::<HorizontalPodAutoscaler>(value).unwrap().into()
     }
 }
 
@@ -86,11 +87,11 @@ mod tests {
     use super::verdict::Verdict;
     use super::*;
 
-    fn analyze_with(workload: &Workload, hpas: &[HorizontalPodAutoscaler]) -> Assessment {
+    fn analyze_with(workload: &Workload, hpas: &[Hpa]) -> Assessment {
         analyze(workload, &Cluster { hpas, ..Cluster::default() })
     }
 
-    fn rescaled_hpa_for(workload: &Workload) -> HorizontalPodAutoscaler {
+    fn rescaled_hpa_for(workload: &Workload) -> Hpa {
         hpa("hpa-min3-rescaled", workload.namespace(), workload.name())
     }
 
@@ -183,7 +184,7 @@ mod tests {
     fn two_hpas_are_ambiguous() {
         let workload = deployment("hpa-rescaled");
         let mut second = rescaled_hpa_for(&workload);
-        second.metadata.name = Some("web-2".into());
+        second.state.name = "web-2".into();
         let assessment = analyze_with(&workload, &[rescaled_hpa_for(&workload), second]);
         assert_eq!(assessment.verdict, Verdict::AmbiguousAutoscalers);
         assert_eq!(assessment.autoscalers.len(), 2);
@@ -219,10 +220,8 @@ mod tests {
             "status": {"hpaName": "keda-hpa-web", "conditions": [{"type": "Ready", "status": "True"}]}
         });
         let mut keda_hpa = rescaled_hpa_for(&workload);
-        keda_hpa.metadata.name = Some("keda-hpa-web".into());
-        keda_hpa.metadata.owner_references = Some(vec![serde_json::from_value(serde_json::json!({
-            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "web", "uid": "so-uid", "controller": true
-        })).unwrap()]);
+        keda_hpa.state.name = "keda-hpa-web".into();
+        keda_hpa.scaled_object_owner = Some("web".into());
         let scaled_objects = [scaled_object.clone()];
         let cluster =
             Cluster { hpas: std::slice::from_ref(&keda_hpa), scaled_objects: &scaled_objects, ..Cluster::default() };
