@@ -44,6 +44,8 @@ const SEED_APPLIES_IN_FLIGHT: usize = 4;
 #[derive(Debug, Clone, Copy)]
 struct Measurement {
     wall: Duration,
+    /// User plus system CPU time of the process: on a shared plane, steadier than wall.
+    cpu: Duration,
     requests: usize,
     lists: usize,
     peak_rss_kib: i64,
@@ -54,11 +56,14 @@ impl Measurement {
         self.peak_rss_kib as f64 / 1024.0
     }
 
-    /// The median wall time of several runs, with the largest peak RSS of them.
+    /// The median wall time of several runs, their median CPU time, and the largest peak RSS of
+    /// them.
     fn median(mut runs: Vec<Measurement>) -> Measurement {
-        runs.sort_by_key(|m| m.wall);
         let peak_rss_kib = runs.iter().map(|m| m.peak_rss_kib).max().unwrap_or_default();
-        Measurement { peak_rss_kib, ..runs[runs.len() / 2] }
+        let mut cpus: Vec<Duration> = runs.iter().map(|m| m.cpu).collect();
+        cpus.sort();
+        runs.sort_by_key(|m| m.wall);
+        Measurement { peak_rss_kib, cpu: cpus[cpus.len() / 2], ..runs[runs.len() / 2] }
     }
 }
 
@@ -148,7 +153,8 @@ impl<'a> Bench<'a> {
         // The audit log is written as each request completes; give the last line time to land.
         std::thread::sleep(Duration::from_millis(500));
         let (requests, lists) = count_requests(&audit, offset)?;
-        Ok(Measurement { wall, requests, lists, peak_rss_kib: usage.ru_maxrss })
+        let cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
+        Ok(Measurement { wall, cpu, requests, lists, peak_rss_kib: usage.ru_maxrss })
     }
 
     /// Runs each of `commands` `runs` times, interleaved so that all see the same load.
@@ -169,6 +175,10 @@ impl<'a> Bench<'a> {
         eprintln!("xtask: written to {}", path.display());
         Ok(())
     }
+}
+
+fn timeval(time: libc::timeval) -> Duration {
+    Duration::from_secs(time.tv_sec as u64) + Duration::from_micros(time.tv_usec as u64)
 }
 
 /// Runs `body` with the plane up, deleting `namespaces` afterwards unless `keep`.

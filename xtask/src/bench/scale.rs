@@ -181,20 +181,23 @@ fn strip_loop(kubectl: &str, size: usize) -> String {
 
 pub(super) fn render(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| bench | workloads | our wall | limit wall | ratio | requests (LISTs) | limit requests (LISTs) | peak RSS | limit peak RSS |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| bench | workloads | our wall | limit wall | ratio | our CPU | limit CPU | CPU ratio | requests (LISTs) | limit requests (LISTs) | peak RSS | limit peak RSS |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for row in rows {
         let ours = &row.ours;
         let limit = |f: &dyn Fn(&Measurement) -> String| row.limit.as_ref().map_or("-".into(), f);
         let _ = writeln!(
             out,
-            "| {} | {} | {:.3} s | {} | {} | {} ({}) | {} | {:.1} MiB | {} |",
+            "| {} | {} | {:.3} s | {} | {} | {:.3} s | {} | {} | {} ({}) | {} | {:.1} MiB | {} |",
             row.bench,
             row.workloads,
             ours.wall.as_secs_f64(),
             limit(&|l| format!("{:.3} s", l.wall.as_secs_f64())),
             limit(&|l| format!("{:.2}x", ours.wall.as_secs_f64() / l.wall.as_secs_f64())),
+            ours.cpu.as_secs_f64(),
+            limit(&|l| format!("{:.3} s", l.cpu.as_secs_f64())),
+            limit(&|l| format!("{:.2}x", ours.cpu.as_secs_f64() / l.cpu.as_secs_f64())),
             ours.requests,
             ours.lists,
             limit(&|l| format!("{} ({})", l.requests, l.lists)),
