@@ -198,99 +198,138 @@ fn analyse<'a>(root: &'a Command, words: &[String]) -> Analysis<'a> {
         Some((last, rest)) => (last.as_str(), rest),
         None => ("", &[][..]),
     };
-    let mut command = root;
-    let mut kube = KubeArgs::default();
-    let mut used: Vec<&Arg> = Vec::new();
-    let mut positionals: Vec<String> = Vec::new();
-    let mut pending: Option<&Arg> = None;
-    let mut only_positionals = false;
-    let mut has_verb = false;
+    let mut read = Typed::new(root);
     for typed_word in typed {
-        if let Some(arg) = pending.take() {
-            record(&mut kube, arg, typed_word);
-            continue;
+        read.word(typed_word);
+    }
+    read.analysis(word)
+}
+
+/// What the words typed before the one being completed say, read one at a time.
+struct Typed<'a> {
+    /// The verb typed (the root until one is).
+    command: &'a Command,
+    kube: KubeArgs,
+    used: Vec<&'a Arg>,
+    positionals: Vec<String>,
+    /// A flag whose value is the next word.
+    pending: Option<&'a Arg>,
+    /// After `--`.
+    only_positionals: bool,
+    has_verb: bool,
+}
+
+impl<'a> Typed<'a> {
+    fn new(root: &'a Command) -> Self {
+        Typed {
+            command: root,
+            kube: KubeArgs::default(),
+            used: Vec::new(),
+            positionals: Vec::new(),
+            pending: None,
+            only_positionals: false,
+            has_verb: false,
         }
-        if only_positionals || typed_word == "-" || !typed_word.starts_with('-') {
-            match command.find_subcommand(typed_word).filter(|_| !has_verb && !only_positionals) {
+    }
+
+    fn word(&mut self, typed_word: &str) {
+        if let Some(arg) = self.pending.take() {
+            record(&mut self.kube, arg, typed_word);
+            return;
+        }
+        if self.only_positionals || typed_word == "-" || !typed_word.starts_with('-') {
+            let command = self.command;
+            match command.find_subcommand(typed_word).filter(|_| !self.has_verb && !self.only_positionals) {
                 Some(verb) => {
-                    command = verb;
-                    has_verb = true;
+                    self.command = verb;
+                    self.has_verb = true;
                 }
-                None => positionals.push(typed_word.clone()),
+                None => self.positionals.push(typed_word.to_string()),
             }
-            continue;
+            return;
         }
         if typed_word == "--" {
-            only_positionals = true;
-            continue;
+            self.only_positionals = true;
+            return;
         }
-        if let Some(long) = typed_word.strip_prefix("--") {
-            let (name, inline) = match long.split_once('=') {
-                Some((name, value)) => (name, Some(value)),
-                None => (long, None),
-            };
-            let Some(arg) = find_long(command, name) else { continue };
-            used.push(arg);
-            if takes_value(arg) {
-                match inline {
-                    Some(value) => record(&mut kube, arg, value),
-                    None => pending = Some(arg),
-                }
-            } else if arg.get_id() == "all_namespaces" {
-                kube.all_namespaces = true;
+        match typed_word.strip_prefix("--") {
+            Some(long) => self.long_flag(long),
+            None => self.short_flags(&typed_word[1..]),
+        }
+    }
+
+    /// `--name`, `--name=value`.
+    fn long_flag(&mut self, long: &str) {
+        let (name, inline) = match long.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (long, None),
+        };
+        let Some(arg) = find_long(self.command, name) else { return };
+        self.used.push(arg);
+        if takes_value(arg) {
+            match inline {
+                Some(value) => record(&mut self.kube, arg, value),
+                None => self.pending = Some(arg),
             }
-            continue;
+        } else if arg.get_id() == "all_namespaces" {
+            self.kube.all_namespaces = true;
         }
-        // A cluster of short flags (`-yA`, `-vvv`); the first that takes a value takes the rest.
-        let shorts = &typed_word[1..];
+    }
+
+    /// A cluster of short flags (`-yA`, `-vvv`); the first that takes a value takes the rest.
+    fn short_flags(&mut self, shorts: &str) {
         for (at, short) in shorts.char_indices() {
-            let Some(arg) = find_short(command, short) else { break };
-            used.push(arg);
+            let Some(arg) = find_short(self.command, short) else { break };
+            self.used.push(arg);
             if arg.get_id() == "all_namespaces" {
-                kube.all_namespaces = true;
+                self.kube.all_namespaces = true;
             }
             if takes_value(arg) {
                 let rest = shorts[at + short.len_utf8()..].trim_start_matches('=');
                 if rest.is_empty() {
-                    pending = Some(arg);
+                    self.pending = Some(arg);
                 } else {
-                    record(&mut kube, arg, rest);
+                    record(&mut self.kube, arg, rest);
                 }
                 break;
             }
         }
     }
 
-    let value_of = |arg: &'a Arg, word: &str| Analysis {
-        position: Position::Value { arg, earlier: Vec::new() },
-        word: word.to_string(),
-        kube: kube.clone(),
-    };
-    if let Some(arg) = pending {
-        return value_of(arg, word);
-    }
-    if !only_positionals && word.starts_with('-') {
-        // `--output=j`, `-o=j`: the value after `=`, as cobra completes it.
-        if let Some((flag, value)) = word.split_once('=') {
-            let arg = match flag.strip_prefix("--") {
-                Some(long) => find_long(command, long),
-                None => flag.chars().last().and_then(|short| find_short(command, short)),
-            };
-            return match arg.filter(|a| takes_value(a)) {
-                Some(arg) => value_of(arg, value),
-                None => Analysis { position: Position::Nothing, word: value.to_string(), kube },
-            };
+    /// What the word being completed is, after the typed words.
+    fn analysis(self, word: &str) -> Analysis<'a> {
+        let Typed { command, kube, used, positionals, pending, only_positionals, has_verb } = self;
+        let value_of = |arg: &'a Arg, word: &str| Analysis {
+            position: Position::Value { arg, earlier: Vec::new() },
+            word: word.to_string(),
+            kube: kube.clone(),
+        };
+        if let Some(arg) = pending {
+            return value_of(arg, word);
         }
-        return Analysis { position: Position::Flag { command, used }, word: word.to_string(), kube };
+        if !only_positionals && word.starts_with('-') {
+            // `--output=j`, `-o=j`: the value after `=`, as cobra completes it.
+            if let Some((flag, value)) = word.split_once('=') {
+                let arg = match flag.strip_prefix("--") {
+                    Some(long) => find_long(command, long),
+                    None => flag.chars().last().and_then(|short| find_short(command, short)),
+                };
+                return match arg.filter(|a| takes_value(a)) {
+                    Some(arg) => value_of(arg, value),
+                    None => Analysis { position: Position::Nothing, word: value.to_string(), kube },
+                };
+            }
+            return Analysis { position: Position::Flag { command, used }, word: word.to_string(), kube };
+        }
+        if !has_verb && !only_positionals {
+            return Analysis { position: Position::Verb(command), word: word.to_string(), kube };
+        }
+        let position = match positional_for(command, positionals.len()) {
+            Some((arg, skip)) => Position::Value { arg, earlier: positionals[skip..].to_vec() },
+            None => Position::Nothing,
+        };
+        Analysis { position, word: word.to_string(), kube }
     }
-    if !has_verb && !only_positionals {
-        return Analysis { position: Position::Verb(command), word: word.to_string(), kube };
-    }
-    let position = match positional_for(command, positionals.len()) {
-        Some((arg, skip)) => Position::Value { arg, earlier: positionals[skip..].to_vec() },
-        None => Position::Nothing,
-    };
-    Analysis { position, word: word.to_string(), kube }
 }
 
 /// The positional argument the next word belongs to, given `count` positional words already,

@@ -187,41 +187,7 @@ pub async fn protect(
     floor: Option<i64>,
     mode: Mode,
 ) -> Result<Vec<Guarded>> {
-    let mut plans = Vec::new();
-    let mut refusals = Vec::new();
-    for a in assessments {
-        let target = format!("{}/{}", a.namespace, a.target());
-        let Some(kind) = GuardedKind::of(&a.workload_kind) else {
-            refusals.push(format!(
-                "{target}: the guard covers Deployments and StatefulSets; {} would need a rule of its own",
-                a.workload_kind.command_name()
-            ));
-            continue;
-        };
-        let in_charge = match (a.verdict, a.autoscalers.as_slice()) {
-            (Verdict::Safe | Verdict::StripNeeded, [autoscaler]) => {
-                Ok((autoscaler.label(), autoscaler.lowest_replicas()))
-            }
-            (verdict, _) => Err(format!("{}: {}", verdict.as_str(), a.reason)),
-        };
-        match guard::choose_floor(floor, in_charge, a.replicas.spec) {
-            Ok((floor, autoscaler)) => plans.push(Guarded {
-                namespace: a.namespace.clone(),
-                kind,
-                name: a.name.clone(),
-                replicas: a.replicas.spec,
-                floor,
-                mode,
-                autoscaler,
-                previous: a.guard.clone(),
-                active_after: Duration::ZERO,
-            }),
-            Err(error) => refusals.push(error.explain(&target)),
-        }
-    }
-    if !refusals.is_empty() {
-        return Err(Error::GuardRefused(format!("nothing was changed: {}", refusals.join("; "))));
-    }
+    let mut plans = plan_guards(assessments, floor, mode)?;
     check_rights(client, &plans).await?;
 
     let kinds: BTreeSet<GuardedKind> = plans.iter().map(|p| p.kind).collect();
@@ -231,40 +197,85 @@ pub async fn protect(
             before.push((*kind, m, read_entries(client, *kind, m).await?));
         }
     }
-    let result = async {
-        // Every mode's policy is rewritten: a workload guarded in the other mode moves over.
-        for kind in &kinds {
-            for m in Mode::ALL {
-                let ours: Vec<&Guarded> = plans.iter().filter(|p| p.kind == *kind).collect();
-                update_entries(client, *kind, m, |entries| {
-                    ours.iter().fold(entries.to_vec(), |entries, plan| {
-                        if plan.mode == m {
-                            guard::with_entry(&entries, plan.entry())
-                        } else {
-                            guard::without_entry(&entries, &plan.namespace, &plan.name)
-                        }
-                    })
-                })
-                .await?;
-            }
-        }
-        let written_at = Instant::now();
-        for plan in plans.iter() {
-            let body = guard::mark_body(plan.kind, &plan.name, plan.mode, plan.floor, plan.autoscaler.as_deref());
-            apply_mark(client, plan.kind, &plan.namespace, &plan.name, &body).await?;
-        }
-        for plan in plans.iter_mut() {
-            confirm_active(client, plan).await?;
-            plan.active_after = written_at.elapsed();
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(error) = result {
+    if let Err(error) = write_guards(client, &kinds, &mut plans).await {
         roll_back(client, &plans, &before).await;
         return Err(error);
     }
     Ok(plans)
+}
+
+/// What `guard on` would write for each assessment, or, if any of them cannot be guarded, why
+/// not (for all of them, before anything is written).
+fn plan_guards(assessments: &[Assessment], floor: Option<i64>, mode: Mode) -> Result<Vec<Guarded>> {
+    let mut plans = Vec::new();
+    let mut refusals = Vec::new();
+    for a in assessments {
+        match plan_guard(a, floor, mode) {
+            Ok(plan) => plans.push(plan),
+            Err(refusal) => refusals.push(refusal),
+        }
+    }
+    if !refusals.is_empty() {
+        return Err(Error::GuardRefused(format!("nothing was changed: {}", refusals.join("; "))));
+    }
+    Ok(plans)
+}
+
+fn plan_guard(a: &Assessment, floor: Option<i64>, mode: Mode) -> std::result::Result<Guarded, String> {
+    let target = format!("{}/{}", a.namespace, a.target());
+    let Some(kind) = GuardedKind::of(&a.workload_kind) else {
+        return Err(format!(
+            "{target}: the guard covers Deployments and StatefulSets; {} would need a rule of its own",
+            a.workload_kind.command_name()
+        ));
+    };
+    let in_charge = match (a.verdict, a.autoscalers.as_slice()) {
+        (Verdict::Safe | Verdict::StripNeeded, [autoscaler]) => Ok((autoscaler.label(), autoscaler.lowest_replicas())),
+        (verdict, _) => Err(format!("{}: {}", verdict.as_str(), a.reason)),
+    };
+    let (floor, autoscaler) = guard::choose_floor(floor, in_charge, a.replicas.spec).map_err(|e| e.explain(&target))?;
+    Ok(Guarded {
+        namespace: a.namespace.clone(),
+        kind,
+        name: a.name.clone(),
+        replicas: a.replicas.spec,
+        floor,
+        mode,
+        autoscaler,
+        previous: a.guard.clone(),
+        active_after: Duration::ZERO,
+    })
+}
+
+/// Writes the planned guards: the policies' entries, then the marks, then waits for each to be
+/// answered by the API server as its mode says.
+async fn write_guards(client: &Client, kinds: &BTreeSet<GuardedKind>, plans: &mut [Guarded]) -> Result<()> {
+    // Every mode's policy is rewritten: a workload guarded in the other mode moves over.
+    for kind in kinds {
+        for m in Mode::ALL {
+            let ours: Vec<&Guarded> = plans.iter().filter(|p| p.kind == *kind).collect();
+            update_entries(client, *kind, m, |entries| {
+                ours.iter().fold(entries.to_vec(), |entries, plan| {
+                    if plan.mode == m {
+                        guard::with_entry(&entries, plan.entry())
+                    } else {
+                        guard::without_entry(&entries, &plan.namespace, &plan.name)
+                    }
+                })
+            })
+            .await?;
+        }
+    }
+    let written_at = Instant::now();
+    for plan in plans.iter() {
+        let body = guard::mark_body(plan.kind, &plan.name, plan.mode, plan.floor, plan.autoscaler.as_deref());
+        apply_mark(client, plan.kind, &plan.namespace, &plan.name, &body).await?;
+    }
+    for plan in plans.iter_mut() {
+        confirm_active(client, plan).await?;
+        plan.active_after = written_at.elapsed();
+    }
+    Ok(())
 }
 
 /// Puts back what a failed `guard on` wrote: the entries of the workloads it guarded, then their
@@ -708,106 +719,161 @@ pub struct Lifted {
     pub warnings: Vec<String>,
 }
 
+/// A workload `guard off` removes the guard from.
+struct LiftTarget {
+    kind: GuardedKind,
+    namespace: String,
+    name: String,
+    /// Whether `check` saw its mark.
+    marked: bool,
+}
+
 /// Removes the guard from the assessed workloads (their entries and marks); a policy left with
 /// no entry is deleted with its binding. With `uninstall`, every workload any guard policy lists
 /// is unmarked too and every guard policy object is deleted.
 pub async fn lift(client: &Client, assessments: &[Assessment], uninstall: bool) -> Result<Lifted> {
     let mut lifted = Lifted::default();
-    let mut targets: Vec<(GuardedKind, String, String, bool)> = Vec::new();
+    let mut targets = Vec::new();
     for a in assessments {
         match GuardedKind::of(&a.workload_kind) {
-            Some(kind) => targets.push((kind, a.namespace.clone(), a.name.clone(), a.guard.is_some())),
+            Some(kind) => targets.push(LiftTarget {
+                kind,
+                namespace: a.namespace.clone(),
+                name: a.name.clone(),
+                marked: a.guard.is_some(),
+            }),
             None => lifted.not_guarded.push(format!("{}/{}", a.namespace, a.target())),
         }
     }
     if uninstall {
-        for kind in GuardedKind::ALL {
-            for mode in Mode::ALL {
-                for entry in read_entries(client, kind, mode).await? {
-                    if !targets.iter().any(|(k, ns, n, _)| *k == kind && *ns == entry.namespace && *n == entry.name) {
-                        targets.push((kind, entry.namespace, entry.name, false));
-                    }
-                }
-            }
-        }
+        add_listed_targets(client, &mut targets).await?;
     }
     for kind in GuardedKind::ALL {
-        let ours: Vec<&(GuardedKind, String, String, bool)> = targets.iter().filter(|t| t.0 == kind).collect();
+        let ours: Vec<&LiftTarget> = targets.iter().filter(|t| t.kind == kind).collect();
         if ours.is_empty() {
             continue;
         }
-        let mut listed = BTreeSet::new();
-        for mode in Mode::ALL {
-            let entries = read_entries(client, kind, mode).await?;
-            listed.extend(entries.iter().map(|e| (e.namespace.clone(), e.name.clone())));
-            // Entries of workloads that no longer exist (deleted with their namespace while
-            // guarded) go too: they would refuse a new workload of the same name.
-            let gone = gone_entries(client, kind, &entries).await?;
-            for entry in &gone {
-                lifted.warnings.push(format!(
-                    "removed the guard of {}/{}/{}, which no longer exists",
-                    entry.namespace,
-                    kind.command_name(),
-                    entry.name
-                ));
-            }
-            update_entries(client, kind, mode, |entries| {
-                let kept = gone.iter().fold(entries.to_vec(), |e, g| guard::without_entry(&e, &g.namespace, &g.name));
-                ours.iter().fold(kept, |entries, (_, ns, name, _)| guard::without_entry(&entries, ns, name))
-            })
-            .await?;
-        }
-        for (_, namespace, name, marked) in ours {
-            let label = format!("{namespace}/{}/{name}", kind.command_name());
-            let had_mark = match unmark(client, kind, namespace, name).await {
-                Ok(had) => had,
-                // A workload deleted while guarded: its entry is gone, there is no mark to remove.
-                Err(Error::Api { source, .. }) if api_code(&source) == Some(404) => false,
-                Err(other) => return Err(other),
-            };
-            if *marked || had_mark || listed.contains(&(namespace.clone(), name.clone())) {
-                if let Err(unconfirmed) = confirm_lifted(client, kind, namespace, name).await {
-                    lifted.warnings.push(unconfirmed.to_string());
-                }
-                lifted.unguarded.push(label);
-            } else {
-                lifted.not_guarded.push(label);
-            }
-        }
+        let listed = remove_entries(client, kind, &ours, &mut lifted).await?;
+        remove_marks(client, kind, &ours, &listed, &mut lifted).await?;
     }
     if uninstall {
-        let mut objects = list_policy_objects(client).await?;
-        // Bindings first: a binding without its policy is an error the API server reports.
-        objects.sort_by_key(|(binding, _)| !binding);
-        for (binding, name) in objects {
-            let deleted = if binding {
-                binding_api(client).delete(&name, &DeleteParams::default()).await.map(|_| ())
-            } else {
-                policy_api(client).delete(&name, &DeleteParams::default()).await.map(|_| ())
-            };
-            match deleted {
-                Ok(()) => lifted.removed.push(name),
-                Err(e) if api_code(&e) == Some(404) => {}
-                Err(e) => return Err(policy_error(e, "delete", if binding { BINDINGS } else { POLICIES })),
-            }
-        }
-        for kind in GuardedKind::ALL {
-            if let Ok(marked) =
-                kubeio::list_workloads(client, &kind.workload_kind(), &NamespaceScope::All, Some(guard::GUARD_LABEL))
-                    .await
-                && !marked.is_empty()
-            {
-                lifted.warnings.push(format!(
-                    "{} {} still carry the {} label of a guard no policy lists (it guards nothing): {}",
-                    marked.len(),
-                    kind.plural(),
-                    guard::GUARD_LABEL,
-                    marked.iter().map(|w| format!("{}/{}", w.namespace(), w.target())).collect::<Vec<_>>().join(", ")
-                ));
+        delete_policy_objects(client, &mut lifted).await?;
+        warn_of_stray_marks(client, &mut lifted).await;
+    }
+    Ok(lifted)
+}
+
+/// Adds every workload a guard policy lists to the targets (`--uninstall`).
+async fn add_listed_targets(client: &Client, targets: &mut Vec<LiftTarget>) -> Result<()> {
+    for kind in GuardedKind::ALL {
+        for mode in Mode::ALL {
+            for entry in read_entries(client, kind, mode).await? {
+                if !targets.iter().any(|t| t.kind == kind && t.namespace == entry.namespace && t.name == entry.name) {
+                    targets.push(LiftTarget { kind, namespace: entry.namespace, name: entry.name, marked: false });
+                }
             }
         }
     }
-    Ok(lifted)
+    Ok(())
+}
+
+/// Removes the targets' entries from both of the kind's policies; returns the (namespace, name)
+/// of every workload they listed before.
+async fn remove_entries(
+    client: &Client,
+    kind: GuardedKind,
+    ours: &[&LiftTarget],
+    lifted: &mut Lifted,
+) -> Result<BTreeSet<(String, String)>> {
+    let mut listed = BTreeSet::new();
+    for mode in Mode::ALL {
+        let entries = read_entries(client, kind, mode).await?;
+        listed.extend(entries.iter().map(|e| (e.namespace.clone(), e.name.clone())));
+        // Entries of workloads that no longer exist (deleted with their namespace while
+        // guarded) go too: they would refuse a new workload of the same name.
+        let gone = gone_entries(client, kind, &entries).await?;
+        for entry in &gone {
+            lifted.warnings.push(format!(
+                "removed the guard of {}/{}/{}, which no longer exists",
+                entry.namespace,
+                kind.command_name(),
+                entry.name
+            ));
+        }
+        update_entries(client, kind, mode, |entries| {
+            let kept = gone.iter().fold(entries.to_vec(), |e, g| guard::without_entry(&e, &g.namespace, &g.name));
+            ours.iter().fold(kept, |entries, t| guard::without_entry(&entries, &t.namespace, &t.name))
+        })
+        .await?;
+    }
+    Ok(listed)
+}
+
+/// Removes the targets' marks and sorts them into unguarded (confirmed by a dry run where it
+/// can be) and not guarded.
+async fn remove_marks(
+    client: &Client,
+    kind: GuardedKind,
+    ours: &[&LiftTarget],
+    listed: &BTreeSet<(String, String)>,
+    lifted: &mut Lifted,
+) -> Result<()> {
+    for LiftTarget { namespace, name, marked, .. } in ours.iter().copied() {
+        let label = format!("{namespace}/{}/{name}", kind.command_name());
+        let had_mark = match unmark(client, kind, namespace, name).await {
+            Ok(had) => had,
+            // A workload deleted while guarded: its entry is gone, there is no mark to remove.
+            Err(Error::Api { source, .. }) if api_code(&source) == Some(404) => false,
+            Err(other) => return Err(other),
+        };
+        if *marked || had_mark || listed.contains(&(namespace.clone(), name.clone())) {
+            if let Err(unconfirmed) = confirm_lifted(client, kind, namespace, name).await {
+                lifted.warnings.push(unconfirmed.to_string());
+            }
+            lifted.unguarded.push(label);
+        } else {
+            lifted.not_guarded.push(label);
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every guard policy object (`--uninstall`).
+async fn delete_policy_objects(client: &Client, lifted: &mut Lifted) -> Result<()> {
+    let mut objects = list_policy_objects(client).await?;
+    // Bindings first: a binding without its policy is an error the API server reports.
+    objects.sort_by_key(|(binding, _)| !binding);
+    for (binding, name) in objects {
+        let deleted = if binding {
+            binding_api(client).delete(&name, &DeleteParams::default()).await.map(|_| ())
+        } else {
+            policy_api(client).delete(&name, &DeleteParams::default()).await.map(|_| ())
+        };
+        match deleted {
+            Ok(()) => lifted.removed.push(name),
+            Err(e) if api_code(&e) == Some(404) => {}
+            Err(e) => return Err(policy_error(e, "delete", if binding { BINDINGS } else { POLICIES })),
+        }
+    }
+    Ok(())
+}
+
+/// Warns of workloads still labelled after `--uninstall` (best effort: a failed list says nothing).
+async fn warn_of_stray_marks(client: &Client, lifted: &mut Lifted) {
+    for kind in GuardedKind::ALL {
+        if let Ok(marked) =
+            kubeio::list_workloads(client, &kind.workload_kind(), &NamespaceScope::All, Some(guard::GUARD_LABEL)).await
+            && !marked.is_empty()
+        {
+            lifted.warnings.push(format!(
+                "{} {} still carry the {} label of a guard no policy lists (it guards nothing): {}",
+                marked.len(),
+                kind.plural(),
+                guard::GUARD_LABEL,
+                marked.iter().map(|w| format!("{}/{}", w.namespace(), w.target())).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
 }
 
 /// `guard status -o json|yaml`.
@@ -865,86 +931,81 @@ pub async fn status_report(client: &Client, scope: &NamespaceScope) -> Result<St
     let mut problems = Vec::new();
     for kind in GuardedKind::ALL {
         let marked = kubeio::list_workloads(client, &kind.workload_kind(), scope, Some(guard::GUARD_LABEL)).await?;
-        for workload in &marked {
-            workloads.push(GuardedWorkload {
-                namespace: workload.namespace().to_string(),
-                kind,
-                name: workload.name().to_string(),
-                replicas: workload.replicas.spec,
-                enforced: None,
-                mark: Mark::of(workload),
-            });
-        }
+        workloads.extend(marked.iter().map(|workload| GuardedWorkload {
+            namespace: workload.namespace().to_string(),
+            kind,
+            name: workload.name().to_string(),
+            replicas: workload.replicas.spec,
+            enforced: None,
+            mark: Mark::of(workload),
+        }));
         for mode in Mode::ALL {
-            let name = kind.policy_name(mode);
-            let policy = policy_api(client).get_opt(&name).await.map_err(|e| policy_error(e, "get", POLICIES))?;
-            let bound =
-                binding_api(client).get_opt(&name).await.map_err(|e| policy_error(e, "get", BINDINGS))?.is_some();
-            let value = policy.as_ref().map(|p| serde_json::to_value(p).unwrap_or_default());
-            let entries = value.as_ref().map(guard::entries_of).unwrap_or_default();
-            let warnings = policy
-                .as_ref()
-                .and_then(|p| p.status.as_ref())
-                .and_then(|s| s.type_checking.as_ref())
-                .and_then(|t| t.expression_warnings.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .map(|w| format!("{}: {}", w.field_ref, w.warning))
-                .collect();
-            if policy.is_some() && !bound {
-                problems.push(format!("{name} has no binding, so it refuses nothing; run guard on again"));
+            let (state, entries) = policy_state(client, kind, mode).await?;
+            if state.installed && !state.bound {
+                problems.push(format!("{} has no binding, so it refuses nothing; run guard on again", state.name));
             }
-            for entry in &entries {
-                if scope.namespace().is_some_and(|ns| ns != entry.namespace) {
-                    continue;
-                }
-                let enforced = EnforcedGuard { mode, floor: entry.floor, autoscaler: entry.autoscaler.clone() };
-                match workloads
-                    .iter_mut()
-                    .find(|w| w.kind == kind && w.namespace == entry.namespace && w.name == entry.name)
-                {
-                    Some(w) => w.enforced = Some(enforced),
-                    None => workloads.push(GuardedWorkload {
-                        namespace: entry.namespace.clone(),
-                        kind,
-                        name: entry.name.clone(),
-                        replicas: None,
-                        enforced: Some(enforced),
-                        mark: None,
-                    }),
-                }
+            let in_scope = entries.iter().filter(|e| scope.namespace().is_none_or(|ns| ns == e.namespace));
+            for entry in in_scope {
+                add_enforced(&mut workloads, kind, mode, entry);
             }
-            policies.push(PolicyState {
-                name,
-                kind,
-                mode,
-                installed: policy.is_some(),
-                bound,
-                guarded: entries.len(),
-                warnings,
-            });
+            policies.push(state);
         }
     }
-    for w in &workloads {
-        let label = format!("{}/{}/{}", w.namespace, w.kind.command_name(), w.name);
-        match (&w.enforced, &w.mark) {
-            (None, Some(_)) => {
-                problems.push(format!("{label} is marked, but no guard policy lists it: it is not guarded"))
-            }
-            (Some(_), None) => {
-                problems.push(format!("{label} is guarded, but its mark is gone (check does not show it)"))
-            }
-            (Some(e), Some(m)) if m.floor != Some(e.floor) || m.mode != e.mode => problems.push(format!(
-                "{label}: the mark says {} but the policy enforces {} >= {}",
-                m.summary(),
-                e.mode.as_str(),
-                e.floor
-            )),
-            _ => {}
-        }
-    }
+    problems.extend(workloads.iter().filter_map(disagreement));
     workloads.sort_by(|a, b| (&a.namespace, a.kind, &a.name).cmp(&(&b.namespace, b.kind, &b.name)));
     Ok(StatusReport { api_version: check::REPORT_API_VERSION, kind: "GuardStatus", policies, workloads, problems })
+}
+
+/// One kind and mode's policy and binding as the API server has them, with the policy's entries.
+async fn policy_state(client: &Client, kind: GuardedKind, mode: Mode) -> Result<(PolicyState, Vec<Entry>)> {
+    let name = kind.policy_name(mode);
+    let policy = policy_api(client).get_opt(&name).await.map_err(|e| policy_error(e, "get", POLICIES))?;
+    let bound = binding_api(client).get_opt(&name).await.map_err(|e| policy_error(e, "get", BINDINGS))?.is_some();
+    let value = policy.as_ref().map(|p| serde_json::to_value(p).unwrap_or_default());
+    let entries = value.as_ref().map(guard::entries_of).unwrap_or_default();
+    let warnings = policy
+        .as_ref()
+        .and_then(|p| p.status.as_ref())
+        .and_then(|s| s.type_checking.as_ref())
+        .and_then(|t| t.expression_warnings.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|w| format!("{}: {}", w.field_ref, w.warning))
+        .collect();
+    let state = PolicyState { name, kind, mode, installed: policy.is_some(), bound, guarded: entries.len(), warnings };
+    Ok((state, entries))
+}
+
+/// Records what a policy entry enforces on its workload, listing the workload if no mark did.
+fn add_enforced(workloads: &mut Vec<GuardedWorkload>, kind: GuardedKind, mode: Mode, entry: &Entry) {
+    let enforced = EnforcedGuard { mode, floor: entry.floor, autoscaler: entry.autoscaler.clone() };
+    match workloads.iter_mut().find(|w| w.kind == kind && w.namespace == entry.namespace && w.name == entry.name) {
+        Some(w) => w.enforced = Some(enforced),
+        None => workloads.push(GuardedWorkload {
+            namespace: entry.namespace.clone(),
+            kind,
+            name: entry.name.clone(),
+            replicas: None,
+            enforced: Some(enforced),
+            mark: None,
+        }),
+    }
+}
+
+/// Where a workload's mark and what the policies enforce on it disagree.
+fn disagreement(w: &GuardedWorkload) -> Option<String> {
+    let label = format!("{}/{}/{}", w.namespace, w.kind.command_name(), w.name);
+    match (&w.enforced, &w.mark) {
+        (None, Some(_)) => Some(format!("{label} is marked, but no guard policy lists it: it is not guarded")),
+        (Some(_), None) => Some(format!("{label} is guarded, but its mark is gone (check does not show it)")),
+        (Some(e), Some(m)) if m.floor != Some(e.floor) || m.mode != e.mode => Some(format!(
+            "{label}: the mark says {} but the policy enforces {} >= {}",
+            m.summary(),
+            e.mode.as_str(),
+            e.floor
+        )),
+        _ => None,
+    }
 }
 
 fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {

@@ -372,25 +372,7 @@ struct After {
 
 async fn predict(client: &Client, item: &Item, context: &Context) -> Result<Prediction> {
     let manifest_replicas = item.document.object.pointer("/spec/replicas").and_then(Value::as_i64);
-    let mut prediction = Prediction {
-        namespace: item.namespace.clone(),
-        kind: item.kind.kind.clone(),
-        api_version: item.document.api_version().to_string(),
-        name: item.document.name().to_string(),
-        source: item.document.source.clone(),
-        tool: None,
-        evidence: None,
-        apply: None,
-        computed_by: None,
-        current: None,
-        predicted: None,
-        outcome: Outcome::Unknown,
-        cause: String::new(),
-        autoscalers: Vec::new(),
-        steps: Vec::new(),
-        warnings: Vec::new(),
-        target: format!("{}/{}", item.kind.command_name(), item.document.name()),
-    };
+    let mut prediction = unpredicted(item);
     let Some(live) = &item.live else {
         prediction.autoscalers = context.autoscalers(item, None);
         prediction.outcome = Outcome::New;
@@ -423,6 +405,45 @@ async fn predict(client: &Client, item: &Item, context: &Context) -> Result<Pred
         },
         None => after_apply(client, item, live, &mechanism, context).await?,
     };
+    settle(&mut prediction, after);
+    if prediction.outcome == Outcome::Drops {
+        prediction.steps = logic::safe_steps(
+            &mechanism.tool,
+            &item.namespace,
+            &prediction.target,
+            manifest_replicas.is_none(),
+            &prediction.autoscalers,
+        );
+    }
+    prediction.warnings = autoscaler_warnings(&prediction);
+    Ok(prediction)
+}
+
+/// The prediction of an item before anything is known of it: its outcome unknown.
+fn unpredicted(item: &Item) -> Prediction {
+    Prediction {
+        namespace: item.namespace.clone(),
+        kind: item.kind.kind.clone(),
+        api_version: item.document.api_version().to_string(),
+        name: item.document.name().to_string(),
+        source: item.document.source.clone(),
+        tool: None,
+        evidence: None,
+        apply: None,
+        computed_by: None,
+        current: None,
+        predicted: None,
+        outcome: Outcome::Unknown,
+        cause: String::new(),
+        autoscalers: Vec::new(),
+        steps: Vec::new(),
+        warnings: Vec::new(),
+        target: format!("{}/{}", item.kind.command_name(), item.document.name()),
+    }
+}
+
+/// Records the replicas after the apply, its outcome against the current count, and why.
+fn settle(prediction: &mut Prediction, after: After) {
     prediction.computed_by = Some(after.computed_by);
     prediction.predicted = after.predicted;
     prediction.outcome = match (&after.refused, after.predicted, prediction.current) {
@@ -435,17 +456,6 @@ async fn predict(client: &Client, item: &Item, context: &Context) -> Result<Pred
         Some(message) => format!("the API server refuses the write, so the deploy fails and replicas stays: {message}"),
         None => after.why,
     };
-    if prediction.outcome == Outcome::Drops {
-        prediction.steps = logic::safe_steps(
-            &mechanism.tool,
-            &item.namespace,
-            &prediction.target,
-            manifest_replicas.is_none(),
-            &prediction.autoscalers,
-        );
-    }
-    prediction.warnings = autoscaler_warnings(&prediction);
-    Ok(prediction)
 }
 
 fn autoscaler_warnings(prediction: &Prediction) -> Vec<String> {
@@ -479,87 +489,113 @@ async fn after_apply(
     mechanism: &Mechanism,
     context: &Context,
 ) -> Result<After> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &item.namespace, &item.resource);
-    let name = item.document.name();
-    let current = live.pointer("/spec/replicas").and_then(Value::as_i64);
+    let dry_run = DryRun {
+        api: Api::namespaced_with(client.clone(), &item.namespace, &item.resource),
+        item,
+        live,
+        current: live.pointer("/spec/replicas").and_then(Value::as_i64),
+    };
     match &mechanism.apply {
         Apply::ServerSide { manager, force, flux_takeover } => {
-            let mut body = item.document.object.clone();
-            body["metadata"]["namespace"] = item.namespace.clone().into();
-            let params = PatchParams {
-                field_manager: Some(manager.clone()),
-                force: *force,
-                dry_run: true,
-                ..Default::default()
-            };
-            let manifest = &item.document.object;
-            match answer(api.patch(name, &params, &Patch::Apply(&body)).await)? {
-                Answer::Stored(response) => {
-                    let predicted = after_server_side(&response, manifest, manager, *flux_takeover);
-                    let why = server_side_why(&response, manifest, manager, predicted, current);
-                    Ok(After { predicted, refused: None, computed_by: "server dry run".into(), why })
-                }
-                Answer::Refused(message) => Ok(After {
-                    predicted: current,
-                    refused: Some(message),
-                    computed_by: "server dry run".into(),
-                    why: String::new(),
-                }),
-                Answer::Forbidden(message) => {
-                    let predicted = after_server_side_locally(live, manifest, manager, *flux_takeover);
-                    let why = server_side_why(live, manifest, manager, predicted, current);
-                    Ok(After { predicted, refused: None, computed_by: locally(&message), why })
-                }
+            dry_run.server_side(manager, *force, *flux_takeover).await
+        }
+        Apply::ClientSide { .. } | Apply::HelmThreeWay { .. } => {
+            dry_run.three_way(&mechanism.apply, context.helm_record(live).ok().flatten()).await
+        }
+    }
+}
+
+/// What the dry runs of one live workload's apply work with.
+struct DryRun<'a> {
+    api: Api<DynamicObject>,
+    item: &'a Item,
+    live: &'a Value,
+    /// The live replicas.
+    current: Option<i64>,
+}
+
+impl DryRun<'_> {
+    /// A server-side apply: the manifest itself, dry-run as the tool's manager.
+    async fn server_side(&self, manager: &str, force: bool, flux_takeover: bool) -> Result<After> {
+        let mut body = self.item.document.object.clone();
+        body["metadata"]["namespace"] = self.item.namespace.clone().into();
+        let params =
+            PatchParams { field_manager: Some(manager.to_string()), force, dry_run: true, ..Default::default() };
+        let manifest = &self.item.document.object;
+        let current = self.current;
+        match answer(self.api.patch(self.item.document.name(), &params, &Patch::Apply(&body)).await)? {
+            Answer::Stored(response) => {
+                let predicted = after_server_side(&response, manifest, manager, flux_takeover);
+                let why = server_side_why(&response, manifest, manager, predicted, current);
+                Ok(After { predicted, refused: None, computed_by: "server dry run".into(), why })
+            }
+            Answer::Refused(message) => Ok(After {
+                predicted: current,
+                refused: Some(message),
+                computed_by: "server dry run".into(),
+                why: String::new(),
+            }),
+            Answer::Forbidden(message) => {
+                let predicted = after_server_side_locally(self.live, manifest, manager, flux_takeover);
+                let why = server_side_why(self.live, manifest, manager, predicted, current);
+                Ok(After { predicted, refused: None, computed_by: locally(&message), why })
             }
         }
-        Apply::ClientSide { manager } | Apply::HelmThreeWay { release: manager, .. } => {
-            let record = context.helm_record(live).ok().flatten();
-            let previous = logic::previous_configuration(&mechanism.apply, live, record);
-            let sends = logic::three_way_sends(previous.as_ref(), &item.document.object);
-            let what = match &mechanism.apply {
-                Apply::HelmThreeWay { revision, .. } => format!("the deployed release (revision {revision})"),
-                _ => "the last-applied annotation".to_string(),
-            };
-            let value = match &sends {
-                Sends::Nothing => {
-                    let why = format!("neither {what} nor the manifest sets replicas, so the merge leaves it alone");
-                    return Ok(After { predicted: current, refused: None, computed_by: "locally".into(), why });
-                }
-                Sends::Value(value) => value.clone(),
-                Sends::Null => Value::Null,
-            };
-            let why = match sends {
-                Sends::Null => format!(
-                    "{what} sets replicas and the manifest does not: the three-way merge sends replicas: null, which the server defaults"
-                ),
-                _ => format!("the manifest sets replicas: {value}"),
-            };
-            let field_manager = match &mechanism.apply {
-                Apply::HelmThreeWay { .. } => "helm".to_string(),
-                _ => manager.clone(),
-            };
-            let params = PatchParams { field_manager: Some(field_manager), dry_run: true, ..Default::default() };
-            let patch = Patch::Merge(json!({"spec": {"replicas": value}}));
-            match answer(api.patch(name, &params, &patch).await)? {
-                Answer::Stored(response) => Ok(After {
-                    predicted: response.pointer("/spec/replicas").and_then(Value::as_i64),
-                    refused: None,
-                    computed_by: "server dry run".into(),
-                    why: format!(
-                        "{why} (to {})",
-                        crate::output::count(response.pointer("/spec/replicas").and_then(Value::as_i64))
-                    ),
-                }),
-                Answer::Refused(message) => {
-                    Ok(After { predicted: current, refused: Some(message), computed_by: "server dry run".into(), why })
-                }
-                Answer::Forbidden(message) => Ok(After {
-                    predicted: value.as_i64().or(Some(logic::DEFAULT_REPLICAS)),
-                    refused: None,
-                    computed_by: locally(&message),
-                    why,
-                }),
+    }
+
+    /// A three-way merge (client-side apply, Helm 3): what it sends for replicas, computed
+    /// here, then dry-run.
+    async fn three_way(&self, apply: &Apply, record: Option<&ReleaseRecord>) -> Result<After> {
+        let previous = logic::previous_configuration(apply, self.live, record);
+        let sends = logic::three_way_sends(previous.as_ref(), &self.item.document.object);
+        let what = match apply {
+            Apply::HelmThreeWay { revision, .. } => format!("the deployed release (revision {revision})"),
+            _ => "the last-applied annotation".to_string(),
+        };
+        let value = match &sends {
+            Sends::Nothing => {
+                let why = format!("neither {what} nor the manifest sets replicas, so the merge leaves it alone");
+                return Ok(After { predicted: self.current, refused: None, computed_by: "locally".into(), why });
             }
+            Sends::Value(value) => value.clone(),
+            Sends::Null => Value::Null,
+        };
+        let why = match sends {
+            Sends::Null => format!(
+                "{what} sets replicas and the manifest does not: the three-way merge sends replicas: null, which the server defaults"
+            ),
+            _ => format!("the manifest sets replicas: {value}"),
+        };
+        let field_manager = match apply {
+            Apply::ClientSide { manager } | Apply::ServerSide { manager, .. } => manager.clone(),
+            Apply::HelmThreeWay { .. } => "helm".to_string(),
+        };
+        self.send_replicas(field_manager, value, why).await
+    }
+
+    /// Dry-runs the merge patch of replicas a three-way merge sends.
+    async fn send_replicas(&self, field_manager: String, value: Value, why: String) -> Result<After> {
+        let params = PatchParams { field_manager: Some(field_manager), dry_run: true, ..Default::default() };
+        let patch = Patch::Merge(json!({"spec": {"replicas": value}}));
+        match answer(self.api.patch(self.item.document.name(), &params, &patch).await)? {
+            Answer::Stored(response) => Ok(After {
+                predicted: response.pointer("/spec/replicas").and_then(Value::as_i64),
+                refused: None,
+                computed_by: "server dry run".into(),
+                why: format!(
+                    "{why} (to {})",
+                    crate::output::count(response.pointer("/spec/replicas").and_then(Value::as_i64))
+                ),
+            }),
+            Answer::Refused(message) => {
+                Ok(After { predicted: self.current, refused: Some(message), computed_by: "server dry run".into(), why })
+            }
+            Answer::Forbidden(message) => Ok(After {
+                predicted: value.as_i64().or(Some(logic::DEFAULT_REPLICAS)),
+                refused: None,
+                computed_by: locally(&message),
+                why,
+            }),
         }
     }
 }

@@ -21,60 +21,105 @@ use crate::retry::{self, Attempt};
 
 pub async fn run(client: &Client, args: &RestoreArgs, printer: &Printer) -> Result<ExitStatus> {
     let backup = Backup::read(&args.backup)?;
-    let reference = &backup.object;
-    let (group, version) = reference.api_version.rsplit_once('/').unwrap_or(("", reference.api_version.as_str()));
-    let resource = ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: reference.api_version.clone(),
-        kind: reference.kind.clone(),
-        plural: reference.resource.clone(),
-    };
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &reference.namespace, &resource);
-    let scope = NamespaceScope::Namespace(reference.namespace.clone());
-    let label = format!("{}/{}/{}", reference.namespace, reference.kind.to_lowercase(), reference.name);
-    let live = kubeio::get_object(&api, &reference.name).await.map_err(|e| match api_code(&e) {
-        Some(404) => Error::NotFound {
-            kind: reference.kind.clone(),
-            name: reference.name.clone(),
-            namespace: reference.namespace.clone(),
-        },
-        _ => kubeio::classify_error(e, "get", &reference.resource, &scope),
-    })?;
-    let live_uid = live.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
-    if live_uid != reference.uid {
-        return Err(Error::Usage(format!(
-            "{label} was deleted and recreated since the backup (uid {live_uid}, backup {}); refusing to restore onto another object",
-            reference.uid
-        )));
-    }
-    let group_for_rbac = if group.is_empty() { String::new() } else { group.to_string() };
-    if !kubeio::can_i(client, "patch", &group_for_rbac, &reference.resource, &reference.namespace).await? {
-        return Err(Error::Forbidden {
-            verb: "patch".into(),
-            resource: if group.is_empty() {
-                reference.resource.clone()
-            } else {
-                format!("{}.{group}", reference.resource)
-            },
-            scope: format!(" in namespace \"{}\"", reference.namespace),
-            message: "nothing was changed".into(),
-        });
-    }
+    let restore = Restore::new(client, &backup, args.dry_run);
+    let live = restore.read_live().await?;
+    restore.check_rights(client).await?;
 
     let diff = render_diff(&backup, &live);
     if diff.is_empty() {
-        printer.data(&format!("unchanged {label}: it already matches the backup\n"))?;
+        printer.data(&format!("unchanged {}: it already matches the backup\n", restore.label))?;
         return Ok(ExitStatus::Success);
     }
-    printer.data(&format!("restore {label} from {}\n{diff}\n", args.backup.display()))?;
+    printer.data(&format!("restore {} from {}\n{diff}\n", restore.label, args.backup.display()))?;
     if !args.dry_run {
         printer.confirm(args.yes, "Restore this object?")?;
     }
 
-    let mut object = live;
-    if let Some(payload) = &backup.release_payload {
-        let encoded = match reference.kind.as_str() {
+    let object = restore.release_record(live).await?;
+    let object = restore.annotations(object).await?;
+    restore.managed_fields(object).await?;
+    let verb = if args.dry_run { "dry run: would restore" } else { "restored" };
+    printer.data(&format!("{verb} {} from {}\n", restore.label, args.backup.display()))?;
+    Ok(ExitStatus::Success)
+}
+
+/// What every step of a restore works with: the backup and the object it was taken of.
+struct Restore<'a> {
+    backup: &'a Backup,
+    api: Api<DynamicObject>,
+    /// The object's API group ("" for the core group).
+    group: String,
+    scope: NamespaceScope,
+    label: String,
+    dry_run: bool,
+}
+
+impl<'a> Restore<'a> {
+    fn new(client: &Client, backup: &'a Backup, dry_run: bool) -> Self {
+        let reference = &backup.object;
+        let (group, version) = reference.api_version.rsplit_once('/').unwrap_or(("", reference.api_version.as_str()));
+        let resource = ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: reference.api_version.clone(),
+            kind: reference.kind.clone(),
+            plural: reference.resource.clone(),
+        };
+        Restore {
+            backup,
+            api: Api::namespaced_with(client.clone(), &reference.namespace, &resource),
+            group: group.to_string(),
+            scope: NamespaceScope::Namespace(reference.namespace.clone()),
+            label: format!("{}/{}/{}", reference.namespace, reference.kind.to_lowercase(), reference.name),
+            dry_run,
+        }
+    }
+
+    /// The object as stored; refused if it is not the one backed up (deleted and recreated).
+    async fn read_live(&self) -> Result<Value> {
+        let reference = &self.backup.object;
+        let live = kubeio::get_object(&self.api, &reference.name).await.map_err(|e| match api_code(&e) {
+            Some(404) => Error::NotFound {
+                kind: reference.kind.clone(),
+                name: reference.name.clone(),
+                namespace: reference.namespace.clone(),
+            },
+            _ => kubeio::classify_error(e, "get", &reference.resource, &self.scope),
+        })?;
+        let live_uid = live.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
+        if live_uid != reference.uid {
+            return Err(Error::Usage(format!(
+                "{} was deleted and recreated since the backup (uid {live_uid}, backup {}); refusing to restore onto another object",
+                self.label, reference.uid
+            )));
+        }
+        Ok(live)
+    }
+
+    /// Stops before anything is written if the user may not patch the object.
+    async fn check_rights(&self, client: &Client) -> Result<()> {
+        let reference = &self.backup.object;
+        if kubeio::can_i(client, "patch", &self.group, &reference.resource, &reference.namespace).await? {
+            return Ok(());
+        }
+        Err(Error::Forbidden {
+            verb: "patch".into(),
+            resource: if self.group.is_empty() {
+                reference.resource.clone()
+            } else {
+                format!("{}.{}", reference.resource, self.group)
+            },
+            scope: format!(" in namespace \"{}\"", reference.namespace),
+            message: "nothing was changed".into(),
+        })
+    }
+
+    /// Puts back the Helm release record, if the backup has one.
+    async fn release_record(&self, object: Value) -> Result<Value> {
+        let Some(payload) = &self.backup.release_payload else {
+            return Ok(object);
+        };
+        let encoded = match self.backup.object.kind.as_str() {
             "Secret" => base64::engine::general_purpose::STANDARD.encode(payload),
             _ => payload.clone(),
         };
@@ -87,77 +132,84 @@ pub async fn run(client: &Client, args: &RestoreArgs, printer: &Printer) -> Resu
             ]);
             serde_json::from_value(operations).map_err(|e| Error::json("building the restore patch", e))
         };
-        object = send(&api, &reference.name, object, build, args.dry_run, &scope, &reference.resource).await?;
+        let object = self.send(object, build).await?;
         if object.pointer("/data/release").and_then(Value::as_str) != Some(encoded.as_str()) {
-            return Err(unconfirmed(&label, "the release record is not as backed up after the restore"));
+            return Err(unconfirmed(&self.label, "the release record is not as backed up after the restore"));
         }
+        Ok(object)
     }
-    if !backup.annotations.is_empty() {
+
+    /// Puts back the backed-up annotations.
+    async fn annotations(&self, object: Value) -> Result<Value> {
+        let annotations = &self.backup.annotations;
+        if annotations.is_empty() {
+            return Ok(object);
+        }
         let build = |object: &Value| {
-            let parts: Vec<patch::PatchPart> = backup
-                .annotations
-                .iter()
-                .map(|(key, value)| patch::annotation_part(object, key, value.as_str()))
-                .collect();
+            let parts: Vec<patch::PatchPart> =
+                annotations.iter().map(|(key, value)| patch::annotation_part(object, key, value.as_str())).collect();
             Ok(patch::combine(&version_of(object)?, &parts))
         };
-        object = send(&api, &reference.name, object, build, args.dry_run, &scope, &reference.resource).await?;
-        for (key, value) in &backup.annotations {
+        let object = self.send(object, build).await?;
+        for (key, value) in annotations {
             if object.pointer(&patch::annotation_path(key)).and_then(Value::as_str) != value.as_str() {
-                return Err(unconfirmed(&label, &format!("annotation {key} is not as backed up after the restore")));
+                return Err(unconfirmed(
+                    &self.label,
+                    &format!("annotation {key} is not as backed up after the restore"),
+                ));
             }
         }
+        Ok(object)
     }
-    if let Some(entries) = &backup.managed_fields {
+
+    /// Puts back the backed-up managedFields (last: see the module's comment).
+    async fn managed_fields(&self, object: Value) -> Result<Value> {
+        let Some(entries) = &self.backup.managed_fields else {
+            return Ok(object);
+        };
         let build = |object: &Value| Ok(patch::restore_managed_fields_patch(&version_of(object)?, entries));
-        object = send(&api, &reference.name, object, build, args.dry_run, &scope, &reference.resource).await?;
+        let object = self.send(object, build).await?;
         let restored = object.pointer("/metadata/managedFields").cloned().unwrap_or(Value::Null);
         if !patch::same_entries(&restored, entries) {
             return Err(unconfirmed(
-                &label,
+                &self.label,
                 "the API server did not take the backed-up managedFields; nothing else was changed by this step",
             ));
         }
+        Ok(object)
     }
-    let verb = if args.dry_run { "dry run: would restore" } else { "restored" };
-    printer.data(&format!("{verb} {label} from {}\n", args.backup.display()))?;
-    Ok(ExitStatus::Success)
-}
 
-/// Sends one guarded patch built from the object as last read, and returns the object as
-/// stored (re-read), or as the dry run would store it. The target state is fixed by the backup,
-/// so on a conflict (the deployment controller writes status right after an annotation change)
-/// the object is re-read and the patch rebuilt against it.
-async fn send(
-    api: &Api<DynamicObject>,
-    name: &str,
-    object: Value,
-    build: impl Fn(&Value) -> Result<json_patch::Patch>,
-    dry_run: bool,
-    scope: &NamespaceScope,
-    resource: &str,
-) -> Result<Value> {
-    let mut object = Some(object);
-    retry::on_conflict(name, |_| {
-        let known = object.take();
-        let build = &build;
-        async move {
-            let current = match known {
-                Some(current) => current,
-                None => kubeio::get_object(api, name).await.map_err(|e| Error::api(format!("re-reading {name}"), e))?,
-            };
-            match kubeio::json_patch(api, name, build(&current)?, dry_run).await {
-                Ok(written) if dry_run => Ok(Attempt::Done(written)),
-                Ok(_) => kubeio::get_object(api, name)
-                    .await
-                    .map(Attempt::Done)
-                    .map_err(|e| Error::api(format!("re-reading {name}"), e)),
-                Err(e) if retry::is_conflict(&e) => Ok(Attempt::Conflict),
-                Err(e) => Err(kubeio::classify_error(e, "patch", resource, scope)),
+    /// Sends one guarded patch built from the object as last read, and returns the object as
+    /// stored (re-read), or as the dry run would store it. The target state is fixed by the
+    /// backup, so on a conflict (the deployment controller writes status right after an
+    /// annotation change) the object is re-read and the patch rebuilt against it.
+    async fn send(&self, object: Value, build: impl Fn(&Value) -> Result<json_patch::Patch>) -> Result<Value> {
+        let (api, name, dry_run) = (&self.api, self.backup.object.name.as_str(), self.dry_run);
+        let (scope, resource) = (&self.scope, self.backup.object.resource.as_str());
+        let mut object = Some(object);
+        retry::on_conflict(name, |_| {
+            let known = object.take();
+            let build = &build;
+            async move {
+                let current = match known {
+                    Some(current) => current,
+                    None => {
+                        kubeio::get_object(api, name).await.map_err(|e| Error::api(format!("re-reading {name}"), e))?
+                    }
+                };
+                match kubeio::json_patch(api, name, build(&current)?, dry_run).await {
+                    Ok(written) if dry_run => Ok(Attempt::Done(written)),
+                    Ok(_) => kubeio::get_object(api, name)
+                        .await
+                        .map(Attempt::Done)
+                        .map_err(|e| Error::api(format!("re-reading {name}"), e)),
+                    Err(e) if retry::is_conflict(&e) => Ok(Attempt::Conflict),
+                    Err(e) => Err(kubeio::classify_error(e, "patch", resource, scope)),
+                }
             }
-        }
-    })
-    .await
+        })
+        .await
+    }
 }
 
 fn version_of(object: &Value) -> Result<String> {

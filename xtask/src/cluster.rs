@@ -4,7 +4,7 @@
 use std::fs;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -110,49 +110,109 @@ pub fn up(paths: &Paths) -> Result<bool> {
 }
 
 fn start(paths: &Paths) -> Result<()> {
-    fs::create_dir_all(&paths.state)?;
-    let pki = paths.state.join("pki");
-    fs::create_dir_all(&pki)?;
-    let certs = crate::pki::generate(&pki)?;
-
-    let etcd_client = free_port()?;
-    let etcd_peer = free_port()?;
-    let apiserver_port = free_port()?;
-    let server = format!("https://127.0.0.1:{apiserver_port}");
-
-    let admin_token = random_token();
-    let viewer_token = random_token();
-    let stripper_token = random_token();
-    let controller_manager_token = random_token();
-    let tokens = paths.state.join("tokens.csv");
-    fs::write(
-        &tokens,
-        format!(
-            "{admin_token},admin,admin,\"system:masters\"\n\
-             {viewer_token},viewer,viewer\n\
-             {stripper_token},stripper,stripper\n\
-             {controller_manager_token},system:kube-controller-manager,system:kube-controller-manager\n"
-        ),
-    )?;
-    let audit_policy = paths.state.join("audit-policy.yaml");
-    fs::write(&audit_policy, AUDIT_POLICY)?;
-
-    write_kubeconfig(&paths.admin_kubeconfig, &server, &certs.ca_pem, "admin", &admin_token)?;
-    write_kubeconfig(&paths.viewer_kubeconfig, &server, &certs.ca_pem, "viewer", &viewer_token)?;
-    write_kubeconfig(&paths.stripper_kubeconfig, &server, &certs.ca_pem, "stripper", &stripper_token)?;
-    let controller_manager_kubeconfig = paths.state.join("controller-manager.kubeconfig");
-    write_kubeconfig(
-        &controller_manager_kubeconfig,
-        &server,
-        &certs.ca_pem,
-        "system:kube-controller-manager",
-        &controller_manager_token,
-    )?;
-
+    let plane = Plane::prepare(paths)?;
     let mut children: Vec<(&str, Child)> = Vec::new();
-    let result = (|| -> Result<()> {
-        let etcd_url = format!("http://127.0.0.1:{etcd_client}");
-        let peer_url = format!("http://127.0.0.1:{etcd_peer}");
+    if let Err(error) = plane.start_components(&mut children) {
+        for (_, child) in children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        return Err(error);
+    }
+    Ok(())
+}
+
+/// What the components of a plane being started share: its ports, certificates and files.
+struct Plane<'a> {
+    paths: &'a Paths,
+    pki: PathBuf,
+    certs: crate::pki::Pki,
+    etcd_client: u16,
+    etcd_peer: u16,
+    apiserver_port: u16,
+    tokens: PathBuf,
+    audit_policy: PathBuf,
+    controller_manager_kubeconfig: PathBuf,
+}
+
+impl<'a> Plane<'a> {
+    /// Generates the certificates, picks the ports and writes the users' credentials.
+    fn prepare(paths: &'a Paths) -> Result<Self> {
+        fs::create_dir_all(&paths.state)?;
+        let pki = paths.state.join("pki");
+        fs::create_dir_all(&pki)?;
+        let certs = crate::pki::generate(&pki)?;
+        let plane = Plane {
+            paths,
+            pki,
+            certs,
+            etcd_client: free_port()?,
+            etcd_peer: free_port()?,
+            apiserver_port: free_port()?,
+            tokens: paths.state.join("tokens.csv"),
+            audit_policy: paths.state.join("audit-policy.yaml"),
+            controller_manager_kubeconfig: paths.state.join("controller-manager.kubeconfig"),
+        };
+        plane.write_credentials()?;
+        Ok(plane)
+    }
+
+    /// The token file of the users, the audit policy, and each user's kubeconfig.
+    fn write_credentials(&self) -> Result<()> {
+        let paths = self.paths;
+        let server = format!("https://127.0.0.1:{}", self.apiserver_port);
+        let admin_token = random_token();
+        let viewer_token = random_token();
+        let stripper_token = random_token();
+        let controller_manager_token = random_token();
+        fs::write(
+            &self.tokens,
+            format!(
+                "{admin_token},admin,admin,\"system:masters\"\n\
+                 {viewer_token},viewer,viewer\n\
+                 {stripper_token},stripper,stripper\n\
+                 {controller_manager_token},system:kube-controller-manager,system:kube-controller-manager\n"
+            ),
+        )?;
+        fs::write(&self.audit_policy, AUDIT_POLICY)?;
+
+        let ca = &self.certs.ca_pem;
+        write_kubeconfig(&paths.admin_kubeconfig, &server, ca, "admin", &admin_token)?;
+        write_kubeconfig(&paths.viewer_kubeconfig, &server, ca, "viewer", &viewer_token)?;
+        write_kubeconfig(&paths.stripper_kubeconfig, &server, ca, "stripper", &stripper_token)?;
+        write_kubeconfig(
+            &self.controller_manager_kubeconfig,
+            &server,
+            ca,
+            "system:kube-controller-manager",
+            &controller_manager_token,
+        )
+    }
+
+    /// etcd, then the API server and the RBAC the tests' users need, then the controller
+    /// manager, each waited for before the next.
+    fn start_components(&self, children: &mut Vec<(&'static str, Child)>) -> Result<()> {
+        self.start_etcd(children)?;
+        self.start_apiserver(children)?;
+        for manifest in [
+            "deploy/rbac/reader.yaml",
+            "tests/cluster/viewer-binding.yaml",
+            "deploy/rbac/strip.yaml",
+            "tests/cluster/stripper-binding.yaml",
+        ] {
+            kubectl(self.paths, &["apply", "-f"], Some(&workspace_root().join(manifest)))?;
+        }
+        self.start_controller_manager(children)
+    }
+
+    fn etcd_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.etcd_client)
+    }
+
+    fn start_etcd(&self, children: &mut Vec<(&'static str, Child)>) -> Result<()> {
+        let paths = self.paths;
+        let etcd_url = self.etcd_url();
+        let peer_url = format!("http://127.0.0.1:{}", self.etcd_peer);
         children.push((
             "etcd",
             spawn(paths, "etcd", |c| {
@@ -168,32 +228,41 @@ fn start(paths: &Paths) -> Result<()> {
                     .arg("--log-level=warn");
             })?,
         ));
-        wait_for(&mut children, paths, Duration::from_secs(30), "etcd to listen", || {
+        let etcd_client = self.etcd_client;
+        wait_for(children, paths, Duration::from_secs(30), "etcd to listen", || {
             std::net::TcpStream::connect(("127.0.0.1", etcd_client)).is_ok()
-        })?;
+        })
+    }
 
-        let apiserver_args: Vec<String> = [
-            format!("--etcd-servers={etcd_url}"),
+    fn apiserver_args(&self) -> Vec<String> {
+        let certs = &self.certs;
+        [
+            format!("--etcd-servers={}", self.etcd_url()),
             "--bind-address=127.0.0.1".into(),
             // The machine has no default route; the apiserver otherwise fails to pick an address.
             "--advertise-address=127.0.0.1".into(),
-            format!("--secure-port={apiserver_port}"),
-            format!("--cert-dir={}", pki.display()),
+            format!("--secure-port={}", self.apiserver_port),
+            format!("--cert-dir={}", self.pki.display()),
             format!("--tls-cert-file={}", certs.serving_cert.display()),
             format!("--tls-private-key-file={}", certs.serving_key.display()),
             format!("--client-ca-file={}", certs.ca_cert.display()),
-            format!("--token-auth-file={}", tokens.display()),
+            format!("--token-auth-file={}", self.tokens.display()),
             "--authorization-mode=RBAC".into(),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
             format!("--service-account-key-file={}", certs.service_account_public_key.display()),
             format!("--service-account-signing-key-file={}", certs.service_account_key.display()),
             "--service-cluster-ip-range=10.0.0.0/24".into(),
-            format!("--audit-policy-file={}", audit_policy.display()),
-            format!("--audit-log-path={}", paths.state.join("audit.log").display()),
+            format!("--audit-policy-file={}", self.audit_policy.display()),
+            format!("--audit-log-path={}", self.paths.state.join("audit.log").display()),
             "--audit-log-format=json".into(),
             "--profiling=false".into(),
         ]
-        .into();
+        .into()
+    }
+
+    fn start_apiserver(&self, children: &mut Vec<(&'static str, Child)>) -> Result<()> {
+        let paths = self.paths;
+        let apiserver_args = self.apiserver_args();
         write_apiserver_args(paths, &apiserver_args)?;
         children.push((
             "kube-apiserver",
@@ -201,28 +270,23 @@ fn start(paths: &Paths) -> Result<()> {
                 c.args(&apiserver_args);
             })?,
         ));
-        wait_for(&mut children, paths, Duration::from_secs(90), "kube-apiserver /readyz", || readyz(paths))?;
+        wait_for(children, paths, Duration::from_secs(90), "kube-apiserver /readyz", || readyz(paths))
+    }
 
-        for manifest in [
-            "deploy/rbac/reader.yaml",
-            "tests/cluster/viewer-binding.yaml",
-            "deploy/rbac/strip.yaml",
-            "tests/cluster/stripper-binding.yaml",
-        ] {
-            kubectl(paths, &["apply", "-f"], Some(&workspace_root().join(manifest)))?;
-        }
-
+    fn start_controller_manager(&self, children: &mut Vec<(&'static str, Child)>) -> Result<()> {
+        let paths = self.paths;
+        let kubeconfig = self.controller_manager_kubeconfig.display();
         children.push((
             "kube-controller-manager",
             spawn(paths, "kube-controller-manager", |c| {
-                c.arg(format!("--kubeconfig={}", controller_manager_kubeconfig.display()))
-                    .arg(format!("--authentication-kubeconfig={}", controller_manager_kubeconfig.display()))
-                    .arg(format!("--authorization-kubeconfig={}", controller_manager_kubeconfig.display()))
+                c.arg(format!("--kubeconfig={kubeconfig}"))
+                    .arg(format!("--authentication-kubeconfig={kubeconfig}"))
+                    .arg(format!("--authorization-kubeconfig={kubeconfig}"))
                     .arg("--bind-address=127.0.0.1")
                     .arg("--secure-port=0")
                     .arg("--use-service-account-credentials=true")
-                    .arg(format!("--service-account-private-key-file={}", certs.service_account_key.display()))
-                    .arg(format!("--root-ca-file={}", certs.ca_cert.display()))
+                    .arg(format!("--service-account-private-key-file={}", self.certs.service_account_key.display()))
+                    .arg(format!("--root-ca-file={}", self.certs.ca_cert.display()))
                     .arg(format!("--controllers={CONTROLLERS}"))
                     // Tests wait for the HPA controller; the default 15 s would make them slow.
                     // Every test HPA lacks metrics and records two warnings per sync, which the
@@ -237,19 +301,10 @@ fn start(paths: &Paths) -> Result<()> {
         ));
         // Pods can only be created once the namespace's `default` ServiceAccount exists, which
         // proves the controller manager is running and writing.
-        wait_for(&mut children, paths, Duration::from_secs(90), "the default ServiceAccount", || {
+        wait_for(children, paths, Duration::from_secs(90), "the default ServiceAccount", || {
             kubectl(paths, &["get", "serviceaccount", "default", "-n", "default"], None).is_ok()
-        })?;
-        Ok(())
-    })();
-    if let Err(error) = result {
-        for (_, child) in children.iter_mut().rev() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        return Err(error);
+        })
     }
-    Ok(())
 }
 
 /// Polls `ready` until it holds; fails early, with the log tail, if a component exits.

@@ -143,6 +143,45 @@ impl<'a> Demo<'a> {
     }
 
     fn run(&self) -> Result<()> {
+        self.clean_up_previous_run()?;
+        self.title("hpa-migrate demo: Flux hands .spec.replicas of a Mimir-shaped namespace to its autoscalers");
+        self.say(&format!(
+            "The local control plane runs etcd, kube-apiserver and kube-controller-manager (Deployment,\n\
+             StatefulSet and HPA controllers), the real Flux kustomize-controller and the real KEDA\n\
+             operator, with no scheduler, kubelet or metrics API: Pods are created but never run (READY\n\
+             stays 0/N; N is spec.replicas, the count this story is about). Git is local: each commit of\n\
+             {MANIFESTS}/ is packed into a tarball that kustomize-controller downloads, as it does from\n\
+             source-controller (which does not run here)."
+        ));
+
+        self.step("1. Flux deploys Mimir with replicas, and the autoscalers");
+        self.deploy_with_replicas()?;
+
+        self.step("2. Can replicas be deleted from Git now?");
+        self.expect(1, &["hpa-migrate", "check", "-n", NAMESPACE])?;
+        self.say(
+            "Exit 1, strip-needed everywhere: each autoscaler is in charge, but kustomize-controller still\n\
+             owns .spec.replicas. Delete replicas from Git now and Flux's next apply stops sending a field\n\
+             it alone owns: the API server removes it and defaults it to 1.",
+        );
+
+        self.step("3. The ruler, without the tool: replicas deleted from its manifest, Flux applies");
+        self.ruler_without_the_tool()?;
+
+        self.step("4. The same commit on a guarded workload: the distributor");
+        self.guarded_commit_is_refused()?;
+
+        self.step("5. The others and the distributor, with the tool");
+        let targets: Vec<&str> = MIGRATED.iter().map(|w| w.target).collect();
+        self.strip_and_commit(&targets)?;
+        self.resume_and_verify(&targets)?;
+
+        self.step("6. Summary");
+        self.summary()
+    }
+
+    /// Empties the output directory and deletes what a previous run left on the plane.
+    fn clean_up_previous_run(&self) -> Result<()> {
         let out_dir = self.root.join(OUT_DIR);
         if out_dir.exists() {
             fs::remove_dir_all(&out_dir).with_context(|| format!("removing {}", out_dir.display()))?;
@@ -159,19 +198,12 @@ impl<'a> Demo<'a> {
             "--wait=true",
             "--timeout=120s",
         ])?;
-        self.kubectl(&["delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", "--timeout=120s"])?;
+        self.kubectl(&["delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", "--timeout=120s"])
+            .map(|_| ())
+    }
 
-        self.title("hpa-migrate demo: Flux hands .spec.replicas of a Mimir-shaped namespace to its autoscalers");
-        self.say(&format!(
-            "The local control plane runs etcd, kube-apiserver and kube-controller-manager (Deployment,\n\
-             StatefulSet and HPA controllers), the real Flux kustomize-controller and the real KEDA\n\
-             operator, with no scheduler, kubelet or metrics API: Pods are created but never run (READY\n\
-             stays 0/N; N is spec.replicas, the count this story is about). Git is local: each commit of\n\
-             {MANIFESTS}/ is packed into a tarball that kustomize-controller downloads, as it does from\n\
-             source-controller (which does not run here)."
-        ));
-
-        self.step("1. Flux deploys Mimir with replicas, and the autoscalers");
+    /// Step 1: the first commit, with replicas, and the autoscalers' HPAs.
+    fn deploy_with_replicas(&self) -> Result<()> {
         self.expect(0, &["apply", "-f", &format!("{MANIFESTS}/flux.yaml")])?;
         self.commit(
             "Mimir with replicas, and its autoscalers",
@@ -188,17 +220,11 @@ impl<'a> Demo<'a> {
         ));
         // One HPA per workload: four of their own, the querier's through KEDA.
         self.wait_for_hpas(MIGRATED.len() + 1)?;
-        self.expect(0, &["get", "hpa", "-n", NAMESPACE])?;
+        self.expect(0, &["get", "hpa", "-n", NAMESPACE])
+    }
 
-        self.step("2. Can replicas be deleted from Git now?");
-        self.expect(1, &["hpa-migrate", "check", "-n", NAMESPACE])?;
-        self.say(
-            "Exit 1, strip-needed everywhere: each autoscaler is in charge, but kustomize-controller still\n\
-             owns .spec.replicas. Delete replicas from Git now and Flux's next apply stops sending a field\n\
-             it alone owns: the API server removes it and defaults it to 1.",
-        );
-
-        self.step("3. The ruler, without the tool: replicas deleted from its manifest, Flux applies");
+    /// Step 3: the ruler's commit without replicas, its drop, and verify finding it.
+    fn ruler_without_the_tool(&self) -> Result<()> {
         self.say("Watch the ruler while Git loses its replicas and Flux reconciles:");
         self.ruler_drops()?;
         self.expect(1, &["hpa-migrate", "verify", "-n", NAMESPACE, RULER.target, "--since", "10m"])?;
@@ -207,12 +233,11 @@ impl<'a> Demo<'a> {
              ordered it. The HPA then restored its minReplicas, {HPA_MIN}, not the {} the ruler was sized for.",
             RULER.replicas, RULER.replicas
         ));
+        Ok(())
+    }
 
-        self.step("4. The same commit on a guarded workload: the distributor");
-        self.guarded_commit_is_refused()?;
-
-        self.step("5. The others and the distributor, with the tool");
-        let targets: Vec<&str> = MIGRATED.iter().map(|w| w.target).collect();
+    /// Step 5, first half: strip with Flux paused, then the commit without replicas.
+    fn strip_and_commit(&self, targets: &[&str]) -> Result<()> {
         self.say(
             "strip takes .spec.replicas out of kustomize-controller's managedFields entry (the diff), after\n\
              a backup, and --pause-flux holds Flux off these objects until Git no longer has replicas:",
@@ -220,7 +245,7 @@ impl<'a> Demo<'a> {
         let backups = format!("{OUT_DIR}/backups");
         let mut strip =
             vec!["hpa-migrate", "strip", "-n", NAMESPACE, "--yes", "--pause-flux", "--backup-dir", &backups];
-        strip.extend(&targets);
+        strip.extend(targets);
         self.expect(0, &strip)?;
         self.say(&format!(
             "Git: replicas deleted from every manifest ({MANIFESTS}/without-replicas.yaml). Flux applies\n\
@@ -232,10 +257,14 @@ impl<'a> Demo<'a> {
                 ("mimir.yaml", self.manifest("without-replicas.yaml")?),
                 ("autoscalers.yaml", self.manifest("autoscalers.yaml")?),
             ],
-        )?;
+        )
+    }
+
+    /// Step 5, second half: resume and reconcile, check and verify, and lift the guard.
+    fn resume_and_verify(&self, targets: &[&str]) -> Result<()> {
         self.say("Git no longer has replicas: resume Flux on them, and reconcile.");
         let mut resume = vec!["hpa-migrate", "resume", "-n", NAMESPACE];
-        resume.extend(&targets);
+        resume.extend(targets);
         self.expect(0, &resume)?;
         let revision = self.applied_revision()?;
         self.reconcile(&revision)?;
@@ -247,15 +276,12 @@ impl<'a> Demo<'a> {
              the present; verify judges the past:",
         );
         let mut verify = vec!["hpa-migrate", "verify", "-n", NAMESPACE];
-        verify.extend(&targets);
+        verify.extend(targets);
         verify.extend(["--since", "10m"]);
         self.expect(0, &verify)?;
         self.say("Exit 0: the migrated workloads never dropped.");
         self.say("The migration window is over: lift the guard (its policy goes with the last guarded workload).");
-        self.expect(0, &["hpa-migrate", "guard", "off", "-n", NAMESPACE, GUARDED.target])?;
-
-        self.step("6. Summary");
-        self.summary()
+        self.expect(0, &["hpa-migrate", "guard", "off", "-n", NAMESPACE, GUARDED.target])
     }
 
     /// The ruler's replicas leave its manifest with no strip first. A watch started before the
