@@ -19,6 +19,7 @@ use crate::cli::{OutputFormat, VerifyArgs};
 use crate::commands::{check, parse_targets};
 use crate::core::timeline::{self, Cause, Drop, EventRecord, ScaledObjectSubject, Subjects, Timeline, WorkloadType};
 use crate::core::verdict::{Assessment, Verdict};
+use crate::core::workload::{Workload, WorkloadKind};
 use crate::error::{Error, ExitStatus, Result};
 use crate::inventory::{Inventory, Query};
 use crate::kubeio::{self, NamespaceScope};
@@ -129,19 +130,7 @@ pub async fn run(
     }
     let backup_dir = args.backups.dir();
     let query = Query { scope, selector, targets: &targets, all_workloads: false, backup_dir: &backup_dir };
-    let inventory = Inventory::collect(client, &query).await?;
-    let assessments = inventory.assess(&[]);
-    // Of the first read, the history needs the workloads only (uid, creation); the rest goes.
-    let workloads = {
-        let read = inventory;
-        read.workloads
-    };
-    if let Some(unsupported) = assessments.iter().find(|a| workload_type(a).is_none()) {
-        return Err(Error::Usage(format!(
-            "{}: verify reads Deployment and StatefulSet events only; watch it with kubectl get -w",
-            unsupported.target()
-        )));
-    }
+    let (assessments, workloads) = read_verifiable(client, &query).await?;
     let lives = match args.watch {
         Some(duration) => Some(
             futures::future::try_join_all(
@@ -161,22 +150,12 @@ pub async fn run(
         assessments
             .iter()
             .map(|a| {
-                let workload = workloads.iter().find(|w| w.kind == a.workload_kind && w.name() == a.name);
+                let workload = workloads.get(&(a.namespace.clone(), a.workload_kind.clone(), a.name.clone()));
                 history(a, workload, &evidence, args)
             })
             .collect::<Vec<_>>()
     });
-    let mut lives = lives.map(Vec::into_iter);
-    let mut histories = histories.map(Vec::into_iter);
-    let results: Vec<WorkloadResult> = assessments
-        .iter()
-        .zip(end_states)
-        .map(|(a, end_state)| {
-            let live = lives.as_mut().and_then(Iterator::next);
-            let history = histories.as_mut().and_then(Iterator::next);
-            judge(a, history, live, end_state, args)
-        })
-        .collect();
+    let results = judge_all(&assessments, histories, lives, end_states, args);
     let exit = results.iter().map(|r| r.outcome).max().map(Outcome::exit).unwrap_or(ExitStatus::Success);
     let report = VerifyReport { api_version: check::REPORT_API_VERSION, kind: "VerifyReport", results };
     match args.output {
@@ -184,6 +163,53 @@ pub async fn run(
         format => printer.document(format, &report)?,
     }
     Ok(exit)
+}
+
+/// A workload by namespace, kind and name.
+type WorkloadKey = (String, WorkloadKind, String);
+
+/// The workloads to verify, assessed, and of the first read what the history needs (uid,
+/// creation) by kind and name; the rest of the inventory goes. Kinds verify cannot read the
+/// events of are a usage error.
+async fn read_verifiable(
+    client: &Client,
+    query: &Query<'_>,
+) -> Result<(Vec<Assessment>, BTreeMap<WorkloadKey, Workload>)> {
+    let inventory = Inventory::collect(client, query).await?;
+    let assessments = inventory.assess(&[]);
+    if let Some(unsupported) = assessments.iter().find(|a| workload_type(a).is_none()) {
+        return Err(Error::Usage(format!(
+            "{}: verify reads Deployment and StatefulSet events only; watch it with kubectl get -w",
+            unsupported.target()
+        )));
+    }
+    let workloads = inventory
+        .workloads
+        .into_iter()
+        .map(|w| ((w.namespace().to_string(), w.kind.clone(), w.name().to_string()), w))
+        .collect();
+    Ok((assessments, workloads))
+}
+
+/// Each workload's result from its history and live watch (either may be absent) and its end state.
+fn judge_all(
+    assessments: &[Assessment],
+    histories: Option<Vec<History>>,
+    lives: Option<Vec<Live>>,
+    end_states: Vec<EndState>,
+    args: &VerifyArgs,
+) -> Vec<WorkloadResult> {
+    let mut lives = lives.map(Vec::into_iter);
+    let mut histories = histories.map(Vec::into_iter);
+    assessments
+        .iter()
+        .zip(end_states)
+        .map(|(a, end_state)| {
+            let live = lives.as_mut().and_then(Iterator::next);
+            let history = histories.as_mut().and_then(Iterator::next);
+            judge(a, history, live, end_state, args)
+        })
+        .collect()
 }
 
 fn workload_type(assessment: &Assessment) -> Option<WorkloadType> {
@@ -241,12 +267,42 @@ fn judge(
     end_state: EndState,
     args: &VerifyArgs,
 ) -> WorkloadResult {
-    let floor = args.floor;
-    let history_failures = history.iter().flat_map(|h| h.drops.iter()).filter(|d| d.is_failure());
-    let live_failures = live.iter().flat_map(|l| l.drops.iter()).filter(|d| d.is_failure());
-    let failures: Vec<&Drop> = history_failures.chain(live_failures).collect();
+    let drops = || history.iter().flat_map(|h| h.drops.iter()).chain(live.iter().flat_map(|l| l.drops.iter()));
+    let inconclusive = inconclusive_reasons(history.as_ref(), live.as_ref(), args);
+    let (outcome, reason) = if let Some(first) = drops().find(|d| d.is_failure()) {
+        (
+            Outcome::Drop,
+            format!(
+                "replicas dropped from {} to {} at {}, and no autoscaler ordered it: {}",
+                first.from, first.to, first.time, first.evidence
+            ),
+        )
+    } else if !end_state.ok {
+        (Outcome::AtRisk, end_state.problems.join("; "))
+    } else if !inconclusive.is_empty() {
+        (Outcome::Inconclusive, inconclusive.join("; "))
+    } else {
+        (Outcome::Pass, pass_reason(drops(), args.floor, &end_state))
+    };
+    WorkloadResult {
+        namespace: assessment.namespace.clone(),
+        kind: assessment.kind.clone(),
+        name: assessment.name.clone(),
+        outcome,
+        reason,
+        floor: args.floor,
+        history,
+        live,
+        end_state,
+    }
+}
+
+/// Why the evidence cannot prove that replicas held: history that does not reach back over the
+/// period, no scaling event at all, an old event format, gaps in the replay, watch gaps not
+/// ruled out.
+fn inconclusive_reasons(history: Option<&History>, live: Option<&Live>, args: &VerifyArgs) -> Vec<String> {
     let mut inconclusive = Vec::new();
-    if let Some(h) = &history {
+    if let Some(h) = history {
         if !h.covered {
             inconclusive.push(format!(
                 "the period starts at {} but the evidence reaches back only to {} (Events expire after --event-ttl {})",
@@ -263,48 +319,24 @@ fn judge(
         }
         inconclusive.extend(h.timeline.gaps.iter().cloned());
     }
-    if let Some(l) = &live
+    if let Some(l) = live
         && l.unresolved_gaps > 0
     {
         inconclusive.push(format!("{} watch gap(s) could not be ruled out", l.unresolved_gaps));
     }
-    let (outcome, reason) = if let Some(first) = failures.first() {
-        (
-            Outcome::Drop,
-            format!(
-                "replicas dropped from {} to {} at {}, and no autoscaler ordered it: {}",
-                first.from, first.to, first.time, first.evidence
-            ),
-        )
-    } else if !end_state.ok {
-        (Outcome::AtRisk, end_state.problems.join("; "))
-    } else if !inconclusive.is_empty() {
-        (Outcome::Inconclusive, inconclusive.join("; "))
+    inconclusive
+}
+
+/// A pass, in words: replicas never reached the floor, or only as an autoscaler ordered.
+fn pass_reason<'a>(drops: impl Iterator<Item = &'a Drop>, floor: i64, end_state: &EndState) -> String {
+    let ordered: Vec<String> =
+        drops.map(|d| format!("{} -> {} at {}: {}", d.from, d.to, d.time, cause_text(&d.cause))).collect();
+    let how = if ordered.is_empty() {
+        format!("replicas never went to {floor} or below in the period")
     } else {
-        let ordered: Vec<String> = history
-            .iter()
-            .flat_map(|h| h.drops.iter())
-            .chain(live.iter().flat_map(|l| l.drops.iter()))
-            .map(|d| format!("{} -> {} at {}: {}", d.from, d.to, d.time, cause_text(&d.cause)))
-            .collect();
-        let how = if ordered.is_empty() {
-            format!("replicas never went to {floor} or below in the period")
-        } else {
-            format!("replicas went to {floor} or below only as an autoscaler ordered ({})", ordered.join("; "))
-        };
-        (Outcome::Pass, format!("{how}, and {}", end_state.reason))
+        format!("replicas went to {floor} or below only as an autoscaler ordered ({})", ordered.join("; "))
     };
-    WorkloadResult {
-        namespace: assessment.namespace.clone(),
-        kind: assessment.kind.clone(),
-        name: assessment.name.clone(),
-        outcome,
-        reason,
-        floor,
-        history,
-        live,
-        end_state,
-    }
+    format!("{how}, and {}", end_state.reason)
 }
 
 /// The Events and ReplicaSets of the namespaces the workloads are in: one LIST per kind and
@@ -376,12 +408,7 @@ fn current_sizes(
     }
 }
 
-fn history(
-    assessment: &Assessment,
-    workload: Option<&crate::core::workload::Workload>,
-    evidence: &Evidence,
-    args: &VerifyArgs,
-) -> History {
+fn history(assessment: &Assessment, workload: Option<&Workload>, evidence: &Evidence, args: &VerifyArgs) -> History {
     let kind = workload_type(assessment).expect("checked before");
     let now = Timestamp::now();
     let ttl = SignedDuration::try_from(args.event_ttl.0).unwrap_or(SignedDuration::MAX);

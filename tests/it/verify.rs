@@ -262,3 +262,58 @@ async fn a_statefulset_scaled_down_is_a_drop() {
     assert_eq!(result["history"]["drops"][0]["to"], 1);
     assert_eq!(result["history"]["timeline"]["minimum"], 1);
 }
+
+/// The same name in two namespaces, verified in one run across namespaces: each workload's
+/// history is checked against its own ReplicaSets (found by its uid), not against those of the
+/// first workload of that name the read found. In the second namespace an Event is missing (the
+/// scale-down to 4 is deleted), so its ReplicaSets disagree with the replayed Events and the
+/// answer must be `inconclusive`; checked against the other workload's uid, no ReplicaSet is
+/// found, nothing disagrees and it passes (a false pass).
+#[tokio::test]
+async fn same_name_in_two_namespaces_each_is_checked_against_its_own_replica_sets() {
+    let first = TestNamespace::new("verify-pair-a").await;
+    let second = TestNamespace::new("verify-pair-b").await;
+    let pair = format!("{}-{}", first.name, second.name);
+    for ns in [&first, &second] {
+        let labelled = |replicas| {
+            let mut manifest = deployment_manifest("web", replicas);
+            manifest["metadata"]["labels"]["verify-pair"] = json!(pair);
+            manifest
+        };
+        ns.apply("kustomize-controller", &labelled(Some(5))).await;
+        judged_hpa(ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
+        recorded_event(ns, "web", "from 0 to 5").await;
+        strip_yes(ns);
+        ns.apply("kustomize-controller", &labelled(None)).await;
+    }
+    assert_success(&second.kubectl(&["scale", "deploy/web", "--replicas=4"], None), "kubectl scale");
+    recorded_event(&second, "web", "from 5 to 4").await;
+    delete_events_saying(&second, "web", "from 5 to 4").await;
+
+    let mut command = std::process::Command::new(plugin_bin());
+    let selector = format!("verify-pair={pair}");
+    command
+        .arg("--kubeconfig")
+        .arg(admin_kubeconfig())
+        .args(["verify", "-A", "-l", &selector, "--since", "10m", "-o", "json"]);
+    let output = run_hermetic(command, None);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&output)));
+    let results = report["results"].as_array().unwrap();
+    let outcomes: Vec<(&str, &str)> =
+        results.iter().map(|r| (r["namespace"].as_str().unwrap(), r["outcome"].as_str().unwrap())).collect();
+    assert_eq!(outcomes, [(first.name.as_str(), "pass"), (second.name.as_str(), "inconclusive")], "{report:#}");
+    let reason = results[1]["reason"].as_str().unwrap();
+    assert!(reason.contains("ReplicaSet") && reason.contains("at 4"), "{reason}");
+}
+
+async fn delete_events_saying(ns: &TestNamespace, name: &str, text: &str) {
+    use k8s_openapi::api::core::v1::Event;
+    let events = Api::<Event>::namespaced(ns.client.clone(), &ns.name);
+    for event in events.list(&ListParams::default()).await.unwrap() {
+        if event.involved_object.name.as_deref() == Some(name)
+            && event.message.as_deref().is_some_and(|m| m.contains(text))
+        {
+            let _ = events.delete(event.metadata.name.as_deref().unwrap(), &Default::default()).await;
+        }
+    }
+}
