@@ -304,7 +304,10 @@ impl Flow<'_> {
         let after = check::report(self.client, &query(scope, &targets_of(migrating), &self.backup_dir)).await?;
         let mut status = ExitStatus::Success;
         for (a, live) in after.workloads.iter().zip(lives) {
-            let before = migrating.iter().find(|m| m.name == a.name && m.kind == a.kind).and_then(|m| m.replicas.spec);
+            let before = migrating
+                .iter()
+                .find(|m| m.namespace == a.namespace && m.kind == a.kind && m.name == a.name)
+                .and_then(|m| m.replicas.spec);
             let dropped = live.drops.iter().any(|d| d.is_failure());
             let line = format!(
                 "{}/{}: {} -> {} replicas (minimum while watching {}), now {}{}",
