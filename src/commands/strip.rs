@@ -224,15 +224,8 @@ async fn plan_object(
     args: &StripArgs,
     inventory: &Inventory,
 ) -> Result<std::result::Result<ObjectPlan, ObjectResult>> {
-    let in_charge = matches!(assessment.verdict, Verdict::StripNeeded | Verdict::Safe);
-    if !in_charge && !args.force {
-        let message = format!(
-            "refused: {} ({}); the autoscaler must be in charge before replicas is handed over: {} (or --force)",
-            assessment.reason,
-            assessment.verdict.as_str(),
-            assessment.next
-        );
-        return Ok(Err(result_for(&assessment, Outcome::Refused, message, ExitStatus::ActionNeeded)));
+    if let Some(refused) = unless_in_charge(&assessment, args) {
+        return Ok(Err(refused));
     }
     let methods = match chosen_methods(&assessment, args) {
         Ok(methods) => methods,
@@ -257,26 +250,13 @@ async fn plan_object(
     } else {
         None
     };
-    let handover_manager = methods
-        .contains(&StripMethod::Handover)
-        .then(|| args.field_managers.first().cloned().unwrap_or_else(|| DEFAULT_HANDOVER_MANAGER.to_string()));
-    if let Some(manager) = &handover_manager
-        && manager.starts_with("kubectl")
-    {
-        let message = format!(
-            "refused: handover manager {manager} starts with `kubectl`; Flux takes such entries over before each apply"
-        );
-        return Ok(Err(result_for(&assessment, Outcome::Refused, message, ExitStatus::Usage)));
+    let handover_manager = handover_manager(args, &methods);
+    if let Some(refused) = handover_manager.as_deref().and_then(|m| unless_flux_leaves_it(&assessment, m)) {
+        return Ok(Err(refused));
     }
     let handover_needed = handover_manager.as_ref().is_some_and(|m| !owns_replicas(&before, m));
     if workload_change.is_none() && helm_change.is_none() && !handover_needed {
-        let message = match assessment.verdict {
-            Verdict::Safe => "nothing to do: no deploy mechanism owns replicas".to_string(),
-            _ => {
-                format!("nothing to do for method {}", methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","))
-            }
-        };
-        return Ok(Err(result_for(&assessment, Outcome::NothingToDo, message, ExitStatus::Success)));
+        return Ok(Err(nothing_to_do(&assessment, &methods)));
     }
     let mut notes = Vec::new();
     if args.pause_flux && !pause_flux {
@@ -299,6 +279,48 @@ async fn plan_object(
         methods,
         notes,
     }))
+}
+
+/// The refusal of a workload whose autoscaler is not in charge (without `--force`): replicas
+/// handed over then would stay wherever the API server defaults it.
+fn unless_in_charge(assessment: &Assessment, args: &StripArgs) -> Option<ObjectResult> {
+    let in_charge = matches!(assessment.verdict, Verdict::StripNeeded | Verdict::Safe);
+    (!in_charge && !args.force).then(|| {
+        let message = format!(
+            "refused: {} ({}); the autoscaler must be in charge before replicas is handed over: {} (or --force)",
+            assessment.reason,
+            assessment.verdict.as_str(),
+            assessment.next
+        );
+        result_for(assessment, Outcome::Refused, message, ExitStatus::ActionNeeded)
+    })
+}
+
+/// The manager that takes replicas over with the handover method: the first `--field-manager`,
+/// else the default.
+fn handover_manager(args: &StripArgs, methods: &[StripMethod]) -> Option<String> {
+    methods
+        .contains(&StripMethod::Handover)
+        .then(|| args.field_managers.first().cloned().unwrap_or_else(|| DEFAULT_HANDOVER_MANAGER.to_string()))
+}
+
+/// The refusal of a `kubectl*` handover manager: Flux takes such entries over before each
+/// apply, so the next reconcile would undo the handover.
+fn unless_flux_leaves_it(assessment: &Assessment, manager: &str) -> Option<ObjectResult> {
+    manager.starts_with("kubectl").then(|| {
+        let message = format!(
+            "refused: handover manager {manager} starts with `kubectl`; Flux takes such entries over before each apply"
+        );
+        result_for(assessment, Outcome::Refused, message, ExitStatus::Usage)
+    })
+}
+
+fn nothing_to_do(assessment: &Assessment, methods: &[StripMethod]) -> ObjectResult {
+    let message = match assessment.verdict {
+        Verdict::Safe => "nothing to do: no deploy mechanism owns replicas".to_string(),
+        _ => format!("nothing to do for method {}", methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")),
+    };
+    result_for(assessment, Outcome::NothingToDo, message, ExitStatus::Success)
 }
 
 /// The methods for this workload. With `--field-manager`, `auto` narrows to managed-fields of
@@ -635,7 +657,7 @@ async fn apply_helm_change(
 ) -> Result<String> {
     let api = kubeio::release_record_api(client, confirmed.driver, &confirmed.namespace);
     let scope = NamespaceScope::Namespace(confirmed.namespace.clone());
-    let (kind, resource) = record_resource(confirmed.driver);
+    let (_, resource) = record_resource(confirmed.driver);
     let label = format!("Helm record {}/{}", confirmed.namespace, confirmed.object_name);
     let read = || async {
         let object = kubeio::get_object(&api, &confirmed.object_name)
@@ -658,21 +680,7 @@ async fn apply_helm_change(
                 "{label} changed since it was read; nothing was changed: re-run to review the new diff"
             )));
         }
-        let backup = if dry_run {
-            None
-        } else {
-            let reference = ObjectRef {
-                api_version: "v1".into(),
-                kind: kind.into(),
-                resource: resource.into(),
-                namespace: confirmed.namespace.clone(),
-                name: confirmed.object_name.clone(),
-                uid: record_object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().into(),
-            };
-            let mut backup = Backup::new(vec!["helm-release".into()], reference, change.resource_version.clone());
-            backup.release_payload = Some(String::from_utf8_lossy(&change.old_payload).into_owned());
-            Some(backup.write(backup_dir)?)
-        };
+        let backup = if dry_run { None } else { Some(back_up_record(&record_object, &change, backup_dir)?) };
         let written = match kubeio::json_patch(api, &confirmed.object_name, change.patch(), dry_run).await {
             Ok(written) => written,
             Err(error) if retry::is_conflict(&error) => {
@@ -699,6 +707,23 @@ async fn apply_helm_change(
     .await;
     result.backups = backups.take();
     outcome
+}
+
+/// Writes the backup of a Helm release record about to change: its reference, the
+/// resourceVersion the change is guarded by, and the release payload as it was.
+fn back_up_record(record_object: &Value, change: &HelmChange, backup_dir: &Path) -> Result<PathBuf> {
+    let (kind, resource) = record_resource(change.driver);
+    let reference = ObjectRef {
+        api_version: "v1".into(),
+        kind: kind.into(),
+        resource: resource.into(),
+        namespace: change.namespace.clone(),
+        name: change.object_name.clone(),
+        uid: record_object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().into(),
+    };
+    let mut backup = Backup::new(vec!["helm-release".into()], reference, change.resource_version.clone());
+    backup.release_payload = Some(String::from_utf8_lossy(&change.old_payload).into_owned());
+    backup.write(backup_dir)
 }
 
 async fn apply_handover(

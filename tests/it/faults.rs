@@ -149,7 +149,7 @@ async fn verify_watch_rides_out_an_api_server_restart_and_still_reports_the_drop
     flux_workload(&ns, "w", 5, 1).await;
     let mut server = FaultApiServer::start_new();
     let mut watcher =
-        Running::spawn(&server.kubeconfig, Some(&ns.name), &["verify", "deploy/w", "--watch", "90s", "-o", "json"]);
+        Running::spawn(&server.kubeconfig, Some(&ns.name), &["verify", "deploy/w", "--watch", "150s", "-o", "json"]);
     plugin_requested(&server, &mut watcher, &["watch"], "before the restart").await;
 
     let stopping = server.stop();
@@ -166,7 +166,7 @@ async fn verify_watch_rides_out_an_api_server_restart_and_still_reports_the_drop
     ns.apply("kustomize-controller", &deployment_manifest("w", None)).await;
     ns.assert_dropped_since("w", &since).await;
 
-    let (output, elapsed) = watcher.finish(Duration::from_secs(150)).await;
+    let (output, elapsed) = watcher.finish(Duration::from_secs(210)).await;
     let report = json_of(&output, "verify --watch");
     let result = &report["results"][0];
     eprintln!(
@@ -182,8 +182,8 @@ async fn verify_watch_rides_out_an_api_server_restart_and_still_reports_the_drop
     assert_eq!(result["outcome"], "drop", "{report:#}");
     assert_eq!(result["live"]["minimum"]["spec"], 1, "{report:#}");
     assert!(
-        elapsed < Duration::from_secs(80),
-        "verify stopped at the drop, not at the end of its 90 s window ({elapsed:?})"
+        elapsed < Duration::from_secs(120),
+        "verify stopped at the drop, not at the end of its 150 s window ({elapsed:?})"
     );
 }
 
@@ -222,7 +222,8 @@ async fn verify_watch_gives_up_with_exit_6_only_when_the_window_is_over() {
 /// and attribute the drop to the HPA.
 #[tokio::test]
 async fn a_live_drop_the_hpa_ordered_is_attributed_to_it_though_its_event_comes_late() {
-    const HOLD: Duration = Duration::from_secs(5);
+    // Past the old fixed 2 s wait, and short: every HPA event of the plane queues behind it.
+    const HOLD: Duration = Duration::from_secs(3);
     let ns = TestNamespace::new("faults-late-event").await;
     flux_workload(&ns, "web", 5, 3).await;
     let (_, stripped, stripped_stderr) = strip_as(&ns, &admin_kubeconfig(), &["deploy/web"]);
@@ -258,7 +259,10 @@ async fn a_live_drop_the_hpa_ordered_is_attributed_to_it_though_its_event_comes_
         exit_code(&output),
         elapsed.as_secs_f64()
     );
-    assert!(late > Duration::from_secs(3), "the event was not late enough to tell the fix from the bug ({late:?})");
+    assert!(
+        late > Duration::from_millis(2500),
+        "the event was not late enough to tell the fix from the bug ({late:?})"
+    );
     let drop = &result["live"]["drops"][0];
     assert_eq!((drop["from"].as_i64(), drop["to"].as_i64()), (Some(5), Some(1)), "{report:#}");
     assert_eq!(drop["cause"]["by"], "autoscaler", "the drop is the HPA's order:\n{report:#}");

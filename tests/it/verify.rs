@@ -106,18 +106,19 @@ async fn a_live_watch_reports_the_drop_as_it_happens() {
     let ns = TestNamespace::new("verify-live-drop").await;
     flux_workload_with_hpa(&ns).await;
     let watcher =
-        Running::spawn(&admin_kubeconfig(), Some(&ns.name), &["verify", "deploy/web", "--watch", "60s", "-o", "json"]);
+        Running::spawn(&admin_kubeconfig(), Some(&ns.name), &["verify", "deploy/web", "--watch", "120s", "-o", "json"]);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let dropped_at = Instant::now();
     ns.apply("kustomize-controller", &deployment_manifest("web", None)).await;
-    let (output, _) = watcher.finish(Duration::from_secs(90)).await;
+    let (output, _) = watcher.finish(Duration::from_secs(150)).await;
     let elapsed = dropped_at.elapsed();
     let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&output)));
     assert_eq!(output.status.code(), Some(1), "{report:#}");
     let result = &report["results"][0];
     assert_eq!(result["outcome"], "drop");
     assert_eq!(result["live"]["minimum"]["spec"], 1);
-    assert!(elapsed < Duration::from_secs(30), "stopped at the drop, not after 60 s ({elapsed:?})");
+    // It waits up to 30 s for an autoscaler's event that would explain the drop, then stops.
+    assert!(elapsed < Duration::from_secs(60), "stopped at the drop, not at the end of the 120 s window ({elapsed:?})");
 }
 
 #[tokio::test]
