@@ -843,20 +843,34 @@ async fn drops_in_gap(client: &Client, assessment: &Assessment, since: Timestamp
         let seen = timeline::rebuild(events, &subjects, &BTreeMap::new(), from, Timestamp::now());
         timeline::drops(&seen, floor).into_iter().filter(|d| d.time >= since).collect::<Vec<_>>()
     };
-    let mut events = std::pin::pin!(namespace_events(client, &assessment.namespace));
+    let found = first_in_events(client, &assessment.namespace, attribution_wait(), |events| {
+        Some(drops_in(events)).filter(|drops| !drops.is_empty())
+    });
+    Ok(found.await.unwrap_or_default())
+}
+
+/// The first thing `find` finds in the namespace's Events, as they are listed and then arrive
+/// (each look sees every Event so far), or `None` once `wait` is over.
+async fn first_in_events<T>(
+    client: &Client,
+    namespace: &str,
+    wait: Duration,
+    mut find: impl FnMut(&[EventRecord]) -> Option<T>,
+) -> Option<T> {
+    let mut events = std::pin::pin!(namespace_events(client, namespace));
     let mut known: Vec<EventRecord> = Vec::new();
-    let mut found = Vec::new();
-    let _ = tokio::time::timeout(attribution_wait(), async {
+    tokio::time::timeout(wait, async {
         while let Some(event) = events.next().await {
             known.extend(event);
-            found = drops_in(&known);
-            if !found.is_empty() {
-                return;
+            if let Some(found) = find(&known) {
+                return Some(found);
             }
         }
+        None
     })
-    .await;
-    Ok(found)
+    .await
+    .ok()
+    .flatten()
 }
 
 /// The namespace's Events as they are listed and then arrive, through the runtime's watcher.
@@ -912,20 +926,7 @@ async fn attribute_live_drop(client: &Client, assessment: &Assessment, from: i64
         let recent = timeline::rebuild(events, &subjects, &BTreeMap::new(), window_start, Timestamp::now());
         recent.orders.iter().rev().find(|o| o.size == to).cloned()
     };
-    let mut events = std::pin::pin!(namespace_events(client, &assessment.namespace));
-    let mut known: Vec<EventRecord> = Vec::new();
-    let found = tokio::time::timeout(LIVE_EVENT_WAIT, async {
-        while let Some(event) = events.next().await {
-            known.extend(event);
-            if let Some(order) = order_in(&known) {
-                return Some(order);
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten();
+    let found = first_in_events(client, &assessment.namespace, LIVE_EVENT_WAIT, order_in).await;
     Ok(Drop {
         time: seen_at,
         from,
