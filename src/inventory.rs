@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::backup::{self, Backup};
 use crate::commands::Target;
 use crate::core::autoscaler::{self, Hpa};
-use crate::core::helm::{self, ReleaseRecord};
+use crate::core::helm::{self, ReleaseKey, ReleaseRecords};
 use crate::core::verdict::Assessment;
 use crate::core::workload::{Workload, WorkloadKind};
 use crate::core::{self, Cluster};
@@ -47,7 +47,7 @@ pub struct Inventory {
     pub keda_installed: bool,
     /// Deployed Helm 3 release records of the workloads' releases (`None`: no workload is in
     /// one); `Err` says why they could not be read.
-    pub helm_records: Option<std::result::Result<Vec<ReleaseRecord>, String>>,
+    pub helm_records: ReleaseRecords,
     /// The latest backup of each workload, by uid.
     pub backups: BTreeMap<String, (Backup, PathBuf)>,
     /// Findings of no workload: autoscalers whose target does not exist.
@@ -101,13 +101,8 @@ impl Inventory {
 
         // In the order reports list them, so that each can be written as it is assessed.
         workloads.sort_by(|a, b| (a.namespace(), &a.kind.kind, a.name()).cmp(&(b.namespace(), &b.kind.kind, b.name())));
-        let releases: BTreeSet<(String, String)> =
-            workloads.iter().filter_map(helm::release_of).map(|(name, ns)| (ns, name)).collect();
-        let helm_records = if releases.is_empty() {
-            None
-        } else {
-            Some(kubeio::helm_records(client, &releases, *query.scope == NamespaceScope::All).await)
-        };
+        let releases: BTreeSet<ReleaseKey> = workloads.iter().filter_map(helm::release_of).collect();
+        let helm_records = kubeio::helm_records(client, &releases, *query.scope == NamespaceScope::All).await;
         let backups = backup::latest_of(
             query.backup_dir,
             workloads.iter().filter_map(|w| {
@@ -146,14 +141,6 @@ impl Inventory {
     pub fn analysis<'a>(&'a self, handover_managers: &'a [String]) -> Analysis<'a> {
         Analysis { inventory: self, index: AutoscalerIndex::new(&self.hpas, &self.scaled_objects), handover_managers }
     }
-
-    /// The deployed release record of a Helm release, if it was read.
-    pub fn helm_record(&self, namespace: &str, release: &str) -> Option<&ReleaseRecord> {
-        match &self.helm_records {
-            Some(Ok(records)) => records.iter().find(|r| r.namespace == namespace && r.release == release),
-            _ => None,
-        }
-    }
 }
 
 /// The analysis of an inventory's workloads, each assessed when asked for; pure.
@@ -176,7 +163,7 @@ impl Analysis<'_> {
         let cluster = Cluster {
             hpas: &hpas,
             scaled_objects: &scaled_objects,
-            helm_records: self.inventory.helm_records.as_ref(),
+            helm_records: Some(&self.inventory.helm_records),
             handover_managers: self.handover_managers,
         };
         let mut assessment = core::analyze(w, &cluster);

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::core::autoscaler::Hpa;
-use crate::core::helm::{self, Driver, ReleaseRecord};
+use crate::core::helm::{self, Driver, ReleaseKey, ReleaseRecord, ReleaseRecords};
 use crate::core::ownership;
 use crate::core::workload::{Workload, WorkloadKind};
 use crate::error::{Error, Result, api_code};
@@ -278,14 +278,24 @@ pub async fn list_scaled_objects_where(
     }
 }
 
-/// Reads the deployed Helm 3 release records of the given (namespace, release) pairs: one LIST
-/// of Secrets per namespace (or cluster-wide), then ConfigMaps only for releases not found.
-pub async fn helm_records(
+/// Reads the deployed Helm release records of the given releases: one LIST of Secrets per
+/// namespace (or cluster-wide), then ConfigMaps only for releases not found. No release, no LIST.
+pub async fn helm_records(client: &Client, releases: &BTreeSet<ReleaseKey>, all_namespaces: bool) -> ReleaseRecords {
+    if releases.is_empty() {
+        return ReleaseRecords::NotRead;
+    }
+    match read_helm_records(client, releases, all_namespaces).await {
+        Ok(records) => ReleaseRecords::Read(records),
+        Err(problem) => ReleaseRecords::Unreadable(problem),
+    }
+}
+
+async fn read_helm_records(
     client: &Client,
-    releases: &BTreeSet<(String, String)>,
+    releases: &BTreeSet<ReleaseKey>,
     all_namespaces: bool,
 ) -> std::result::Result<Vec<ReleaseRecord>, String> {
-    let namespaces: BTreeSet<&str> = releases.iter().map(|(ns, _)| ns.as_str()).collect();
+    let namespaces: BTreeSet<&str> = releases.iter().map(|r| r.namespace.as_str()).collect();
     let scopes: Vec<NamespaceScope> = if all_namespaces && namespaces.len() > 1 {
         vec![NamespaceScope::All]
     } else {
@@ -295,9 +305,9 @@ pub async fn helm_records(
     let mut records: Vec<ReleaseRecord> = Vec::new();
     let mut problems = Vec::new();
     for driver in [Driver::Secret, Driver::ConfigMap] {
-        let missing: BTreeSet<&(String, String)> = releases
+        let missing: BTreeSet<&ReleaseKey> = releases
             .iter()
-            .filter(|(ns, release)| !records.iter().any(|r| &r.namespace == ns && &r.release == release))
+            .filter(|key| !records.iter().any(|r| r.namespace == key.namespace && r.release == key.name))
             .collect();
         if missing.is_empty() {
             break;
@@ -308,15 +318,15 @@ pub async fn helm_records(
                 Ok(objects) => objects,
                 // The configmap driver is rare; a refusal there only matters if nothing was found.
                 Err(e) if driver == Driver::Secret => {
-                    problems.push(classify_error(e, "list", "secrets", scope).to_string());
+                    problems.push(classify_error(e, "list", driver.resource(), scope).to_string());
                     continue;
                 }
                 Err(_) => continue,
             };
             for object in objects {
-                let release = object.metadata.labels.as_ref().and_then(|l| l.get("name")).cloned().unwrap_or_default();
+                let name = object.metadata.labels.as_ref().and_then(|l| l.get("name")).cloned().unwrap_or_default();
                 let namespace = object.metadata.namespace.clone().unwrap_or_default();
-                if !missing.contains(&(namespace, release)) {
+                if !missing.contains(&ReleaseKey { namespace, name }) {
                     continue;
                 }
                 let value = to_value(object);
@@ -427,16 +437,12 @@ pub async fn apply(
 }
 
 fn record_resource(driver: Driver) -> ApiResource {
-    let (kind, plural) = match driver {
-        Driver::Secret => ("Secret", "secrets"),
-        Driver::ConfigMap => ("ConfigMap", "configmaps"),
-    };
     ApiResource {
         group: String::new(),
         version: "v1".into(),
         api_version: "v1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
+        kind: driver.kind().into(),
+        plural: driver.resource().into(),
     }
 }
 

@@ -15,8 +15,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::cli::{MigrateArgs, OutputFormat, StripArgs, StripMethodArg};
 use crate::commands::{Target, check, guard, parse_targets, strip, verify};
-use crate::core::deploy::FLUX_RECONCILE_ANNOTATION;
-use crate::core::ownership::Mechanism;
+use crate::core::tools::{self, Mechanism, flux};
 use crate::core::verdict::{Assessment, Verdict};
 use crate::error::{Error, ExitStatus, Result};
 use crate::inventory::Query;
@@ -189,13 +188,14 @@ impl Flow<'_> {
 
     /// Step 3, Flux: pause first, so its next forced apply cannot take replicas back.
     fn ask_pause_flux(&self, migrating: &[Assessment]) -> Result<bool> {
-        let unpaused = migrating.iter().filter(|a| flux_owns(a) && !flux_paused(a)).count();
+        let unpaused = migrating.iter().filter(|a| a.flux_owns_replicas() && !a.flux_paused()).count();
         if unpaused == 0 {
             return Ok(false);
         }
         self.heading("3. Flux");
         self.confirm(&format!(
-            "Flux owns replicas of {unpaused} workload(s). Pause their reconciliation first ({FLUX_RECONCILE_ANNOTATION}=disabled)?"
+            "Flux owns replicas of {unpaused} workload(s). Pause their reconciliation first ({}=disabled)?",
+            flux::RECONCILE_ANNOTATION
         ))
     }
 
@@ -208,7 +208,7 @@ impl Flow<'_> {
     ) -> Result<Step<Vec<std::path::PathBuf>>> {
         let to_strip: Vec<String> = migrating
             .iter()
-            .filter(|a| a.verdict == Verdict::StripNeeded || (pause && flux_owns(a)))
+            .filter(|a| a.verdict == Verdict::StripNeeded || (pause && a.flux_owns_replicas()))
             .map(Assessment::target)
             .collect();
         if to_strip.is_empty() {
@@ -247,7 +247,7 @@ impl Flow<'_> {
             }
         }
         let now = check::report(self.client, &query(scope, &targets_of(migrating), &self.backup_dir)).await?;
-        let paused: Vec<&Assessment> = now.workloads.iter().filter(|a| flux_paused(a)).collect();
+        let paused: Vec<&Assessment> = now.workloads.iter().filter(|a| a.flux_paused()).collect();
         if !paused.is_empty() {
             self.printer.note("Flux is paused for these objects: merge the change in Git, then come back here.");
             Confirm::with_theme(&self.theme)
@@ -358,14 +358,6 @@ fn targets_of(assessments: &[Assessment]) -> Vec<crate::commands::Target> {
         .collect()
 }
 
-fn flux_owns(a: &Assessment) -> bool {
-    a.replica_owners.iter().any(|o| matches!(o.mechanism, Mechanism::FluxKustomize | Mechanism::FluxHelm))
-}
-
-fn flux_paused(a: &Assessment) -> bool {
-    a.deploy.flux.as_ref().is_some_and(|f| f.reconcile_disabled)
-}
-
 /// One sentence on what the verdict means for this workload.
 fn explain(a: &Assessment) -> String {
     match a.verdict {
@@ -439,7 +431,7 @@ fn deploy_stamps(object: &DynamicObject) -> DeployStamps {
         .filter(|e| {
             let manager = e.manager.as_deref().unwrap_or_default();
             let operation = e.operation.as_deref().unwrap_or_default();
-            crate::core::ownership::classify(manager, operation, e.subresource.as_deref(), &[]).is_deploy_tool()
+            tools::classify(manager, operation, e.subresource.as_deref(), &[]).is_deploy_tool()
         })
         .map(|e| (e.manager.clone(), e.time.clone()))
         .collect()

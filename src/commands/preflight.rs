@@ -20,12 +20,13 @@ use serde_json::{Value, json};
 
 use crate::cli::{OutputFormat, PreflightArgs};
 use crate::core::autoscaler::{self, Hpa};
-use crate::core::helm::{self, ReleaseRecord};
+use crate::core::helm::{self, ReleaseKey, ReleaseRecord, ReleaseRecords};
 use crate::core::manifest::{self, Document};
 use crate::core::preflight::{
-    self as logic, Apply, AutoscalerView, Mechanism, Outcome, Sends, Step, Tool, after_server_side,
+    self as logic, Applier, Apply, AutoscalerView, Outcome, Sends, Step, Takeover, after_server_side,
     after_server_side_locally,
 };
+use crate::core::tools::{self, Tool, Traces, flux};
 use crate::core::workload::{Workload, WorkloadKind};
 use crate::error::{Error, ExitStatus, Result, api_code};
 use crate::kubeio::{self, NamespaceScope};
@@ -119,7 +120,7 @@ struct Item {
 struct Context {
     hpas: BTreeMap<String, Vec<Hpa>>,
     scaled_objects: BTreeMap<String, Vec<Value>>,
-    helm_records: Option<std::result::Result<Vec<ReleaseRecord>, String>>,
+    helm_records: ReleaseRecords,
     requested: Option<Tool>,
     documents: Vec<Document>,
     default_namespace: String,
@@ -300,10 +301,9 @@ async fn read_context(
         hpas.insert(namespace.to_string(), listed_hpas);
         scaled_objects.insert(namespace.to_string(), listed_scaled_objects.unwrap_or_default());
     }
-    let releases: BTreeSet<(String, String)> =
-        items.iter().filter_map(|i| i.live.as_ref()).filter_map(release_of).collect();
-    let helm_records =
-        if releases.is_empty() { None } else { Some(kubeio::helm_records(client, &releases, false).await) };
+    let releases: BTreeSet<ReleaseKey> =
+        items.iter().filter_map(|i| i.live.as_ref()).filter_map(helm::release_of).collect();
+    let helm_records = kubeio::helm_records(client, &releases, false).await;
     Ok(Context {
         hpas,
         scaled_objects,
@@ -314,23 +314,10 @@ async fn read_context(
     })
 }
 
-/// `(namespace, release)` of the Helm release a live object belongs to, from Helm's ownership
-/// annotations (the namespace defaults to the object's, as Helm's does).
-fn release_of(live: &Value) -> Option<(String, String)> {
-    let annotations = live.pointer("/metadata/annotations");
-    let text = |key: &str| annotations.and_then(|a| a.get(key)).and_then(Value::as_str);
-    let release = text(helm::RELEASE_NAME_ANNOTATION)?;
-    let namespace = text(helm::RELEASE_NAMESPACE_ANNOTATION)
-        .or_else(|| live.pointer("/metadata/namespace").and_then(Value::as_str))?;
-    Some((namespace.to_string(), release.to_string()))
-}
-
 impl Context {
     fn helm_record(&self, live: &Value) -> std::result::Result<Option<&ReleaseRecord>, String> {
-        let Some((namespace, release)) = release_of(live) else { return Ok(None) };
-        match &self.helm_records {
-            Some(Ok(records)) => Ok(records.iter().find(|r| r.release == release && r.namespace == namespace)),
-            Some(Err(problem)) => Err(problem.clone()),
+        match helm::release_of(live) {
+            Some(release) => self.helm_records.find(&release),
             None => Ok(None),
         }
     }
@@ -384,31 +371,32 @@ async fn predict(client: &Client, item: &Item, context: &Context) -> Result<Pred
         .map_err(|e| Error::Json { context: format!("{}/{}", item.namespace, prediction.target), source: e })?;
     prediction.current = workload.replicas.spec;
     prediction.autoscalers = context.autoscalers(item, Some(&workload));
-    let mechanism = logic::detect_tool(context.requested.as_ref(), live)
-        .and_then(|(tool, evidence)| logic::mechanism(tool, evidence, live, context.helm_record(live)));
-    let mechanism = match mechanism {
-        Ok(mechanism) => mechanism,
+    let applier = tools::detect(context.requested.as_ref(), live)
+        .map_err(logic::Undetermined::from)
+        .and_then(|(tool, evidence)| logic::applier(tool, evidence, live, context.helm_record(live)));
+    let applier = match applier {
+        Ok(applier) => applier,
         Err(why) => {
             prediction.cause = format!("cannot tell which tool applies it: {why}");
             return Ok(prediction);
         }
     };
-    prediction.tool = Some(mechanism.tool.label());
-    prediction.evidence = Some(mechanism.evidence.clone());
-    prediction.apply = Some(mechanism.apply.describe());
-    let after = match (mechanism.tool == Tool::Flux).then(|| logic::flux_skips(&item.document.object, live)).flatten() {
+    prediction.tool = Some(applier.tool.label());
+    prediction.evidence = Some(applier.evidence.clone());
+    prediction.apply = Some(applier.apply.describe());
+    let after = match (applier.tool == Tool::Flux).then(|| flux::skips(&item.document.object, live)).flatten() {
         Some(skip) => After {
             predicted: prediction.current,
             refused: None,
             computed_by: "locally".into(),
             why: format!("{skip}, so replicas stays"),
         },
-        None => after_apply(client, item, live, &mechanism, context).await?,
+        None => after_apply(client, item, live, &applier, context).await?,
     };
     settle(&mut prediction, after);
     if prediction.outcome == Outcome::Drops {
         prediction.steps = logic::safe_steps(
-            &mechanism.tool,
+            &applier.tool,
             &item.namespace,
             &prediction.target,
             manifest_replicas.is_none(),
@@ -486,7 +474,7 @@ async fn after_apply(
     client: &Client,
     item: &Item,
     live: &Value,
-    mechanism: &Mechanism,
+    applier: &Applier,
     context: &Context,
 ) -> Result<After> {
     let dry_run = DryRun {
@@ -495,12 +483,10 @@ async fn after_apply(
         live,
         current: live.pointer("/spec/replicas").and_then(Value::as_i64),
     };
-    match &mechanism.apply {
-        Apply::ServerSide { manager, force, flux_takeover } => {
-            dry_run.server_side(manager, *force, *flux_takeover).await
-        }
+    match &applier.apply {
+        Apply::ServerSide { manager, force, takeover } => dry_run.server_side(manager, *force, takeover).await,
         Apply::ClientSide { .. } | Apply::HelmThreeWay { .. } => {
-            dry_run.three_way(&mechanism.apply, context.helm_record(live).ok().flatten()).await
+            dry_run.three_way(&applier.apply, context.helm_record(live).ok().flatten()).await
         }
     }
 }
@@ -516,7 +502,7 @@ struct DryRun<'a> {
 
 impl DryRun<'_> {
     /// A server-side apply: the manifest itself, dry-run as the tool's manager.
-    async fn server_side(&self, manager: &str, force: bool, flux_takeover: bool) -> Result<After> {
+    async fn server_side(&self, manager: &str, force: bool, takeover: &Takeover) -> Result<After> {
         let mut body = self.item.document.object.clone();
         body["metadata"]["namespace"] = self.item.namespace.clone().into();
         let params =
@@ -525,7 +511,7 @@ impl DryRun<'_> {
         let current = self.current;
         match answer(self.api.patch(self.item.document.name(), &params, &Patch::Apply(&body)).await)? {
             Answer::Stored(response) => {
-                let predicted = after_server_side(&response, manifest, manager, flux_takeover);
+                let predicted = after_server_side(&response, manifest, manager, takeover);
                 let why = server_side_why(&response, manifest, manager, predicted, current);
                 Ok(After { predicted, refused: None, computed_by: "server dry run".into(), why })
             }
@@ -536,7 +522,7 @@ impl DryRun<'_> {
                 why: String::new(),
             }),
             Answer::Forbidden(message) => {
-                let predicted = after_server_side_locally(self.live, manifest, manager, flux_takeover);
+                let predicted = after_server_side_locally(self.live, manifest, manager, takeover);
                 let why = server_side_why(self.live, manifest, manager, predicted, current);
                 Ok(After { predicted, refused: None, computed_by: locally(&message), why })
             }
@@ -622,7 +608,8 @@ fn server_side_why(
             crate::output::count(predicted)
         );
     }
-    let others: Vec<String> = logic::managed_fields(object)
+    let others: Vec<String> = object
+        .managed_fields()
         .iter()
         .filter(|e| {
             e.fields_v1

@@ -4,8 +4,8 @@
 use kube::Client;
 
 use crate::commands::parse_targets;
-use crate::core::deploy::FLUX_RECONCILE_ANNOTATION;
 use crate::core::patch;
+use crate::core::tools::flux::RECONCILE_ANNOTATION as FLUX_RECONCILE_ANNOTATION;
 use crate::error::{Error, ExitStatus, Result, api_code};
 use crate::kubeio::{self, NamespaceScope};
 use crate::output::Printer;

@@ -14,10 +14,13 @@ use serde_json::Value;
 use crate::backup::{Backup, ObjectRef};
 use crate::cli::{OutputFormat, StripArgs, StripMethodArg};
 use crate::commands::{check, parse_targets};
-use crate::core::deploy::{FLUX_RECONCILE_ANNOTATION, HazardSource, LAST_APPLIED_ANNOTATION, StripMethod};
-use crate::core::helm::{self, Driver};
-use crate::core::ownership::{self, DEFAULT_HANDOVER_MANAGER, Mechanism};
+use crate::core::deploy::{HazardSource, StripMethod};
+use crate::core::helm::{self, ReleaseKey};
+use crate::core::ownership;
 use crate::core::patch::{self, EntryIdentity, HelmChange, Mismatch, PlanError, WorkloadChange};
+use crate::core::tools::DEFAULT_HANDOVER_MANAGER;
+use crate::core::tools::flux::RECONCILE_ANNOTATION as FLUX_RECONCILE_ANNOTATION;
+use crate::core::tools::kubectl::LAST_APPLIED_ANNOTATION;
 use crate::core::verdict::{Assessment, Verdict};
 use crate::core::workload::{Workload, WorkloadKind};
 use crate::error::{Error, ExitStatus, Result};
@@ -186,18 +189,6 @@ fn refuse_flags_that_do_not_apply(args: &StripArgs) -> Result<()> {
     }
 }
 
-/// Whether Flux deploys the object: its Kustomization or HelmRelease labels, or a Flux owner of
-/// replicas. Only those are paused by `--pause-flux`; the annotation means nothing elsewhere.
-pub fn flux_manages(assessment: &Assessment) -> bool {
-    let labelled =
-        assessment.deploy.flux.as_ref().is_some_and(|f| f.kustomization.is_some() || f.helm_release.is_some());
-    labelled
-        || assessment
-            .replica_owners
-            .iter()
-            .any(|o| matches!(o.mechanism, Mechanism::FluxKustomize | Mechanism::FluxHelm))
-}
-
 fn handover_managers(args: &StripArgs) -> Vec<String> {
     if args.method == StripMethodArg::Handover { args.field_managers.clone() } else { Vec::new() }
 }
@@ -236,7 +227,7 @@ async fn plan_object(
     let before = kubeio::get_object(&api, &assessment.name).await.map_err(|e| {
         kubeio::classify_error(e, "get", &assessment.workload_kind.plural, &namespace_scope(&assessment))
     })?;
-    let pause_flux = args.pause_flux && flux_manages(&assessment);
+    let pause_flux = args.pause_flux && assessment.flux_manages();
     let last_applied = methods.contains(&StripMethod::LastApplied);
     let workload_change = match WorkloadChange::plan(&before, &managers, last_applied, pause_flux) {
         Ok(change) => Some(change).filter(|c| !c.is_empty()),
@@ -417,12 +408,14 @@ fn plan_helm(
     if info.manifest_replicas.is_none() {
         return Ok(None);
     }
-    if let Some(Err(problem)) = &inventory.helm_records {
-        return Err((format!("cannot read the Helm release record: {problem}"), ExitStatus::Failure));
-    }
-    let record = inventory.helm_record(&info.namespace, &info.release).ok_or_else(|| {
-        (format!("no deployed record of Helm release {}/{}", info.namespace, info.release), ExitStatus::Failure)
-    })?;
+    let release = ReleaseKey { namespace: info.namespace.clone(), name: info.release.clone() };
+    let record = inventory
+        .helm_records
+        .find(&release)
+        .map_err(|problem| (format!("cannot read the Helm release record: {problem}"), ExitStatus::Failure))?
+        .ok_or_else(|| {
+            (format!("no deployed record of Helm release {}/{}", info.namespace, info.release), ExitStatus::Failure)
+        })?;
     let workload = Workload::from_object(assessment.workload_kind.clone(), object.clone())
         .map_err(|e| (format!("the workload does not decode: {e}"), ExitStatus::Failure))?;
     HelmChange::plan(record, &workload).map(Some).map_err(|e| (format!("refused: {e}"), ExitStatus::Failure))
@@ -437,11 +430,7 @@ async fn ensure_permissions(client: &Client, plans: &[ObjectPlan]) -> Result<()>
             needed.push(("patch".into(), plan.kind.group.clone(), plan.kind.plural.clone(), namespace));
         }
         if let Some(change) = &plan.helm_change {
-            let resource = match change.driver {
-                Driver::Secret => "secrets",
-                Driver::ConfigMap => "configmaps",
-            };
-            needed.push(("patch".into(), String::new(), resource.into(), change.namespace.clone()));
+            needed.push(("patch".into(), String::new(), change.driver.resource().into(), change.namespace.clone()));
         }
     }
     needed.sort();
@@ -640,13 +629,6 @@ fn describe_workload_change(change: &WorkloadChange, dry_run: bool) -> String {
     if dry_run { format!("dry run: {text} (server-side dry run, nothing persisted)") } else { text }
 }
 
-fn record_resource(driver: Driver) -> (&'static str, &'static str) {
-    match driver {
-        Driver::Secret => ("Secret", "secrets"),
-        Driver::ConfigMap => ("ConfigMap", "configmaps"),
-    }
-}
-
 async fn apply_helm_change(
     client: &Client,
     plan: &ObjectPlan,
@@ -657,7 +639,7 @@ async fn apply_helm_change(
 ) -> Result<String> {
     let api = kubeio::release_record_api(client, confirmed.driver, &confirmed.namespace);
     let scope = NamespaceScope::Namespace(confirmed.namespace.clone());
-    let (_, resource) = record_resource(confirmed.driver);
+    let resource = confirmed.driver.resource();
     let label = format!("Helm record {}/{}", confirmed.namespace, confirmed.object_name);
     let read = || async {
         let object = kubeio::get_object(&api, &confirmed.object_name)
@@ -712,7 +694,7 @@ async fn apply_helm_change(
 /// Writes the backup of a Helm release record about to change: its reference, the
 /// resourceVersion the change is guarded by, and the release payload as it was.
 fn back_up_record(record_object: &Value, change: &HelmChange, backup_dir: &Path) -> Result<PathBuf> {
-    let (kind, resource) = record_resource(change.driver);
+    let (kind, resource) = (change.driver.kind(), change.driver.resource());
     let reference = ObjectRef {
         api_version: "v1".into(),
         kind: kind.into(),
@@ -843,13 +825,7 @@ fn render_plan(plan: &ObjectPlan, printer: &Printer, to_stdout: bool) -> String 
             ),
         ));
     }
-    let flux_owner = plan
-        .assessment
-        .replica_owners
-        .iter()
-        .any(|o| matches!(o.mechanism, Mechanism::FluxKustomize | Mechanism::FluxHelm));
-    let paused = plan.assessment.deploy.flux.as_ref().is_some_and(|f| f.reconcile_disabled);
-    if flux_owner && !paused && !plan.pause_flux {
+    if plan.assessment.flux_owns_replicas() && !plan.assessment.flux_paused() && !plan.pause_flux {
         out.push_str(&format!(
             "  {} Flux owns replicas and this object is not paused: Flux's next forced apply re-takes ownership; \
              add --pause-flux, or remove replicas from Git first\n",

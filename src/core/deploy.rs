@@ -4,17 +4,11 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::helm::ReleaseRecord;
-use super::ownership::{self, Mechanism, ReplicaOwner};
+use super::helm::{ReleaseKey, ReleaseRecord};
+use super::ownership::ReplicaOwner;
+use super::tools::kubectl::LAST_APPLIED_ANNOTATION;
+use super::tools::{Mechanism, argocd, flux};
 use super::workload::Workload;
-
-pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
-pub const FLUX_RECONCILE_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/reconcile";
-pub const FLUX_KUSTOMIZATION_NAME_LABEL: &str = "kustomize.toolkit.fluxcd.io/name";
-pub const FLUX_KUSTOMIZATION_NAMESPACE_LABEL: &str = "kustomize.toolkit.fluxcd.io/namespace";
-pub const FLUX_HELMRELEASE_NAME_LABEL: &str = "helm.toolkit.fluxcd.io/name";
-pub const FLUX_HELMRELEASE_NAMESPACE_LABEL: &str = "helm.toolkit.fluxcd.io/namespace";
-pub const ARGOCD_TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
 
 /// How a hazard is removed; the names are `strip --method` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -120,11 +114,11 @@ pub fn flux_info(workload: &Workload, owners: &[ReplicaOwner]) -> Option<FluxInf
         workload.label(name).map(|n| format!("{}/{n}", workload.label(namespace).unwrap_or(workload.namespace())))
     };
     let info = FluxInfo {
-        kustomization: pair(FLUX_KUSTOMIZATION_NAME_LABEL, FLUX_KUSTOMIZATION_NAMESPACE_LABEL),
-        helm_release: pair(FLUX_HELMRELEASE_NAME_LABEL, FLUX_HELMRELEASE_NAMESPACE_LABEL),
-        reconcile_disabled: workload.annotation(FLUX_RECONCILE_ANNOTATION) == Some("disabled"),
+        kustomization: pair(flux::KUSTOMIZATION_NAME_LABEL, flux::KUSTOMIZATION_NAMESPACE_LABEL),
+        helm_release: pair(flux::HELMRELEASE_NAME_LABEL, flux::HELMRELEASE_NAMESPACE_LABEL),
+        reconcile_disabled: flux::is_paused(workload),
     };
-    let managed_by_flux = owners.iter().any(|o| matches!(o.mechanism, Mechanism::FluxKustomize | Mechanism::FluxHelm));
+    let managed_by_flux = owners.iter().any(|o| o.mechanism.is_flux());
     (info.kustomization.is_some() || info.helm_release.is_some() || info.reconcile_disabled || managed_by_flux)
         .then_some(info)
 }
@@ -132,22 +126,17 @@ pub fn flux_info(workload: &Workload, owners: &[ReplicaOwner]) -> Option<FluxInf
 pub fn deploy_info(workload: &Workload, owners: &[ReplicaOwner], helm: Option<HelmInfo>) -> DeployInfo {
     DeployInfo {
         flux: flux_info(workload, owners),
-        argocd_tracking_id: workload.annotation(ARGOCD_TRACKING_ANNOTATION).map(str::to_string),
+        argocd_tracking_id: workload.annotation(argocd::TRACKING_ANNOTATION).map(str::to_string),
         helm,
         last_applied_replicas: last_applied_replicas(workload),
     }
 }
 
 /// Builds the Helm part of [`DeployInfo`] from the release record found for the workload.
-pub fn helm_info(
-    workload: &Workload,
-    release: (String, String),
-    record: Result<Option<&ReleaseRecord>, String>,
-) -> HelmInfo {
-    let (name, namespace) = release;
+pub fn helm_info(workload: &Workload, release: ReleaseKey, record: Result<Option<&ReleaseRecord>, String>) -> HelmInfo {
     let mut info = HelmInfo {
-        release: name,
-        namespace,
+        release: release.name,
+        namespace: release.namespace,
         driver: None,
         revision: None,
         manifest_replicas: None,
@@ -174,7 +163,7 @@ pub fn helm_info(
 ///   into Apply owners when the tool migrates to server-side apply (kubectl's and Argo CD's
 ///   client-side-apply upgrade), so they are stripped too.
 /// - On an object a Flux Kustomization applies (its labels), the entries Flux takes over before
-///   each apply ([`ownership::flux_takes_over`]: `kubectl patch`, `kubectl edit`, client-side
+///   each apply ([`flux::takes_over`]: `kubectl patch`, `kubectl edit`, client-side
 ///   `kubectl apply`, `before-first-apply`...): they are Flux's at its next reconcile.
 /// - Any other manager that *applies* replicas: it would drop the field the same way.
 ///   An applier that shares ownership with the autoscaler or a handover manager is no hazard:
@@ -191,7 +180,7 @@ pub fn hazards(owners: &[ReplicaOwner], info: &DeployInfo) -> Vec<Hazard> {
         .filter_map(|o| {
             let detail = format!("managedFields entry {} owns .spec.replicas", o.label());
             let (mechanism, detail) =
-                if flux_applies && o.mechanism != Mechanism::FluxKustomize && ownership::flux_takes_over(o) {
+                if flux_applies && o.mechanism != Mechanism::FluxKustomize && flux::takes_over(o) {
                     let taken = format!(
                         "{detail}; Flux's kustomize-controller merges that entry into its own before each apply of this object"
                     );
@@ -252,7 +241,7 @@ pub fn covered_appliers(owners: &[ReplicaOwner]) -> Vec<&ReplicaOwner> {
 #[cfg(test)]
 mod tests {
     use crate::core::fixtures::{deployment, hpa};
-    use crate::core::ownership::Mechanism;
+    use crate::core::tools::Mechanism;
     use crate::core::verdict::Verdict;
     use crate::core::{Cluster, analyze};
 

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::tools::Traces;
 use super::workload::Workload;
 
 pub const RELEASE_NAME_ANNOTATION: &str = "meta.helm.sh/release-name";
@@ -26,6 +27,64 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 pub enum Driver {
     Secret,
     ConfigMap,
+}
+
+impl Driver {
+    /// The kind of the objects this driver stores records in.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Driver::Secret => "Secret",
+            Driver::ConfigMap => "ConfigMap",
+        }
+    }
+
+    /// The resource of the objects this driver stores records in (`secrets`, `configmaps`).
+    pub fn resource(self) -> &'static str {
+        match self {
+            Driver::Secret => "secrets",
+            Driver::ConfigMap => "configmaps",
+        }
+    }
+}
+
+/// A Helm release: its namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReleaseKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// The deployed release records a command read, once, for the releases of the objects it reads.
+#[derive(Debug, Default)]
+pub enum ReleaseRecords {
+    /// No object it read belongs to a Helm release, so none were read.
+    #[default]
+    NotRead,
+    Read(Vec<ReleaseRecord>),
+    /// Why they could not be read (a refused LIST, undecodable records).
+    Unreadable(String),
+}
+
+impl ReleaseRecords {
+    /// The deployed record of `release`: `Ok(None)` when the records were read and it has none,
+    /// `Err` saying why they cannot tell.
+    pub fn find(&self, release: &ReleaseKey) -> Result<Option<&ReleaseRecord>, String> {
+        match self {
+            ReleaseRecords::Read(records) => {
+                Ok(records.iter().find(|r| r.release == release.name && r.namespace == release.namespace))
+            }
+            ReleaseRecords::Unreadable(problem) => Err(problem.clone()),
+            ReleaseRecords::NotRead => Err("release records were not read".into()),
+        }
+    }
+
+    /// Why the records could not be read, if they could not.
+    pub fn problem(&self) -> Option<&str> {
+        match self {
+            ReleaseRecords::Unreadable(problem) => Some(problem),
+            _ => None,
+        }
+    }
 }
 
 /// A deployed release record, decoded.
@@ -134,11 +193,12 @@ impl ReleaseRecord {
     }
 }
 
-/// The release a workload belongs to, from Helm's ownership annotations.
-pub fn release_of(workload: &Workload) -> Option<(String, String)> {
-    let name = workload.annotation(RELEASE_NAME_ANNOTATION)?;
-    let namespace = workload.annotation(RELEASE_NAMESPACE_ANNOTATION).unwrap_or(workload.namespace());
-    Some((name.to_string(), namespace.to_string()))
+/// The release an object belongs to, from Helm's ownership annotations (the namespace defaults
+/// to the object's, as Helm's does).
+pub fn release_of(object: &impl Traces) -> Option<ReleaseKey> {
+    let name = object.annotation(RELEASE_NAME_ANNOTATION)?;
+    let namespace = object.annotation(RELEASE_NAMESPACE_ANNOTATION).unwrap_or(object.namespace());
+    Some(ReleaseKey { namespace: namespace.to_string(), name: name.to_string() })
 }
 
 pub fn manifest_documents(manifest: &str) -> Vec<Value> {
@@ -230,7 +290,9 @@ mod tests {
     fn captured_helm3_secret_sets_replicas_for_its_deployment() {
         let record = captured_record("helm3-release-secret", Driver::Secret);
         assert_eq!(record.replicas_for(&deployment("helm3-deployment")), Some(5.into()));
-        assert_eq!(release_of(&deployment("helm3-deployment")), Some(("web".into(), record.namespace.clone())));
+        let key = ReleaseKey { namespace: record.namespace.clone(), name: "web".into() };
+        assert_eq!(release_of(&deployment("helm3-deployment")), Some(key.clone()));
+        assert_eq!(release_of(&crate::core::fixtures::load("helm3-deployment")), Some(key));
     }
 
     #[test]

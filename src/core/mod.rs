@@ -10,13 +10,14 @@ pub mod ownership;
 pub mod patch;
 pub mod preflight;
 pub mod timeline;
+pub mod tools;
 pub mod verdict;
 pub mod workload;
 
 use serde_json::Value;
 
 use self::autoscaler::Hpa;
-use self::helm::ReleaseRecord;
+use self::helm::ReleaseRecords;
 use self::verdict::Assessment;
 use self::workload::Workload;
 
@@ -26,8 +27,8 @@ use self::workload::Workload;
 pub struct Cluster<'a> {
     pub hpas: &'a [Hpa],
     pub scaled_objects: &'a [Value],
-    /// Deployed Helm release records, by (namespace, release); `Err` when they could not be read.
-    pub helm_records: Option<&'a Result<Vec<ReleaseRecord>, String>>,
+    /// Deployed Helm release records.
+    pub helm_records: Option<&'a ReleaseRecords>,
     /// Extra managers to treat as handover owners (`strip --field-manager`).
     pub handover_managers: &'a [String],
 }
@@ -37,11 +38,7 @@ pub fn analyze(workload: &Workload, cluster: &Cluster<'_>) -> Assessment {
     let entries = workload.metadata.managed_fields.as_deref().unwrap_or_default();
     let owners = ownership::replica_owners(entries, cluster.handover_managers);
     let helm = helm::release_of(workload).map(|release| {
-        let record = match cluster.helm_records {
-            Some(Ok(records)) => Ok(records.iter().find(|r| r.release == release.0 && r.namespace == release.1)),
-            Some(Err(problem)) => Err(problem.clone()),
-            None => Err("release records were not read".to_string()),
-        };
+        let record = cluster.helm_records.unwrap_or(&ReleaseRecords::NotRead).find(&release);
         deploy::helm_info(workload, release, record)
     });
     let info = deploy::deploy_info(workload, &owners, helm);
@@ -83,7 +80,7 @@ mod tests {
     use super::autoscaler::AutoscalerKind;
     use super::deploy::{HazardSource, StripMethod};
     use super::fixtures::{deployment, hpa};
-    use super::ownership::Mechanism;
+    use super::tools::Mechanism;
     use super::verdict::Verdict;
     use super::*;
 

@@ -1,5 +1,5 @@
-//! Who owns `.spec.replicas`, from `metadata.managedFields`, and which deploy mechanism each
-//! owner is.
+//! Who owns `.spec.replicas`, from `metadata.managedFields`; which deploy mechanism each owner
+//! is, [`crate::core::tools`] says.
 //!
 //! A `fieldsV1` value is a set encoded as nested objects: `{"f:spec": {"f:replicas": {}}}`. A
 //! key whose value is `{}` is itself a member, and a key that holds members is one as well
@@ -9,73 +9,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::tools::{Mechanism, classify};
+
 /// The path of `.spec.replicas` inside a `fieldsV1` set.
 pub const REPLICAS_PATH: [&str; 2] = ["f:spec", "f:replicas"];
-
-/// The deploy mechanism (or controller) a managedFields manager belongs to. Serialized names
-/// are part of the JSON output schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mechanism {
-    /// The HPA controller (kube-controller-manager through `/scale`) or KEDA.
-    Autoscaler,
-    /// Flux kustomize-controller: forced server-side apply.
-    FluxKustomize,
-    /// Flux helm-controller: Helm's semantics.
-    FluxHelm,
-    /// Argo CD: client-side apply by default, server-side with `ServerSideApply=true`.
-    ArgoCd,
-    /// Helm: Helm 3 updates (three-way merge), Helm 4 applies.
-    Helm,
-    /// `kubectl apply --server-side`.
-    KubectlServerSide,
-    /// `kubectl apply` (client-side, with the last-applied annotation).
-    KubectlClientSide,
-    /// A person: `kubectl scale`, `kubectl edit`, `kubectl patch`.
-    Manual,
-    /// The temporary owner `strip --method handover` adds, as the Kubernetes docs prescribe.
-    Handover,
-    /// A manager this tool does not recognise.
-    Other,
-}
-
-impl Mechanism {
-    /// A tool that deploys manifests: removing `replicas` from them can reset the field.
-    pub fn is_deploy_tool(self) -> bool {
-        matches!(
-            self,
-            Mechanism::FluxKustomize
-                | Mechanism::FluxHelm
-                | Mechanism::ArgoCd
-                | Mechanism::Helm
-                | Mechanism::KubectlServerSide
-                | Mechanism::KubectlClientSide
-        )
-    }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            Mechanism::Autoscaler => "autoscaler",
-            Mechanism::FluxKustomize => "Flux (kustomize-controller)",
-            Mechanism::FluxHelm => "Flux (helm-controller)",
-            Mechanism::ArgoCd => "Argo CD",
-            Mechanism::Helm => "Helm",
-            Mechanism::KubectlServerSide => "kubectl apply --server-side",
-            Mechanism::KubectlClientSide => "kubectl apply (client-side)",
-            Mechanism::Manual => "manual kubectl",
-            Mechanism::Handover => "handover",
-            Mechanism::Other => "other",
-        }
-    }
-}
-
-/// The manager name `strip --method handover` uses unless told otherwise. It must not start
-/// with `kubectl`: Flux takes such entries over (merges them into its own) before each apply.
-pub const DEFAULT_HANDOVER_MANAGER: &str = "hpa-migrate-handover";
-
-/// The temporary manager name the Kubernetes docs use in "Transferring ownership"; people who
-/// followed the docs by hand have it.
-pub const DOCS_HANDOVER_MANAGER: &str = "handover-to-hpa";
 
 /// One managedFields entry that owns `.spec.replicas`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -103,54 +40,6 @@ impl ReplicaOwner {
             Some(sub) => format!("{} ({}, /{sub})", self.manager, self.operation),
             None => format!("{} ({})", self.manager, self.operation),
         }
-    }
-}
-
-/// Classifies a managedFields entry by its manager name, operation and subresource.
-pub fn classify(manager: &str, operation: &str, subresource: Option<&str>, handover_managers: &[String]) -> Mechanism {
-    let via_scale = subresource == Some("scale");
-    if handover_managers.iter().any(|m| m == manager)
-        || [DEFAULT_HANDOVER_MANAGER, DOCS_HANDOVER_MANAGER].contains(&manager)
-    {
-        return Mechanism::Handover;
-    }
-    match manager {
-        // The HPA controller writes through /scale with the controller manager's user agent.
-        "kube-controller-manager" if via_scale => Mechanism::Autoscaler,
-        // The KEDA operator writes with no field manager, so its user agent names it: `keda`,
-        // the binary's name in KEDA's images (measured on v2.21.0). It changes workloads only
-        // through /scale (paused-replicas, activation, deactivation, raising to minReplicaCount).
-        // (`keda-operator` is its HPAs' `app.kubernetes.io/managed-by` label, not a manager.)
-        "keda" if via_scale => Mechanism::Autoscaler,
-        "kustomize-controller" => Mechanism::FluxKustomize,
-        "helm-controller" => Mechanism::FluxHelm,
-        "argocd-controller" | "argocd-application-controller" | "argocd-server" => Mechanism::ArgoCd,
-        "helm" => Mechanism::Helm,
-        "kubectl-client-side-apply" | "before-first-apply" => Mechanism::KubectlClientSide,
-        "kubectl" if operation == "Apply" => Mechanism::KubectlServerSide,
-        "kubectl" | "kubectl-edit" | "kubectl-patch" | "kubectl-scale" | "kubectl-set" | "kubectl-label"
-        | "kubectl-annotate" => Mechanism::Manual,
-        _ => Mechanism::Other,
-    }
-}
-
-/// Whether Flux's kustomize-controller takes this entry over before each apply of an object it
-/// manages: it merges the entries of managers whose name starts with `kubectl` (Update or
-/// Apply), `before-first-apply` (Update) or `kustomize-controller` (Update; its own writes from
-/// before server-side apply) into its own `kustomize-controller` Apply entry (fluxcd/pkg `ssa`
-/// cleanup options as kustomize-controller v1.9 sets them; names are matched by prefix, and only
-/// entries of the main resource: `/scale` writes such as `kubectl scale` are left alone).
-/// Measured on the real controller: replicas owned by `kubectl-patch` dropped to 1 at the next
-/// reconcile of a manifest without them.
-pub fn flux_takes_over(owner: &ReplicaOwner) -> bool {
-    if owner.subresource.is_some() {
-        return false;
-    }
-    let name = owner.manager.as_str();
-    match owner.operation.as_str() {
-        "Update" => ["kubectl", "before-first-apply", "kustomize-controller"].iter().any(|p| name.starts_with(p)),
-        "Apply" => name.starts_with("kubectl"),
-        _ => false,
     }
 }
 
@@ -243,7 +132,6 @@ mod tests {
         assert_eq!(owners.len(), 1, "{owners:?}");
         assert_eq!((owners[0].manager.as_str(), owners[0].subresource.as_deref()), ("keda", Some("scale")));
         assert_eq!(owners[0].mechanism, Mechanism::Autoscaler);
-        assert_eq!(classify("keda-operator", "Update", Some("scale"), &[]), Mechanism::Other, "a label, not a manager");
     }
 
     #[test]
@@ -289,59 +177,5 @@ mod tests {
         let mut fields = json!({"f:spec": {"f:replicas": {}}});
         remove_field(&mut fields, &REPLICAS_PATH);
         assert!(fields_empty(&fields));
-    }
-
-    fn owner(manager: &str, operation: &str, subresource: Option<&str>) -> ReplicaOwner {
-        ReplicaOwner {
-            manager: manager.into(),
-            operation: operation.into(),
-            subresource: subresource.map(str::to_string),
-            api_version: Some("apps/v1".into()),
-            time: None,
-            mechanism: classify(manager, operation, subresource, &[]),
-        }
-    }
-
-    #[test]
-    fn flux_takes_over_kubectl_and_before_first_apply_entries_but_not_scale_writes() {
-        for (manager, operation) in [
-            ("kubectl-patch", "Update"),
-            ("kubectl-edit", "Update"),
-            ("kubectl-client-side-apply", "Update"),
-            ("kubectl-rollout", "Update"),
-            ("kubectl", "Update"),
-            ("kubectl", "Apply"),
-            ("kubectl-handover", "Apply"),
-            ("before-first-apply", "Update"),
-            ("kustomize-controller", "Update"),
-        ] {
-            assert!(flux_takes_over(&owner(manager, operation, None)), "{manager} ({operation})");
-        }
-        for (manager, operation, subresource) in [
-            ("kubectl", "Update", Some("scale")),
-            ("kube-controller-manager", "Update", Some("scale")),
-            ("kustomize-controller", "Apply", None),
-            (DEFAULT_HANDOVER_MANAGER, "Apply", None),
-            ("helm", "Update", None),
-            ("before-first-apply", "Apply", None),
-        ] {
-            assert!(!flux_takes_over(&owner(manager, operation, subresource)), "{manager} ({operation})");
-        }
-    }
-
-    #[test]
-    fn classification_follows_manager_operation_and_subresource() {
-        let none: &[String] = &[];
-        assert_eq!(classify("kube-controller-manager", "Update", Some("scale"), none), Mechanism::Autoscaler);
-        assert_eq!(classify("kube-controller-manager", "Update", None, none), Mechanism::Other);
-        assert_eq!(classify("kustomize-controller", "Apply", None, none), Mechanism::FluxKustomize);
-        assert_eq!(classify("kubectl", "Apply", None, none), Mechanism::KubectlServerSide);
-        assert_eq!(classify("kubectl", "Update", Some("scale"), none), Mechanism::Manual);
-        assert_eq!(classify("kubectl-client-side-apply", "Update", None, none), Mechanism::KubectlClientSide);
-        assert_eq!(classify("argocd-controller", "Apply", None, none), Mechanism::ArgoCd);
-        assert_eq!(classify("helm", "Update", None, none), Mechanism::Helm);
-        assert_eq!(classify(DEFAULT_HANDOVER_MANAGER, "Apply", None, none), Mechanism::Handover);
-        assert_eq!(classify("my-handover", "Apply", None, &["my-handover".to_string()]), Mechanism::Handover);
-        assert_eq!(classify("terraform", "Apply", None, none), Mechanism::Other);
     }
 }

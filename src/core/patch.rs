@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use super::gojson;
 use super::helm;
-use super::ownership::{self, Mechanism, REPLICAS_PATH};
+use super::ownership::{self, REPLICAS_PATH};
+use super::tools::{self, Mechanism, flux, kubectl::LAST_APPLIED_ANNOTATION};
 use super::workload::{Workload, WorkloadKind};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -111,8 +112,7 @@ pub fn plan_managed_fields(object: &Value, managers: &[String]) -> Result<Manage
         if !ownership::fields_contain(old_fields, &REPLICAS_PATH) {
             continue;
         }
-        let mechanism =
-            ownership::classify(&identity.manager, &identity.operation, identity.subresource.as_deref(), &[]);
+        let mechanism = tools::classify(&identity.manager, &identity.operation, identity.subresource.as_deref(), &[]);
         if mechanism == Mechanism::Autoscaler {
             return Err(PlanError::AutoscalerEntry(identity.label()));
         }
@@ -296,7 +296,7 @@ pub struct LastAppliedPlan {
 }
 
 pub fn plan_last_applied(object: &Value) -> Result<Option<LastAppliedPlan>, PlanError> {
-    let key = super::deploy::LAST_APPLIED_ANNOTATION;
+    let key = LAST_APPLIED_ANNOTATION;
     let Some(old) = object.pointer(&annotation_path(key)).and_then(Value::as_str) else { return Ok(None) };
     let mut applied: Value = serde_json::from_str(old).map_err(|e| PlanError::LastAppliedNotJson(e.to_string()))?;
     let Some(spec) = applied.get_mut("spec").and_then(Value::as_object_mut) else { return Ok(None) };
@@ -338,7 +338,7 @@ pub fn annotation_patch(resource_version: &str, object: &Value, key: &str, value
 }
 
 pub fn last_applied_part(plan: &LastAppliedPlan, object: &Value) -> PatchPart {
-    annotation_part(object, super::deploy::LAST_APPLIED_ANNOTATION, Some(&plan.new))
+    annotation_part(object, LAST_APPLIED_ANNOTATION, Some(&plan.new))
 }
 
 pub fn last_applied_patch(plan: &LastAppliedPlan, object: &Value) -> json_patch::Patch {
@@ -368,8 +368,7 @@ impl WorkloadChange {
         };
         let last_applied = if last_applied { plan_last_applied(object)? } else { None };
         let already_paused =
-            object.pointer(&annotation_path(super::deploy::FLUX_RECONCILE_ANNOTATION)).and_then(Value::as_str)
-                == Some("disabled");
+            object.pointer(&annotation_path(flux::RECONCILE_ANNOTATION)).and_then(Value::as_str) == Some("disabled");
         Ok(Self {
             resource_version: resource_version(object)?,
             managed_fields,
@@ -408,7 +407,7 @@ impl WorkloadChange {
             parts.push(last_applied_part(plan, object));
         }
         if self.pause_flux {
-            parts.push(annotation_part(object, super::deploy::FLUX_RECONCILE_ANNOTATION, Some("disabled")));
+            parts.push(annotation_part(object, flux::RECONCILE_ANNOTATION, Some("disabled")));
         }
         combine(&self.resource_version, &parts)
     }
@@ -416,10 +415,10 @@ impl WorkloadChange {
     pub fn expected(&self) -> Expected<'_> {
         let mut annotations = Vec::new();
         if let Some(plan) = &self.last_applied {
-            annotations.push((super::deploy::LAST_APPLIED_ANNOTATION, Some(plan.new.as_str())));
+            annotations.push((LAST_APPLIED_ANNOTATION, Some(plan.new.as_str())));
         }
         if self.pause_flux {
-            annotations.push((super::deploy::FLUX_RECONCILE_ANNOTATION, Some("disabled")));
+            annotations.push((flux::RECONCILE_ANNOTATION, Some("disabled")));
         }
         Expected { managed_fields: self.managed_fields.as_ref(), annotations }
     }
@@ -768,10 +767,8 @@ mod tests {
         assert_eq!(plan.new, plan.old.replace("\"replicas\":5,", ""), "only the key goes, byte for byte");
         let mut after = object.clone();
         json_patch::patch(&mut after, &last_applied_patch(&plan, &object)).unwrap();
-        let expected = Expected {
-            annotations: vec![(crate::core::deploy::LAST_APPLIED_ANNOTATION, Some(plan.new.as_str()))],
-            ..Expected::default()
-        };
+        let expected =
+            Expected { annotations: vec![(LAST_APPLIED_ANNOTATION, Some(plan.new.as_str()))], ..Expected::default() };
         confirm_workload(&object, &after, &expected).unwrap();
     }
 

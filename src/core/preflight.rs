@@ -1,70 +1,59 @@
-//! `preflight`'s pure half: which mechanism will apply a manifest to a live workload, what that
-//! mechanism sends for `.spec.replicas`, how to read the server's dry run of it, and the steps
-//! that keep the count. The I/O half (`commands::preflight`) sends the dry runs.
+//! `preflight`'s pure half: how the deploy tool will apply a manifest to a live workload, what
+//! it sends for `.spec.replicas`, how to read the server's dry run of it, and the steps that
+//! keep the count. The I/O half (`commands::preflight`) sends the dry runs; which tool it is,
+//! [`crate::core::tools`] says.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::deploy::{ARGOCD_TRACKING_ANNOTATION, FLUX_KUSTOMIZATION_NAME_LABEL, LAST_APPLIED_ANNOTATION};
 use super::helm::{self, ReleaseRecord};
 use super::manifest::Document;
 use super::ownership::{self, ReplicaOwner};
+use super::tools::kubectl::LAST_APPLIED_ANNOTATION;
+use super::tools::{Tool, Traces, Untraced, argocd, flux, kubectl};
 
 /// What an apply that removes `.spec.replicas` leaves: the API server defaults the field of
 /// Deployments, StatefulSets, ReplicaSets (and Argo Rollouts) to 1.
 pub const DEFAULT_REPLICAS: i64 = 1;
 
-pub const FLUX_MANAGER: &str = "kustomize-controller";
-pub const ARGOCD_MANAGER: &str = "argocd-controller";
-const FLUX_SSA_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/ssa";
-const FLUX_RECONCILE_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/reconcile";
-
-/// The deploy tool that will apply the manifests (`--as`).
+/// Entries a tool merges into its own Apply entry around its apply: the apply then removes a
+/// field they owned and its manifest leaves out, though a dry run of the apply alone keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Tool {
+#[serde(rename_all = "camelCase", tag = "by")]
+pub enum Takeover {
+    None,
+    /// kustomize-controller, before each apply: [`flux::takes_over`].
     Flux,
-    Argocd,
-    Helm,
-    Kubectl,
-    KubectlServerSide,
-    /// Any other server-side applier, by its field manager.
-    Manager(String),
+    /// `kubectl apply --server-side` (and Tanka's server-side strategy), after its patch:
+    /// [`kubectl::client_side_managers`], then the patch again.
+    KubectlClientSide {
+        managers: Vec<String>,
+    },
+    /// Argo CD's server-side sync, before its apply: [`argocd::migration_manager`].
+    ArgoCdClientSide {
+        manager: String,
+    },
 }
 
-impl Tool {
-    pub fn parse(text: &str) -> Self {
-        match text {
-            "flux" => Tool::Flux,
-            "argocd" => Tool::Argocd,
-            "helm" => Tool::Helm,
-            "kubectl" => Tool::Kubectl,
-            "kubectl-server-side" => Tool::KubectlServerSide,
-            manager => Tool::Manager(manager.to_string()),
+impl Takeover {
+    /// Whether `owner`'s entry is the applier's once the apply is over.
+    pub fn absorbs(&self, owner: &ReplicaOwner) -> bool {
+        match self {
+            Takeover::None => false,
+            Takeover::Flux => flux::takes_over(owner),
+            Takeover::KubectlClientSide { managers } => kubectl::migrates(owner, managers),
+            Takeover::ArgoCdClientSide { manager } => argocd::migrates(owner, manager),
         }
     }
 
-    pub fn label(&self) -> String {
+    fn describe(&self) -> String {
         match self {
-            Tool::Flux => "flux".into(),
-            Tool::Argocd => "argocd".into(),
-            Tool::Helm => "helm".into(),
-            Tool::Kubectl => "kubectl".into(),
-            Tool::KubectlServerSide => "kubectl-server-side".into(),
-            Tool::Manager(manager) => manager.clone(),
-        }
-    }
-
-    /// How the user runs the deploy, for the step between ours.
-    fn deploy_step(&self) -> &'static str {
-        match self {
-            Tool::Flux => "commit and push the change checked here; Flux applies it at its next reconcile",
-            Tool::Argocd => "commit and push the change checked here, and sync the Argo CD application",
-            Tool::Helm => "run the helm upgrade checked here",
-            Tool::Kubectl => "kubectl apply the manifests checked here",
-            Tool::KubectlServerSide => "kubectl apply --server-side the manifests checked here",
-            Tool::Manager(_) => "deploy the change checked here",
+            Takeover::None => String::new(),
+            Takeover::Flux => ", after taking over kubectl* entries".into(),
+            Takeover::KubectlClientSide { managers } => {
+                format!(", then migrating {}'s entry into its own and applying again", managers.join(", "))
+            }
+            Takeover::ArgoCdClientSide { manager } => format!(", after migrating {manager}'s entry into its own"),
         }
     }
 }
@@ -73,10 +62,8 @@ impl Tool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum Apply {
-    /// Server-side apply as `manager`. `fluxTakeover`: first, Flux merges the entries of
-    /// `kubectl*` and `before-first-apply` managers into its own (fluxcd/pkg `ssa` cleanup,
-    /// which kustomize-controller runs before each apply of an object it already manages).
-    ServerSide { manager: String, force: bool, flux_takeover: bool },
+    /// Server-side apply as `manager`, with the entries it takes over around it.
+    ServerSide { manager: String, force: bool, takeover: Takeover },
     /// Client-side apply: a three-way merge with the last-applied annotation (kubectl, and Argo
     /// CD's default sync). A field in the annotation and not in the manifest is sent as null.
     ClientSide { manager: String },
@@ -88,11 +75,9 @@ pub enum Apply {
 impl Apply {
     pub fn describe(&self) -> String {
         match self {
-            Apply::ServerSide { manager, force, flux_takeover } => format!(
-                "apply server-side as {manager}{}{}",
-                if *force { ", forced" } else { "" },
-                if *flux_takeover { ", after taking over kubectl* entries" } else { "" }
-            ),
+            Apply::ServerSide { manager, force, takeover } => {
+                format!("apply server-side as {manager}{}{}", if *force { ", forced" } else { "" }, takeover.describe())
+            }
             Apply::ClientSide { .. } => "apply client-side (a three-way merge with the last-applied annotation)".into(),
             Apply::HelmThreeWay { release, revision } => {
                 format!("upgrade with a three-way merge against release {release} revision {revision}")
@@ -101,105 +86,56 @@ impl Apply {
     }
 }
 
-/// The tool and how it applies, with the evidence it was chosen on.
+/// The tool that applies a workload next, how it applies, and the evidence it was told by.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mechanism {
+pub struct Applier {
     pub tool: Tool,
     pub apply: Apply,
     pub evidence: String,
-}
-
-fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
-    object.pointer("/metadata/annotations")?.get(key)?.as_str()
-}
-
-fn label<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
-    object.pointer("/metadata/labels")?.get(key)?.as_str()
-}
-
-pub fn managed_fields(object: &Value) -> Vec<ManagedFieldsEntry> {
-    object
-        .pointer("/metadata/managedFields")
-        .and_then(|entries| serde_json::from_value(entries.clone()).ok())
-        .unwrap_or_default()
-}
-
-fn has_entry(object: &Value, manager: &str, operation: &str) -> bool {
-    managed_fields(object)
-        .iter()
-        .any(|e| e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some(operation))
 }
 
 /// Why preflight cannot tell how the next deploy writes a workload: its outcome is `unknown`
 /// and the user is asked for `--as`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Undetermined {
-    #[error(
-        "both a last-applied annotation and a kubectl server-side apply entry: pass --as kubectl or --as kubectl-server-side"
-    )]
-    BothKubectlTraces,
-    #[error(
-        "no deploy tool left a trace on it (Flux labels, Helm annotations, Argo CD tracking, last-applied annotation, kubectl apply entry): pass --as TOOL"
-    )]
-    NoTrace,
+    #[error(transparent)]
+    Untraced(#[from] Untraced),
     #[error("the deployed record of Helm release {release} was not found")]
     HelmRecordMissing { release: String },
     #[error("the Helm release records could not be read: {problem}")]
     HelmRecordsUnreadable { problem: String },
 }
 
-/// Which tool applies `live` next: `requested` (`--as`), else the traces tools leave on the
-/// objects they manage.
-pub fn detect_tool(requested: Option<&Tool>, live: &Value) -> Result<(Tool, String), Undetermined> {
-    if let Some(tool) = requested {
-        return Ok((tool.clone(), "--as".into()));
-    }
-    if let Some(name) = label(live, FLUX_KUSTOMIZATION_NAME_LABEL) {
-        return Ok((Tool::Flux, format!("label {FLUX_KUSTOMIZATION_NAME_LABEL}={name}")));
-    }
-    if has_entry(live, FLUX_MANAGER, "Apply") {
-        return Ok((Tool::Flux, format!("managedFields entry {FLUX_MANAGER} (Apply)")));
-    }
-    if let Some(release) = annotation(live, helm::RELEASE_NAME_ANNOTATION) {
-        return Ok((Tool::Helm, format!("annotation {}={release}", helm::RELEASE_NAME_ANNOTATION)));
-    }
-    if annotation(live, ARGOCD_TRACKING_ANNOTATION).is_some() {
-        return Ok((Tool::Argocd, format!("annotation {ARGOCD_TRACKING_ANNOTATION}")));
-    }
-    if has_entry(live, ARGOCD_MANAGER, "Apply") || has_entry(live, ARGOCD_MANAGER, "Update") {
-        return Ok((Tool::Argocd, format!("managedFields entry {ARGOCD_MANAGER}")));
-    }
-    let client_side = annotation(live, LAST_APPLIED_ANNOTATION).is_some();
-    let server_side = has_entry(live, "kubectl", "Apply");
-    match (client_side, server_side) {
-        (true, false) => Ok((Tool::Kubectl, format!("annotation {LAST_APPLIED_ANNOTATION}"))),
-        (false, true) => Ok((Tool::KubectlServerSide, "managedFields entry kubectl (Apply)".into())),
-        (true, true) => Err(Undetermined::BothKubectlTraces),
-        (false, false) => Err(Undetermined::NoTrace),
-    }
-}
-
 /// How `tool` writes `live`. Helm needs the deployed release record (`Err` when it is missing):
 /// its `apply_method` says whether Helm 4 applies server-side.
-pub fn mechanism(
+pub fn applier(
     tool: Tool,
     evidence: String,
     live: &Value,
     helm_record: Result<Option<&ReleaseRecord>, String>,
-) -> Result<Mechanism, Undetermined> {
+) -> Result<Applier, Undetermined> {
+    let server_side =
+        |manager: &str, force: bool, takeover: Takeover| Apply::ServerSide { manager: manager.into(), force, takeover };
+    let kubectl_upgrade = || {
+        let managers = kubectl::client_side_managers(live);
+        if managers.is_empty() { Takeover::None } else { Takeover::KubectlClientSide { managers } }
+    };
     let apply = match &tool {
-        Tool::Flux => Apply::ServerSide { manager: FLUX_MANAGER.into(), force: true, flux_takeover: true },
-        Tool::KubectlServerSide => Apply::ServerSide { manager: "kubectl".into(), force: false, flux_takeover: false },
-        Tool::Manager(manager) => Apply::ServerSide { manager: manager.clone(), force: true, flux_takeover: false },
-        Tool::Kubectl => Apply::ClientSide { manager: "kubectl-client-side-apply".into() },
+        Tool::Flux => server_side(flux::KUSTOMIZE_MANAGER, true, Takeover::Flux),
+        Tool::KubectlServerSide => server_side(kubectl::SERVER_SIDE_MANAGER, false, kubectl_upgrade()),
+        Tool::Tanka => server_side(super::tools::TANKA_MANAGER, false, kubectl_upgrade()),
+        Tool::Manager(manager) => server_side(manager, true, Takeover::None),
+        Tool::Kubectl => Apply::ClientSide { manager: kubectl::CLIENT_SIDE_MANAGER.into() },
         // Argo CD applies server-side, forced, as argocd-controller once the application has
         // ServerSideApply=true; its entry says which mode last synced the object.
-        Tool::Argocd if has_entry(live, ARGOCD_MANAGER, "Apply") => {
-            Apply::ServerSide { manager: ARGOCD_MANAGER.into(), force: true, flux_takeover: false }
-        }
-        Tool::Argocd => Apply::ClientSide { manager: ARGOCD_MANAGER.into() },
+        Tool::Argocd if live.has_entry(argocd::CONTROLLER_MANAGER, "Apply") => server_side(
+            argocd::CONTROLLER_MANAGER,
+            true,
+            Takeover::ArgoCdClientSide { manager: argocd::migration_manager(live) },
+        ),
+        Tool::Argocd => Apply::ClientSide { manager: argocd::CONTROLLER_MANAGER.into() },
         Tool::Helm => {
-            let release = annotation(live, helm::RELEASE_NAME_ANNOTATION).unwrap_or_default();
+            let release = live.annotation(helm::RELEASE_NAME_ANNOTATION).unwrap_or_default();
             let record = match helm_record {
                 Ok(Some(record)) => record,
                 Ok(None) => return Err(Undetermined::HelmRecordMissing { release: release.to_string() }),
@@ -207,31 +143,12 @@ pub fn mechanism(
             };
             match record.apply_method.as_deref() {
                 // Helm 4 upgrades as the release was installed; server-side unforced by default.
-                Some("ssa") => Apply::ServerSide { manager: "helm".into(), force: false, flux_takeover: false },
+                Some("ssa") => server_side("helm", false, Takeover::None),
                 _ => Apply::HelmThreeWay { release: record.release.clone(), revision: record.revision },
             }
         }
     };
-    Ok(Mechanism { tool, apply, evidence })
-}
-
-/// Why Flux will not apply this object at all (`None`: it will). kustomize-controller skips
-/// objects whose manifest or live copy says `reconcile: disabled` or `ssa: Ignore`, and
-/// `ssa: IfNotPresent` only creates (fluxcd/pkg `ssa` shouldSkipApply).
-pub fn flux_skips(manifest: &Value, live: &Value) -> Option<String> {
-    for object in [manifest, live] {
-        for key in [FLUX_RECONCILE_ANNOTATION, FLUX_SSA_ANNOTATION] {
-            let value = annotation(object, key).or_else(|| label(object, key)).map(str::to_lowercase);
-            match (key, value.as_deref()) {
-                (FLUX_RECONCILE_ANNOTATION, Some("disabled"))
-                | (FLUX_SSA_ANNOTATION, Some("ignore" | "ifnotpresent")) => {
-                    return Some(format!("Flux skips this object ({key}: {})", value.unwrap_or_default()));
-                }
-                _ => {}
-            }
-        }
-    }
-    None
+    Ok(Applier { tool, apply, evidence })
 }
 
 /// What a three-way merge sends for `.spec.replicas`.
@@ -261,7 +178,7 @@ pub fn three_way_sends(previous: Option<&Value>, manifest: &Value) -> Sends {
 pub fn previous_configuration(apply: &Apply, live: &Value, record: Option<&ReleaseRecord>) -> Option<Value> {
     match apply {
         Apply::ClientSide { .. } => {
-            annotation(live, LAST_APPLIED_ANNOTATION).and_then(|text| serde_json::from_str(text).ok())
+            live.annotation(LAST_APPLIED_ANNOTATION).and_then(|text| serde_json::from_str(text).ok())
         }
         Apply::HelmThreeWay { .. } => {
             let record = record?;
@@ -280,27 +197,26 @@ pub fn previous_configuration(apply: &Apply, live: &Value, record: Option<&Relea
 }
 
 fn owners(object: &Value) -> Vec<ReplicaOwner> {
-    ownership::replica_owners(&managed_fields(object), &[])
+    ownership::replica_owners(&object.managed_fields(), &[])
 }
 
-/// Whether `owner` is the applier's own entry once the apply starts (for Flux: also the entries
-/// it takes over first).
-fn applier_owns(owner: &ReplicaOwner, manager: &str, flux_takeover: bool) -> bool {
-    (owner.manager == manager && owner.operation == "Apply" && owner.subresource.is_none())
-        || (flux_takeover && ownership::flux_takes_over(owner))
+/// Whether `owner` is the applier's own entry once the apply is over (its own, or one it
+/// takes over around the apply).
+fn applier_owns(owner: &ReplicaOwner, manager: &str, takeover: &Takeover) -> bool {
+    (owner.manager == manager && owner.operation == "Apply" && owner.subresource.is_none()) || takeover.absorbs(owner)
 }
 
 /// Replicas after a server-side apply, read from the server's dry run of it (`response`, the
-/// object the server would store). The dry run cannot see Flux's takeover, which is a separate
-/// write before the apply: when the manifest leaves replicas out and every remaining owner is
-/// an entry Flux takes over, the field has no other owner once Flux applies, and is removed.
-pub fn after_server_side(response: &Value, manifest: &Value, manager: &str, flux_takeover: bool) -> Option<i64> {
+/// object the server would store). The dry run cannot see a takeover, which is a separate write
+/// around the apply: when the manifest leaves replicas out and every remaining owner is an
+/// entry the applier takes over, the field has no other owner once it applies, and is removed.
+pub fn after_server_side(response: &Value, manifest: &Value, manager: &str, takeover: &Takeover) -> Option<i64> {
     let replicas = replicas_of(response).and_then(Value::as_i64);
-    if !flux_takeover || replicas_of(manifest).is_some() {
+    if *takeover == Takeover::None || replicas_of(manifest).is_some() {
         return replicas;
     }
     let remaining = owners(response);
-    if !remaining.is_empty() && remaining.iter().all(|o| applier_owns(o, manager, true)) {
+    if !remaining.is_empty() && remaining.iter().all(|o| applier_owns(o, manager, takeover)) {
         return Some(DEFAULT_REPLICAS);
     }
     replicas
@@ -309,14 +225,14 @@ pub fn after_server_side(response: &Value, manifest: &Value, manager: &str, flux
 /// Replicas after a server-side apply, computed from the live object's managedFields when the
 /// server's dry run cannot be had (RBAC refuses `patch`): a field the applier alone owns and the
 /// manifest leaves out is removed; one another manager also owns stays.
-pub fn after_server_side_locally(live: &Value, manifest: &Value, manager: &str, flux_takeover: bool) -> Option<i64> {
+pub fn after_server_side_locally(live: &Value, manifest: &Value, manager: &str, takeover: &Takeover) -> Option<i64> {
     if let Some(value) = replicas_of(manifest) {
         return value.as_i64();
     }
     let current = replicas_of(live).and_then(Value::as_i64);
     let owners = owners(live);
     let (mine, others): (Vec<&ReplicaOwner>, Vec<&ReplicaOwner>) =
-        owners.iter().partition(|o| applier_owns(o, manager, flux_takeover));
+        owners.iter().partition(|o| applier_owns(o, manager, takeover));
     if !mine.is_empty() && others.is_empty() { Some(DEFAULT_REPLICAS) } else { current }
 }
 
@@ -488,6 +404,8 @@ pub fn safe_steps(
 mod tests {
     use super::*;
     use crate::core::fixtures::load;
+
+    const FLUX: &str = flux::KUSTOMIZE_MANAGER;
     use serde_json::json;
 
     fn manifest(replicas: Option<i64>) -> Value {
@@ -509,25 +427,9 @@ mod tests {
     }
 
     #[test]
-    fn tools_are_told_from_their_traces_on_captured_objects() {
-        let flux = load("flux-real-owns-replicas");
-        assert_eq!(detect_tool(None, &flux).map(|t| t.1), Ok(format!("label {FLUX_KUSTOMIZATION_NAME_LABEL}=shop")));
-        let flux_entry_only = load("flux-ssa-owns-replicas");
-        assert_eq!(detect_tool(None, &flux_entry_only).map(|t| t.0), Ok(Tool::Flux));
-        let csa = load("kubectl-csa-owns-replicas");
-        assert_eq!(detect_tool(None, &csa).map(|t| t.0), Ok(Tool::Kubectl));
-        let helm = load("helm3-deployment");
-        assert_eq!(detect_tool(None, &helm).map(|t| t.0), Ok(Tool::Helm));
-        let bare = json!({"metadata": {"name": "web"}});
-        assert_eq!(detect_tool(None, &bare), Err(Undetermined::NoTrace));
-        assert_eq!(detect_tool(Some(&Tool::KubectlServerSide), &bare).map(|t| t.0), Ok(Tool::KubectlServerSide));
-        assert_eq!(Tool::parse("my-pipeline"), Tool::Manager("my-pipeline".into()));
-    }
-
-    #[test]
     fn helm_without_its_record_cannot_be_told() {
         let helm = load("helm3-deployment");
-        let error = mechanism(Tool::Helm, String::new(), &helm, Ok(None)).unwrap_err();
+        let error = applier(Tool::Helm, String::new(), &helm, Ok(None)).unwrap_err();
         assert_eq!(error, Undetermined::HelmRecordMissing { release: "web".into() });
     }
 
@@ -538,36 +440,51 @@ mod tests {
         let response = json!({"metadata": {"managedFields": [
             {"manager": "kubectl-patch", "operation": "Update", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
              "fieldsV1": {"f:spec": {"f:replicas": {}}}}]}, "spec": {"replicas": 6}});
-        assert_eq!(after_server_side(&response, &manifest(None), FLUX_MANAGER, true), Some(1));
-        assert_eq!(after_server_side(&response, &manifest(None), "kubectl", false), Some(6));
+        assert_eq!(after_server_side(&response, &manifest(None), FLUX, &Takeover::Flux), Some(1));
+        assert_eq!(after_server_side(&response, &manifest(None), "kubectl", &Takeover::None), Some(6));
         // An owner written through /scale (kubectl scale, the HPA) is not taken over.
         let scaled = json!({"metadata": {"managedFields": [
             {"manager": "kube-controller-manager", "operation": "Update", "subresource": "scale", "apiVersion": "apps/v1",
              "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]}, "spec": {"replicas": 6}});
-        assert_eq!(after_server_side(&scaled, &manifest(None), FLUX_MANAGER, true), Some(6));
+        assert_eq!(after_server_side(&scaled, &manifest(None), FLUX, &Takeover::Flux), Some(6));
         // Nobody owns it (after a strip): nothing to take over, the count stays.
-        assert_eq!(after_server_side(&json!({"spec": {"replicas": 6}}), &manifest(None), FLUX_MANAGER, true), Some(6));
+        assert_eq!(
+            after_server_side(&json!({"spec": {"replicas": 6}}), &manifest(None), FLUX, &Takeover::Flux),
+            Some(6)
+        );
     }
 
     #[test]
     fn local_server_side_prediction_on_a_captured_object() {
         let flux = load("flux-ssa-owns-replicas");
-        assert_eq!(after_server_side_locally(&flux, &manifest(None), FLUX_MANAGER, true), Some(1));
-        assert_eq!(after_server_side_locally(&flux, &manifest(Some(4)), FLUX_MANAGER, true), Some(4));
+        assert_eq!(after_server_side_locally(&flux, &manifest(None), FLUX, &Takeover::Flux), Some(1));
+        assert_eq!(after_server_side_locally(&flux, &manifest(Some(4)), FLUX, &Takeover::Flux), Some(4));
         let rescaled = load("hpa-rescaled");
         let current = rescaled.pointer("/spec/replicas").and_then(Value::as_i64);
-        assert_eq!(after_server_side_locally(&rescaled, &manifest(None), FLUX_MANAGER, true), current);
+        assert_eq!(after_server_side_locally(&rescaled, &manifest(None), FLUX, &Takeover::Flux), current);
     }
 
     #[test]
-    fn flux_skips_disabled_and_ignored_objects() {
-        let mut live = manifest(None);
-        assert_eq!(flux_skips(&manifest(None), &live), None);
-        live["metadata"]["annotations"] = json!({FLUX_RECONCILE_ANNOTATION: "disabled"});
-        assert!(flux_skips(&manifest(None), &live).is_some());
-        let mut ignored = manifest(None);
-        ignored["metadata"]["labels"] = json!({FLUX_SSA_ANNOTATION: "Ignore"});
-        assert!(flux_skips(&ignored, &manifest(None)).is_some());
+    fn kubectl_s_first_server_side_apply_migrates_the_client_side_owner_and_drops() {
+        // Captured after `kubectl apply` (client-side) at 5: the dry run of a server-side apply
+        // without replicas leaves kubectl-client-side-apply owning them; kubectl then migrates
+        // that entry into its own and applies again, which removes the field.
+        let live = load("kubectl-csa-owns-replicas");
+        let Applier { apply, .. } = applier(Tool::KubectlServerSide, String::new(), &live, Ok(None)).unwrap();
+        let Apply::ServerSide { manager, takeover, .. } = &apply else { panic!("{apply:?}") };
+        assert_eq!(takeover, &Takeover::KubectlClientSide { managers: vec![kubectl::CLIENT_SIDE_MANAGER.into()] });
+        assert_eq!(after_server_side(&live, &manifest(None), manager, takeover), Some(DEFAULT_REPLICAS));
+        assert_eq!(after_server_side_locally(&live, &manifest(None), manager, takeover), Some(DEFAULT_REPLICAS));
+        assert!(apply.describe().contains("then migrating kubectl-client-side-apply's entry"), "{}", apply.describe());
+        // Tanka's server-side strategy is the same kubectl command under its own manager.
+        let tanka = applier(Tool::Tanka, String::new(), &live, Ok(None)).unwrap();
+        assert!(
+            matches!(&tanka.apply, Apply::ServerSide { manager, takeover: Takeover::KubectlClientSide { .. }, .. } if manager == "tanka")
+        );
+        // An object only ever applied server-side has no client-side entry to migrate.
+        let server_side = load("flux-ssa-owns-replicas");
+        let plain = applier(Tool::KubectlServerSide, String::new(), &server_side, Ok(None)).unwrap();
+        assert!(matches!(plain.apply, Apply::ServerSide { takeover: Takeover::None, .. }));
     }
 
     #[test]

@@ -4,7 +4,8 @@ use serde::Serialize;
 
 use super::autoscaler::Autoscaler;
 use super::deploy::{DeployInfo, Hazard, StripMethod};
-use super::ownership::{Mechanism, ReplicaOwner};
+use super::ownership::ReplicaOwner;
+use super::tools::Mechanism;
 use super::workload::{Replicas, Workload, WorkloadKind};
 
 /// Stable identifiers, documented in README.md ("Verdicts").
@@ -59,6 +60,23 @@ pub struct Assessment {
 }
 
 impl Assessment {
+    /// Whether a Flux controller's entry owns replicas.
+    pub fn flux_owns_replicas(&self) -> bool {
+        self.replica_owners.iter().any(|o| o.mechanism.is_flux())
+    }
+
+    /// Whether Flux deploys the object: its Kustomization or HelmRelease labels, or a Flux owner
+    /// of replicas. Only those are paused by `--pause-flux`; the annotation means nothing elsewhere.
+    pub fn flux_manages(&self) -> bool {
+        self.deploy.flux.as_ref().is_some_and(|f| f.kustomization.is_some() || f.helm_release.is_some())
+            || self.flux_owns_replicas()
+    }
+
+    /// Whether this tool's Flux pause is on the object.
+    pub fn flux_paused(&self) -> bool {
+        self.deploy.flux.as_ref().is_some_and(|f| f.reconcile_disabled)
+    }
+
     pub fn target(&self) -> String {
         format!("{}/{}", self.workload_kind.command_name(), self.name)
     }
@@ -83,8 +101,7 @@ pub fn assess(
     let mut warnings: Vec<String> = autoscalers.iter().flat_map(|a| a.warnings.iter().cloned()).collect();
     // Entries Flux takes over before its next apply (a `kubectl patch` on an object it manages)
     // are Flux's hazards, and as much a reason to pause it.
-    let flux_owns = owners.iter().any(|o| matches!(o.mechanism, Mechanism::FluxKustomize | Mechanism::FluxHelm))
-        || hazards.iter().any(|h| matches!(h.mechanism, Mechanism::FluxKustomize | Mechanism::FluxHelm));
+    let flux_owns = owners.iter().any(|o| o.mechanism.is_flux()) || hazards.iter().any(|h| h.mechanism.is_flux());
     let flux_paused = deploy.flux.as_ref().is_some_and(|f| f.reconcile_disabled);
     if flux_owns && !flux_paused {
         warnings.push(
