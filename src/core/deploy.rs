@@ -185,7 +185,9 @@ pub fn hazards(owners: &[ReplicaOwner], info: &DeployInfo) -> Vec<Hazard> {
                         "{detail}; Flux's kustomize-controller merges that entry into its own before each apply of this object"
                     );
                     (Mechanism::FluxKustomize, taken)
-                } else if o.mechanism.is_deploy_tool() || (o.mechanism == Mechanism::Other && o.is_apply()) {
+                } else if o.mechanism.is_deploy_tool()
+                    || (matches!(o.mechanism, Mechanism::Other | Mechanism::ScaleWriter) && o.is_apply())
+                {
                     (o.mechanism, detail)
                 } else {
                     return None;

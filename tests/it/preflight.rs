@@ -390,6 +390,43 @@ async fn flux_takes_over_a_kubectl_patch_before_it_applies() {
     );
 }
 
+/// kubectl's own switch from client-side to server-side apply, with an HPA in charge: the
+/// server's dry run of the server-side apply alone keeps replicas (kubectl-client-side-apply
+/// still owns them), but kubectl then migrates that entry into its own and sends the patch
+/// again, which removes the field in that same command (measured: 5 -> 1 -> 3). preflight
+/// `--as kubectl-server-side` predicts the drop, and its steps keep the count.
+#[tokio::test]
+async fn kubectl_switch_from_client_side_to_server_side_migrates_and_drops() {
+    let ns = TestNamespace::new("pf-csa-to-ssa").await;
+    for name in ["web", "safe"] {
+        kubectl_apply(&ns, &[], &[deployment_manifest(name, Some(5))]);
+        judged_hpa(&ns, &hpa_manifest(name, "Deployment", name, 3, 10)).await;
+    }
+    let next = [deployment_manifest("web", None), deployment_manifest("safe", None)];
+    let manifests = Manifests::new(&next);
+    let (report, code) = preflight(&ns, &manifests, &["--as", "kubectl-server-side"]);
+    assert_eq!(code, 1, "{report:#}");
+    for name in ["web", "safe"] {
+        assert_eq!(predicted(&report, name), (1, "drops".into()), "{report:#}");
+        let apply = prediction(&report, name)["apply"].as_str().unwrap().to_string();
+        assert!(apply.contains("migrating kubectl-client-side-apply's entry"), "{apply}");
+    }
+    let since = (ns.resource_version("web").await, ns.resource_version("safe").await);
+    let deploy = || kubectl_apply(&ns, &["--server-side"], &next);
+    let verified = follow(prediction(&report, "safe"), async || deploy()).await;
+    let control = lowest_since(&ns, "web", &since.0).await;
+    assert_eq!(control, 1, "the control dropped as predicted (kubectl's re-sent patch)");
+    ns.assert_kept_since("safe", &since.1, 5).await;
+    matrix_row(
+        "kubectl client-side -> --server-side, HPA in charge",
+        (1, "drops"),
+        control,
+        &format!("kept 5 (verify {verified})"),
+    );
+    let (again, code) = preflight(&ns, &manifests, &["--as", "kubectl-server-side"]);
+    assert_eq!((code, predicted(&again, "safe")), (0, (5, "keeps".into())), "{again:#}");
+}
+
 /// What preflight cannot tell, what is new, and bad input: one line, a distinct exit code,
 /// nothing written.
 #[tokio::test]
