@@ -11,11 +11,10 @@ use std::path::{Path, PathBuf};
 
 use futures::{StreamExt, TryStreamExt};
 use kube::Client;
-use serde_json::Value;
 
 use crate::backup::{self, Backup};
 use crate::commands::Target;
-use crate::core::autoscaler::{self, Hpa};
+use crate::core::autoscaler::{self, Hpa, ScaledObject};
 use crate::core::helm::{self, ReleaseKey, ReleaseRecords};
 use crate::core::verdict::Assessment;
 use crate::core::workload::{Workload, WorkloadKind};
@@ -42,7 +41,7 @@ pub struct Inventory {
     /// Sorted by namespace, kind and name.
     pub workloads: Vec<Workload>,
     pub hpas: Vec<Hpa>,
-    pub scaled_objects: Vec<Value>,
+    pub scaled_objects: Vec<ScaledObject>,
     /// Whether the KEDA ScaledObject CRD is installed.
     pub keda_installed: bool,
     /// Deployed Helm 3 release records of the workloads' releases (`None`: no workload is in
@@ -73,9 +72,7 @@ impl Inventory {
         let all = query.targets.is_empty();
         let hpa_wanted =
             |hpa: &Hpa| all || names.contains(hpa.target.name.as_str()) || hpa.scaled_object_owner.is_some();
-        let scaled_object_wanted = |so: &Value| {
-            all || so.pointer("/spec/scaleTargetRef/name").and_then(Value::as_str).is_some_and(|n| names.contains(n))
-        };
+        let scaled_object_wanted = |so: &ScaledObject| all || names.contains(so.target.name.as_str());
         let ((hpas, scaled_objects), early) = futures::try_join!(
             async {
                 futures::try_join!(
@@ -257,7 +254,7 @@ async fn list_late_kinds(
     client: &Client,
     query: &Query<'_>,
     hpas: &[Hpa],
-    scaled_objects: &[Value],
+    scaled_objects: &[ScaledObject],
     listed: &[WorkloadKind],
 ) -> Result<Vec<Workload>> {
     let mut kinds: Vec<WorkloadKind> = Vec::new();
@@ -277,14 +274,14 @@ async fn list_late_kinds(
 /// of a scan of every autoscaler in scope.
 struct AutoscalerIndex<'a> {
     hpas: &'a [Hpa],
-    scaled_objects: &'a [Value],
+    scaled_objects: &'a [ScaledObject],
     hpas_by_target: HashMap<(&'a str, &'a str), Vec<&'a Hpa>>,
     hpas_by_name: HashMap<(&'a str, &'a str), &'a Hpa>,
-    scaled_objects_by_target: HashMap<(&'a str, &'a str), Vec<&'a Value>>,
+    scaled_objects_by_target: HashMap<(&'a str, &'a str), Vec<&'a ScaledObject>>,
 }
 
 impl<'a> AutoscalerIndex<'a> {
-    fn new(hpas: &'a [Hpa], scaled_objects: &'a [Value]) -> Self {
+    fn new(hpas: &'a [Hpa], scaled_objects: &'a [ScaledObject]) -> Self {
         let mut index = Self {
             hpas,
             scaled_objects,
@@ -298,8 +295,7 @@ impl<'a> AutoscalerIndex<'a> {
             index.hpas_by_name.insert((namespace, hpa.name()), hpa);
         }
         for scaled_object in scaled_objects {
-            let text = |p: &str| scaled_object.pointer(p).and_then(Value::as_str).unwrap_or_default();
-            let key = (text("/metadata/namespace"), text("/spec/scaleTargetRef/name"));
+            let key = (scaled_object.namespace.as_str(), scaled_object.target.name.as_str());
             index.scaled_objects_by_target.entry(key).or_default().push(scaled_object);
         }
         index
@@ -310,7 +306,7 @@ impl<'a> AutoscalerIndex<'a> {
         found.into_iter().flatten().copied().filter(|h| autoscaler::hpa_targets(h, w))
     }
 
-    fn scaled_objects_targeting<'s>(&'s self, w: &'s Workload) -> impl Iterator<Item = &'a Value> + 's {
+    fn scaled_objects_targeting<'s>(&'s self, w: &'s Workload) -> impl Iterator<Item = &'a ScaledObject> + 's {
         let found = self.scaled_objects_by_target.get(&(w.namespace(), w.name()));
         found.into_iter().flatten().copied().filter(|so| autoscaler::scaled_object_targets(so, w))
     }
@@ -322,12 +318,11 @@ impl<'a> AutoscalerIndex<'a> {
 
     /// What the analysis of `w` reads: the autoscalers pointing at it, and the HPAs its
     /// ScaledObjects drive (in the order the server listed them).
-    fn of(&self, w: &Workload) -> (Vec<Hpa>, Vec<Value>) {
-        let scaled_objects: Vec<Value> = self.scaled_objects_targeting(w).cloned().collect();
+    fn of(&self, w: &Workload) -> (Vec<Hpa>, Vec<ScaledObject>) {
+        let scaled_objects: Vec<ScaledObject> = self.scaled_objects_targeting(w).cloned().collect();
         let mut hpas: Vec<&Hpa> = self.hpas_targeting(w).collect();
         for scaled_object in &scaled_objects {
-            let name = autoscaler::keda_hpa_name(scaled_object);
-            if let Some(hpa) = self.hpas_by_name.get(&(w.namespace(), name.as_str()))
+            if let Some(hpa) = self.hpas_by_name.get(&(w.namespace(), scaled_object.hpa_name()))
                 && !hpas.iter().any(|h| std::ptr::eq(*h, *hpa))
             {
                 hpas.push(hpa);
@@ -342,19 +337,18 @@ fn orphaned_autoscalers(index: &AutoscalerIndex<'_>, workloads: &[Workload]) -> 
     let mut scaled_objects_found = HashSet::new();
     let mut hpas_found = HashSet::new();
     for workload in workloads {
-        scaled_objects_found.extend(index.scaled_objects_targeting(workload).map(|so| so as *const Value));
+        scaled_objects_found.extend(index.scaled_objects_targeting(workload).map(|so| so as *const ScaledObject));
         hpas_found.extend(index.hpas_targeting(workload).map(|h| h as *const Hpa));
     }
     let mut found = Vec::new();
-    for scaled_object in index.scaled_objects.iter().filter(|so| !scaled_objects_found.contains(&(*so as *const Value)))
-    {
-        let text = |p: &str| scaled_object.pointer(p).and_then(|v| v.as_str()).unwrap_or_default();
+    let unmatched = |so: &&ScaledObject| !scaled_objects_found.contains(&(*so as *const ScaledObject));
+    for scaled_object in index.scaled_objects.iter().filter(unmatched) {
         found.push(format!(
             "scaledobject/{} in {} targets {}/{}, which does not exist",
-            text("/metadata/name"),
-            text("/metadata/namespace"),
-            scaled_object.pointer("/spec/scaleTargetRef/kind").and_then(|v| v.as_str()).unwrap_or("Deployment"),
-            text("/spec/scaleTargetRef/name")
+            scaled_object.name(),
+            scaled_object.namespace,
+            scaled_object.target.kind,
+            scaled_object.target.name
         ));
     }
     for hpa in index.hpas.iter().filter(|h| h.scaled_object_owner.is_none()) {
@@ -377,12 +371,9 @@ fn orphaned_autoscalers(index: &AutoscalerIndex<'_>, workloads: &[Workload]) -> 
 }
 
 /// The distinct (apiVersion, kind) pairs autoscalers point at.
-fn autoscaler_target_types(hpas: &[Hpa], scaled_objects: &[Value]) -> BTreeSet<(String, String)> {
+fn autoscaler_target_types(hpas: &[Hpa], scaled_objects: &[ScaledObject]) -> BTreeSet<(String, String)> {
     let from_hpas = hpas.iter().map(|h| (h.target.api_version.clone().unwrap_or_default(), h.target.kind.clone()));
-    let from_keda = scaled_objects.iter().map(|so| {
-        let text = |key: &str| so.pointer(&format!("/spec/scaleTargetRef/{key}")).and_then(|v| v.as_str());
-        (text("apiVersion").unwrap_or("apps/v1").to_string(), text("kind").unwrap_or("Deployment").to_string())
-    });
+    let from_keda = scaled_objects.iter().map(|so| (so.target.api_version.clone(), so.target.kind.clone()));
     from_hpas.chain(from_keda).collect()
 }
 

@@ -12,7 +12,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::core::autoscaler::Hpa;
+use crate::core::autoscaler::{Hpa, ScaledObject};
 use crate::core::helm::{self, Driver, ReleaseKey, ReleaseRecord, ReleaseRecords};
 use crate::core::ownership;
 use crate::core::workload::{Workload, WorkloadKind};
@@ -254,22 +254,22 @@ pub fn scaled_object_resource() -> ApiResource {
 
 /// Lists KEDA ScaledObjects, reduced as [`list_scaled_objects_where`] does; `None` when KEDA's
 /// CRD is not installed, which is normal.
-pub async fn list_scaled_objects(client: &Client, scope: &NamespaceScope) -> Result<Option<Vec<Value>>> {
+pub async fn list_scaled_objects(client: &Client, scope: &NamespaceScope) -> Result<Option<Vec<ScaledObject>>> {
     list_scaled_objects_where(client, scope, |_| true).await
 }
 
-/// Lists the KEDA ScaledObjects `wanted` keeps, without managedFields and labels; `None` when
-/// KEDA's CRD is not installed.
+/// Lists the KEDA ScaledObjects `wanted` keeps, each reduced to a [`ScaledObject`] as its page
+/// arrives; `None` when KEDA's CRD is not installed.
 pub async fn list_scaled_objects_where(
     client: &Client,
     scope: &NamespaceScope,
-    wanted: impl Fn(&Value) -> bool,
-) -> Result<Option<Vec<Value>>> {
+    wanted: impl Fn(&ScaledObject) -> bool,
+) -> Result<Option<Vec<ScaledObject>>> {
     let api = dynamic_api(client, &scaled_object_resource(), scope);
     let reduce = |mut object: DynamicObject| {
         object.metadata.managed_fields = None;
         object.metadata.labels = None;
-        Some(to_value(object)).filter(|v| wanted(v))
+        Some(ScaledObject::from_value(&to_value(object))).filter(|so| wanted(so))
     };
     match list_reduced(&api, &ListParams::default(), reduce).await {
         Ok(objects) => Ok(Some(objects)),

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::cli::{OutputFormat, PreflightArgs};
-use crate::core::autoscaler::{self, Hpa};
+use crate::core::autoscaler::{self, Hpa, ScaledObject};
 use crate::core::helm::{self, ReleaseKey, ReleaseRecord, ReleaseRecords};
 use crate::core::manifest::{self, Document};
 use crate::core::preflight::{
@@ -119,7 +119,7 @@ struct Item {
 /// The live autoscalers and release records of the manifests' namespaces.
 struct Context {
     hpas: BTreeMap<String, Vec<Hpa>>,
-    scaled_objects: BTreeMap<String, Vec<Value>>,
+    scaled_objects: BTreeMap<String, Vec<ScaledObject>>,
     helm_records: ReleaseRecords,
     requested: Option<Tool>,
     documents: Vec<Document>,

@@ -195,23 +195,75 @@ pub fn hpa_targets(hpa: &Hpa, workload: &Workload) -> bool {
         && group_of(target.api_version.as_deref().unwrap_or("")) == workload.kind.group
 }
 
-pub fn scaled_object_targets(scaled_object: &Value, workload: &Workload) -> bool {
-    let target = scaled_object.pointer("/spec/scaleTargetRef");
-    let text = |key: &str| target.and_then(|t| t.get(key)).and_then(Value::as_str);
-    scaled_object.pointer("/metadata/namespace").and_then(Value::as_str) == Some(workload.namespace())
-        && text("name") == Some(workload.name())
-        && text("kind").unwrap_or("Deployment").eq_ignore_ascii_case(&workload.kind.kind)
-        && group_of(text("apiVersion").unwrap_or("apps/v1")) == workload.kind.group
+/// What a ScaledObject's `spec.scaleTargetRef` names: `apiVersion` defaults to `apps/v1` and
+/// `kind` to `Deployment`, as KEDA's do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleTarget {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
 }
 
-/// The name of the HPA a ScaledObject drives: recorded in its status, else configured, else
-/// KEDA's default `keda-hpa-<name>`.
-pub fn keda_hpa_name(scaled_object: &Value) -> String {
-    let text = |pointer: &str| scaled_object.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty());
-    text("/status/hpaName")
-        .or_else(|| text("/spec/advanced/horizontalPodAutoscalerConfig/name"))
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("keda-hpa-{}", text("/metadata/name").unwrap_or_default()))
+/// A ScaledObject as the analysis keeps it, reduced from the listed object: what it targets and
+/// its state as KEDA reports it (the HPA it drives, its bounds, pauses and conditions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaledObject {
+    pub namespace: String,
+    pub target: ScaleTarget,
+    pub state: KedaState,
+}
+
+impl ScaledObject {
+    /// Reads a ScaledObject as the API returns it (`keda.sh/v1alpha1`).
+    pub fn from_value(object: &Value) -> Self {
+        let text = |pointer: &str| object.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let int = |pointer: &str| object.pointer(pointer).and_then(Value::as_i64);
+        let name = text("/metadata/name").unwrap_or_default().to_string();
+        // The HPA it drives: recorded in its status, else configured, else KEDA's default.
+        let hpa_name = text("/status/hpaName")
+            .or_else(|| text("/spec/advanced/horizontalPodAutoscalerConfig/name"))
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("keda-hpa-{name}"));
+        let annotation =
+            |key: &str| object.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str);
+        let paused_replicas = annotation(KEDA_PAUSED_REPLICAS).map(str::to_string);
+        let paused = paused_replicas.is_some() || annotation(KEDA_PAUSED).is_some_and(|v| go_bool(v) != Some(false));
+        Self {
+            namespace: text("/metadata/namespace").unwrap_or_default().to_string(),
+            target: ScaleTarget {
+                api_version: text("/spec/scaleTargetRef/apiVersion").unwrap_or("apps/v1").to_string(),
+                kind: text("/spec/scaleTargetRef/kind").unwrap_or("Deployment").to_string(),
+                name: text("/spec/scaleTargetRef/name").unwrap_or_default().to_string(),
+            },
+            state: KedaState {
+                scaled_object: name,
+                min_replica_count: int("/spec/minReplicaCount").unwrap_or(0),
+                max_replica_count: int("/spec/maxReplicaCount"),
+                idle_replica_count: int("/spec/idleReplicaCount"),
+                hpa_name,
+                paused,
+                paused_replicas,
+                conditions: value_conditions(object),
+            },
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.state.scaled_object
+    }
+
+    /// The name of the HPA it drives.
+    pub fn hpa_name(&self) -> &str {
+        &self.state.hpa_name
+    }
+}
+
+pub fn scaled_object_targets(scaled_object: &ScaledObject, workload: &Workload) -> bool {
+    let target = &scaled_object.target;
+    scaled_object.namespace == workload.namespace()
+        && target.name == workload.name()
+        && target.kind.eq_ignore_ascii_case(&workload.kind.kind)
+        && group_of(&target.api_version) == workload.kind.group
 }
 
 fn value_conditions(object: &Value) -> Vec<Condition> {
@@ -308,28 +360,14 @@ fn keda_idle_at_zero(keda: &KedaState, hpa: &HpaState, workload: &Workload) -> b
 }
 
 /// Builds the autoscalers of `workload` from the HPAs and ScaledObjects in its namespace.
-pub fn autoscalers_for(workload: &Workload, hpas: &[Hpa], scaled_objects: &[Value]) -> Vec<Autoscaler> {
+pub fn autoscalers_for(workload: &Workload, hpas: &[Hpa], scaled_objects: &[ScaledObject]) -> Vec<Autoscaler> {
     let mut found = Vec::new();
     for scaled_object in scaled_objects.iter().filter(|so| scaled_object_targets(so, workload)) {
-        let name = scaled_object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-        let hpa_name = keda_hpa_name(scaled_object);
+        let name = scaled_object.name().to_string();
+        let hpa_name = scaled_object.hpa_name();
         let namespace = workload.namespace();
         let hpa = hpas.iter().find(|h| h.name() == hpa_name && h.namespace == namespace);
-        let annotation =
-            |key: &str| scaled_object.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str);
-        let paused_replicas = annotation(KEDA_PAUSED_REPLICAS).map(str::to_string);
-        let paused = paused_replicas.is_some() || annotation(KEDA_PAUSED).is_some_and(|v| go_bool(v) != Some(false));
-        let conditions = value_conditions(scaled_object);
-        let keda = KedaState {
-            scaled_object: name.clone(),
-            min_replica_count: scaled_object.pointer("/spec/minReplicaCount").and_then(Value::as_i64).unwrap_or(0),
-            max_replica_count: scaled_object.pointer("/spec/maxReplicaCount").and_then(Value::as_i64),
-            idle_replica_count: scaled_object.pointer("/spec/idleReplicaCount").and_then(Value::as_i64),
-            hpa_name: hpa_name.clone(),
-            paused,
-            paused_replicas,
-            conditions,
-        };
+        let keda = scaled_object.state.clone();
         let hpa_state = hpa.map(|h| h.state.clone());
         let mut warnings = Vec::new();
         let not_ready = condition(&keda.conditions, "Ready").filter(|c| c.status == "False");
@@ -434,9 +472,30 @@ mod tests {
     }
 
     fn only(workload: &Workload, so: Value, hpas: &[Hpa]) -> Autoscaler {
-        let mut found = autoscalers_for(workload, hpas, &[so]);
+        let mut found = autoscalers_for(workload, hpas, &[ScaledObject::from_value(&so)]);
         assert_eq!(found.len(), 1, "{found:#?}");
         found.remove(0)
+    }
+
+    #[test]
+    fn a_scaled_object_is_read_with_keda_s_defaults() {
+        let captured = ScaledObject::from_value(&load("keda-scaledobject-ready"));
+        assert_eq!((captured.name(), captured.hpa_name()), ("web", "keda-hpa-web"));
+        assert_eq!(captured.target.name, "web");
+        let bare = ScaledObject::from_value(&serde_json::json!({
+            "metadata": {"name": "api", "namespace": "shop"}, "spec": {"scaleTargetRef": {"name": "api"}}
+        }));
+        assert_eq!(
+            bare.target,
+            ScaleTarget { api_version: "apps/v1".into(), kind: "Deployment".into(), name: "api".into() }
+        );
+        assert_eq!((bare.hpa_name(), bare.state.min_replica_count, bare.state.paused), ("keda-hpa-api", 0, false));
+        assert!(scaled_object_targets(&bare, &{
+            let mut w = deployment("keda-idle-deployment");
+            w.metadata.namespace = Some("shop".into());
+            w.metadata.name = Some("api".into());
+            w
+        }));
     }
 
     #[test]

@@ -14,9 +14,7 @@ pub mod tools;
 pub mod verdict;
 pub mod workload;
 
-use serde_json::Value;
-
-use self::autoscaler::Hpa;
+use self::autoscaler::{Hpa, ScaledObject};
 use self::helm::ReleaseRecords;
 use self::verdict::Assessment;
 use self::workload::Workload;
@@ -26,7 +24,7 @@ use self::workload::Workload;
 #[derive(Debug, Default)]
 pub struct Cluster<'a> {
     pub hpas: &'a [Hpa],
-    pub scaled_objects: &'a [Value],
+    pub scaled_objects: &'a [ScaledObject],
     /// Deployed Helm release records.
     pub helm_records: Option<&'a ReleaseRecords>,
     /// Extra managers to treat as handover owners (`strip --field-manager`).
@@ -219,7 +217,7 @@ mod tests {
         let mut keda_hpa = rescaled_hpa_for(&workload);
         keda_hpa.state.name = "keda-hpa-web".into();
         keda_hpa.scaled_object_owner = Some("web".into());
-        let scaled_objects = [scaled_object.clone()];
+        let scaled_objects = [ScaledObject::from_value(&scaled_object)];
         let cluster =
             Cluster { hpas: std::slice::from_ref(&keda_hpa), scaled_objects: &scaled_objects, ..Cluster::default() };
         let assessment = analyze(&workload, &cluster);
@@ -230,7 +228,7 @@ mod tests {
 
         let mut paused = scaled_object;
         paused["metadata"]["annotations"] = serde_json::json!({"autoscaling.keda.sh/paused": "true"});
-        let scaled_objects = [paused];
+        let scaled_objects = [ScaledObject::from_value(&paused)];
         let cluster =
             Cluster { hpas: std::slice::from_ref(&keda_hpa), scaled_objects: &scaled_objects, ..Cluster::default() };
         assert_eq!(analyze(&workload, &cluster).verdict, Verdict::AutoscalerNotReady);
