@@ -128,33 +128,63 @@ pub fn plan_managed_fields(object: &Value, managers: &[String]) -> Result<Manage
     Ok(ManagedFieldsPlan { resource_version: resource_version(object)?, edits })
 }
 
-/// Escapes one JSON Pointer token (RFC 6901).
-pub fn pointer_token(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
+/// Typed JSON patch operations (RFC 6902) on pointers built from tokens, escaped as RFC 6901
+/// says by `jsonptr`.
+pub mod op {
+    use json_patch::jsonptr::PointerBuf;
+    use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation, TestOperation};
+    use serde_json::Value;
+
+    /// The pointer to `tokens`, each escaped.
+    pub fn at<'t>(tokens: impl IntoIterator<Item = &'t str>) -> PointerBuf {
+        PointerBuf::from_tokens(tokens)
+    }
+
+    pub fn test(path: PointerBuf, value: impl Into<Value>) -> PatchOperation {
+        PatchOperation::Test(TestOperation { path, value: value.into() })
+    }
+
+    pub fn add(path: PointerBuf, value: impl Into<Value>) -> PatchOperation {
+        PatchOperation::Add(AddOperation { path, value: value.into() })
+    }
+
+    pub fn replace(path: PointerBuf, value: impl Into<Value>) -> PatchOperation {
+        PatchOperation::Replace(ReplaceOperation { path, value: value.into() })
+    }
+
+    pub fn remove(path: PointerBuf) -> PatchOperation {
+        PatchOperation::Remove(RemoveOperation { path })
+    }
+
+    /// The guard every patch of this tool starts with: the object is as it was read.
+    pub fn test_resource_version(resource_version: &str) -> PatchOperation {
+        test(at(["metadata", "resourceVersion"]), resource_version)
+    }
 }
 
-fn test_op(path: &str, value: Value) -> Value {
-    json!({"op": "test", "path": path, "value": value})
+fn entry_field(index: usize, field: &str) -> json_patch::jsonptr::PointerBuf {
+    let index = index.to_string();
+    op::at(["metadata", "managedFields", index.as_str(), field])
 }
 
-fn into_patch(operations: Vec<Value>) -> json_patch::Patch {
-    serde_json::from_value(Value::Array(operations)).expect("patch operations are well-formed")
+fn annotation_pointer(key: &str) -> json_patch::jsonptr::PointerBuf {
+    op::at(["metadata", "annotations", key])
 }
 
 /// A part of a patch: its guards and its changes. Parts combine into one patch per object, so
 /// all changes to an object land atomically or not at all.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PatchPart {
-    pub tests: Vec<Value>,
-    pub changes: Vec<Value>,
+    pub tests: Vec<json_patch::PatchOperation>,
+    pub changes: Vec<json_patch::PatchOperation>,
 }
 
 /// One JSON patch: the resourceVersion test, every part's tests, then every part's changes.
 pub fn combine(resource_version: &str, parts: &[PatchPart]) -> json_patch::Patch {
-    let mut operations = vec![test_op("/metadata/resourceVersion", json!(resource_version))];
+    let mut operations = vec![op::test_resource_version(resource_version)];
     operations.extend(parts.iter().flat_map(|p| p.tests.iter().cloned()));
     operations.extend(parts.iter().flat_map(|p| p.changes.iter().cloned()));
-    into_patch(operations)
+    json_patch::Patch(operations)
 }
 
 /// The managedFields part: identity tests of each entry touched, then replacements, then
@@ -162,26 +192,27 @@ pub fn combine(resource_version: &str, parts: &[PatchPart]) -> json_patch::Patch
 pub fn managed_fields_part(plan: &ManagedFieldsPlan) -> PatchPart {
     let mut part = PatchPart::default();
     for edit in &plan.edits {
-        let base = format!("/metadata/managedFields/{}", edit.index);
-        part.tests.push(test_op(&format!("{base}/manager"), json!(edit.identity.manager)));
-        part.tests.push(test_op(&format!("{base}/operation"), json!(edit.identity.operation)));
-        if let Some(sub) = &edit.identity.subresource {
-            part.tests.push(test_op(&format!("{base}/subresource"), json!(sub)));
+        let identity = &edit.identity;
+        part.tests.push(op::test(entry_field(edit.index, "manager"), identity.manager.as_str()));
+        part.tests.push(op::test(entry_field(edit.index, "operation"), identity.operation.as_str()));
+        if let Some(sub) = &identity.subresource {
+            part.tests.push(op::test(entry_field(edit.index, "subresource"), sub.as_str()));
         }
-        if let Some(api_version) = &edit.identity.api_version {
-            part.tests.push(test_op(&format!("{base}/apiVersion"), json!(api_version)));
+        if let Some(api_version) = &identity.api_version {
+            part.tests.push(op::test(entry_field(edit.index, "apiVersion"), api_version.as_str()));
         }
-        part.tests.push(test_op(&format!("{base}/fieldsV1"), edit.old_fields.clone()));
+        part.tests.push(op::test(entry_field(edit.index, "fieldsV1"), edit.old_fields.clone()));
     }
     for edit in &plan.edits {
         if let Some(fields) = &edit.new_fields {
-            part.changes.push(json!({"op": "replace", "path": format!("/metadata/managedFields/{}/fieldsV1", edit.index), "value": fields}));
+            part.changes.push(op::replace(entry_field(edit.index, "fieldsV1"), fields.clone()));
         }
     }
     let mut removals: Vec<usize> = plan.edits.iter().filter(|e| e.new_fields.is_none()).map(|e| e.index).collect();
     removals.sort_unstable_by(|a, b| b.cmp(a));
     for index in removals {
-        part.changes.push(json!({"op": "remove", "path": format!("/metadata/managedFields/{index}")}));
+        let index = index.to_string();
+        part.changes.push(op::remove(op::at(["metadata", "managedFields", index.as_str()])));
     }
     part
 }
@@ -283,7 +314,7 @@ fn confirm_spec_unchanged(before: &Value, after: &Value) -> Result<(), Mismatch>
 }
 
 pub fn annotation_path(key: &str) -> String {
-    format!("/metadata/annotations/{}", pointer_token(key))
+    annotation_pointer(key).to_string()
 }
 
 /// A planned rewrite of the last-applied-configuration annotation without `spec.replicas`.
@@ -313,21 +344,19 @@ pub fn plan_last_applied(object: &Value) -> Result<Option<LastAppliedPlan>, Plan
 
 /// Sets (`Some`) or removes (`None`) one annotation, guarded by its old value when it exists.
 pub fn annotation_part(object: &Value, key: &str, value: Option<&str>) -> PatchPart {
-    let path = annotation_path(key);
+    let path = annotation_pointer(key);
     let mut part = PatchPart::default();
-    let old = object.pointer(&path).and_then(Value::as_str);
+    let old = object.pointer(&annotation_path(key)).and_then(Value::as_str);
     if let Some(old) = old {
-        part.tests.push(test_op(&path, json!(old)));
+        part.tests.push(op::test(path.clone(), old));
     }
     match (value, old) {
-        (Some(value), Some(_)) => part.changes.push(json!({"op": "replace", "path": path, "value": value})),
+        (Some(value), Some(_)) => part.changes.push(op::replace(path, value)),
         (Some(value), None) if object.pointer("/metadata/annotations").is_some_and(Value::is_object) => {
-            part.changes.push(json!({"op": "add", "path": path, "value": value}))
+            part.changes.push(op::add(path, value))
         }
-        (Some(value), None) => {
-            part.changes.push(json!({"op": "add", "path": "/metadata/annotations", "value": {key: value}}))
-        }
-        (None, Some(_)) => part.changes.push(json!({"op": "remove", "path": path})),
+        (Some(value), None) => part.changes.push(op::add(op::at(["metadata", "annotations"]), json!({key: value}))),
+        (None, Some(_)) => part.changes.push(op::remove(path)),
         (None, None) => {}
     }
     part
@@ -584,10 +613,11 @@ pub fn release_patch(
         helm::Driver::Secret => base64::engine::general_purpose::STANDARD.encode(payload),
         helm::Driver::ConfigMap => String::from_utf8_lossy(payload).into_owned(),
     };
-    into_patch(vec![
-        test_op("/metadata/resourceVersion", json!(resource_version)),
-        test_op("/data/release", json!(encode(old_payload))),
-        json!({"op": "replace", "path": "/data/release", "value": encode(new_payload)}),
+    let release = || op::at(["data", "release"]);
+    json_patch::Patch(vec![
+        op::test_resource_version(resource_version),
+        op::test(release(), encode(old_payload)),
+        op::replace(release(), encode(new_payload)),
     ])
 }
 
@@ -610,9 +640,9 @@ pub fn handover_object(
 
 /// Restores a backed-up managedFields list wholesale, guarded by the current resourceVersion.
 pub fn restore_managed_fields_patch(resource_version: &str, entries: &Value) -> json_patch::Patch {
-    into_patch(vec![
-        test_op("/metadata/resourceVersion", json!(resource_version)),
-        json!({"op": "replace", "path": "/metadata/managedFields", "value": entries}),
+    json_patch::Patch(vec![
+        op::test_resource_version(resource_version),
+        op::replace(op::at(["metadata", "managedFields"]), entries.clone()),
     ])
 }
 
@@ -664,6 +694,15 @@ mod tests {
         let ops: Vec<&str> = patch.as_array().unwrap().iter().map(|o| o["op"].as_str().unwrap()).collect();
         assert_eq!(ops.first(), Some(&"test"));
         assert_eq!(ops.last(), Some(&"remove"));
+    }
+
+    #[test]
+    fn annotation_keys_are_escaped_in_pointers() {
+        assert_eq!(
+            annotation_path("kubectl.kubernetes.io/last-applied-configuration"),
+            "/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration"
+        );
+        assert_eq!(annotation_path("a~b"), "/metadata/annotations/a~0b");
     }
 
     #[test]
