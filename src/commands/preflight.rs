@@ -23,7 +23,7 @@ use crate::core::autoscaler::{self, Hpa, ScaledObject};
 use crate::core::helm::{self, ReleaseKey, ReleaseRecord, ReleaseRecords};
 use crate::core::manifest::{self, Document};
 use crate::core::preflight::{
-    self as logic, Applier, Apply, AutoscalerView, Outcome, Sends, Step, Takeover, after_server_side,
+    self as logic, Applier, Apply, AutoscalerView, Forecast, Sends, Step, Takeover, after_server_side,
     after_server_side_locally,
 };
 use crate::core::tools::{self, Tool, Traces, flux};
@@ -97,7 +97,7 @@ pub struct Prediction {
     pub computed_by: Option<String>,
     pub current: Option<i64>,
     pub predicted: Option<i64>,
-    pub outcome: Outcome,
+    pub outcome: Forecast,
     pub cause: String,
     pub autoscalers: Vec<AutoscalerView>,
     /// In order: what keeps the count (only for `drops`).
@@ -171,14 +171,14 @@ pub async fn report(
         .buffered(REQUESTS_IN_FLIGHT)
         .try_collect()
         .await?;
-    let count = |outcome: Outcome| workloads.iter().filter(|w| w.outcome == outcome).count();
+    let count = |outcome: Forecast| workloads.iter().filter(|w| w.outcome == outcome).count();
     let summary = Summary {
         total: workloads.len(),
-        drops: count(Outcome::Drops),
-        keeps: count(Outcome::Keeps),
-        refused: count(Outcome::Refused),
-        new: count(Outcome::New),
-        unknown: count(Outcome::Unknown),
+        drops: count(Forecast::Drops),
+        keeps: count(Forecast::Keeps),
+        refused: count(Forecast::Refused),
+        new: count(Forecast::New),
+        unknown: count(Forecast::Unknown),
     };
     Ok(PreflightReport { api_version: super::check::REPORT_API_VERSION, kind: "PreflightReport", summary, workloads })
 }
@@ -362,7 +362,7 @@ async fn predict(client: &Client, item: &Item, context: &Context) -> Result<Pred
     let mut prediction = unpredicted(item);
     let Some(live) = &item.live else {
         prediction.autoscalers = context.autoscalers(item, None);
-        prediction.outcome = Outcome::New;
+        prediction.outcome = Forecast::New;
         prediction.predicted = Some(manifest_replicas.unwrap_or(logic::DEFAULT_REPLICAS));
         prediction.cause = "not live yet: the deploy creates it".into();
         return Ok(prediction);
@@ -394,7 +394,7 @@ async fn predict(client: &Client, item: &Item, context: &Context) -> Result<Pred
         None => after_apply(client, item, live, &applier, context).await?,
     };
     settle(&mut prediction, after);
-    if prediction.outcome == Outcome::Drops {
+    if prediction.outcome == Forecast::Drops {
         prediction.steps = logic::safe_steps(
             &applier.tool,
             &item.namespace,
@@ -421,7 +421,7 @@ fn unpredicted(item: &Item) -> Prediction {
         computed_by: None,
         current: None,
         predicted: None,
-        outcome: Outcome::Unknown,
+        outcome: Forecast::Unknown,
         cause: String::new(),
         autoscalers: Vec::new(),
         steps: Vec::new(),
@@ -435,10 +435,10 @@ fn settle(prediction: &mut Prediction, after: After) {
     prediction.computed_by = Some(after.computed_by);
     prediction.predicted = after.predicted;
     prediction.outcome = match (&after.refused, after.predicted, prediction.current) {
-        (Some(_), _, _) => Outcome::Refused,
-        (None, Some(after), Some(before)) if after < before => Outcome::Drops,
-        (None, None, Some(_)) => Outcome::Drops,
-        _ => Outcome::Keeps,
+        (Some(_), _, _) => Forecast::Refused,
+        (None, Some(after), Some(before)) if after < before => Forecast::Drops,
+        (None, None, Some(_)) => Forecast::Drops,
+        _ => Forecast::Keeps,
     };
     prediction.cause = match after.refused {
         Some(message) => format!("the API server refuses the write, so the deploy fails and replicas stays: {message}"),
@@ -448,7 +448,7 @@ fn settle(prediction: &mut Prediction, after: After) {
 
 fn autoscaler_warnings(prediction: &Prediction) -> Vec<String> {
     let mut warnings = Vec::new();
-    let drops = prediction.outcome == Outcome::Drops;
+    let drops = prediction.outcome == Forecast::Drops;
     for a in &prediction.autoscalers {
         let min = a.min_replicas.map(|m| format!(" (min {m})")).unwrap_or_default();
         if a.arrives() && drops {
@@ -652,11 +652,11 @@ fn answer(result: std::result::Result<DynamicObject, kube::Error>) -> Result<Ans
     }
 }
 
-fn outcome_style(outcome: Outcome) -> Style {
+fn outcome_style(outcome: Forecast) -> Style {
     match outcome {
-        Outcome::Keeps | Outcome::New => Style::new().green(),
-        Outcome::Refused | Outcome::Unknown => Style::new().yellow().bold(),
-        Outcome::Drops => Style::new().red().bold(),
+        Forecast::Keeps | Forecast::New => Style::new().green(),
+        Forecast::Refused | Forecast::Unknown => Style::new().yellow().bold(),
+        Forecast::Drops => Style::new().red().bold(),
     }
 }
 
@@ -684,7 +684,7 @@ pub fn render_text(report: &PreflightReport, printer: &Printer) -> String {
         out.push('\n');
     }
     for p in &report.workloads {
-        if matches!(p.outcome, Outcome::Keeps | Outcome::New) && p.warnings.is_empty() {
+        if matches!(p.outcome, Forecast::Keeps | Forecast::New) && p.warnings.is_empty() {
             continue;
         }
         out.push('\n');

@@ -48,7 +48,7 @@ struct ObjectPlan {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Outcome {
+pub enum StripOutcome {
     Changed,
     DryRun,
     NothingToDo,
@@ -63,7 +63,7 @@ pub struct ObjectResult {
     pub kind: String,
     pub name: String,
     pub methods: Vec<StripMethod>,
-    pub outcome: Outcome,
+    pub outcome: StripOutcome,
     pub message: String,
     pub backups: Vec<PathBuf>,
     pub attempts: u32,
@@ -193,7 +193,7 @@ fn handover_managers(args: &StripArgs) -> Vec<String> {
     if args.method == StripMethodArg::Handover { args.field_managers.clone() } else { Vec::new() }
 }
 
-fn result_for(assessment: &Assessment, outcome: Outcome, message: String, exit: ExitStatus) -> ObjectResult {
+fn result_for(assessment: &Assessment, outcome: StripOutcome, message: String, exit: ExitStatus) -> ObjectResult {
     ObjectResult {
         namespace: assessment.namespace.clone(),
         kind: assessment.kind.clone(),
@@ -220,7 +220,7 @@ async fn plan_object(
     }
     let methods = match chosen_methods(&assessment, args) {
         Ok(methods) => methods,
-        Err(message) => return Ok(Err(result_for(&assessment, Outcome::Refused, message, ExitStatus::Usage))),
+        Err(message) => return Ok(Err(result_for(&assessment, StripOutcome::Refused, message, ExitStatus::Usage))),
     };
     let managers = managers_to_strip(&assessment, args, &methods);
     let api = kubeio::workload_api(client, &assessment.workload_kind, &assessment.namespace);
@@ -236,7 +236,7 @@ async fn plan_object(
     let helm_change = if methods.contains(&StripMethod::HelmRelease) {
         match plan_helm(&assessment, &before, inventory) {
             Ok(change) => change,
-            Err((message, exit)) => return Ok(Err(result_for(&assessment, Outcome::Refused, message, exit))),
+            Err((message, exit)) => return Ok(Err(result_for(&assessment, StripOutcome::Refused, message, exit))),
         }
     } else {
         None
@@ -283,7 +283,7 @@ fn unless_in_charge(assessment: &Assessment, args: &StripArgs) -> Option<ObjectR
             assessment.verdict.as_str(),
             assessment.next
         );
-        result_for(assessment, Outcome::Refused, message, ExitStatus::ActionNeeded)
+        result_for(assessment, StripOutcome::Refused, message, ExitStatus::ActionNeeded)
     })
 }
 
@@ -302,7 +302,7 @@ fn unless_flux_leaves_it(assessment: &Assessment, manager: &str) -> Option<Objec
         let message = format!(
             "refused: handover manager {manager} starts with `kubectl`; Flux takes such entries over before each apply"
         );
-        result_for(assessment, Outcome::Refused, message, ExitStatus::Usage)
+        result_for(assessment, StripOutcome::Refused, message, ExitStatus::Usage)
     })
 }
 
@@ -311,7 +311,7 @@ fn nothing_to_do(assessment: &Assessment, methods: &[StripMethod]) -> ObjectResu
         Verdict::Safe => "nothing to do: no deploy mechanism owns replicas".to_string(),
         _ => format!("nothing to do for method {}", methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")),
     };
-    result_for(assessment, Outcome::NothingToDo, message, ExitStatus::Success)
+    result_for(assessment, StripOutcome::NothingToDo, message, ExitStatus::Success)
 }
 
 /// The methods for this workload. With `--field-manager`, `auto` narrows to managed-fields of
@@ -379,7 +379,7 @@ fn refusal(assessment: &Assessment, error: &PlanError) -> ObjectResult {
         PlanError::AutoscalerEntry(_) => ExitStatus::Usage,
         _ => ExitStatus::Failure,
     };
-    result_for(assessment, Outcome::Refused, format!("refused: {error}"), exit)
+    result_for(assessment, StripOutcome::Refused, format!("refused: {error}"), exit)
 }
 
 fn namespace_scope(assessment: &Assessment) -> NamespaceScope {
@@ -462,17 +462,17 @@ fn progress_bar(printer: &Printer, count: usize) -> Option<indicatif::ProgressBa
 }
 
 async fn execute(client: &Client, plan: ObjectPlan, dry_run: bool, backup_dir: &Path) -> ObjectResult {
-    let mut result = result_for(&plan.assessment, Outcome::Changed, String::new(), ExitStatus::Success);
+    let mut result = result_for(&plan.assessment, StripOutcome::Changed, String::new(), ExitStatus::Success);
     result.methods = plan.methods.clone();
     let outcome = execute_steps(client, &plan, dry_run, backup_dir, &mut result).await;
     match outcome {
         Ok(mut messages) => {
-            result.outcome = if dry_run { Outcome::DryRun } else { Outcome::Changed };
+            result.outcome = if dry_run { StripOutcome::DryRun } else { StripOutcome::Changed };
             messages.extend(plan.notes.iter().cloned());
             result.message = messages.join("; ");
         }
         Err(error) => {
-            result.outcome = Outcome::Failed;
+            result.outcome = StripOutcome::Failed;
             result.exit = error.exit_status();
             result.message = error.to_string();
         }
@@ -852,7 +852,7 @@ fn report_of(args: &StripArgs, mut results: Vec<ObjectResult>) -> StripReport {
 /// Zero when every object ended well; otherwise the failures' own code when they share one.
 pub fn exit_status(results: &[ObjectResult]) -> ExitStatus {
     let mut failures =
-        results.iter().filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::Refused)).map(|r| r.exit);
+        results.iter().filter(|r| matches!(r.outcome, StripOutcome::Failed | StripOutcome::Refused)).map(|r| r.exit);
     match failures.next() {
         None => ExitStatus::Success,
         Some(first) if failures.all(|e| e == first) => first,
@@ -864,11 +864,11 @@ pub fn render_results(report: &StripReport, printer: &Printer) -> String {
     let mut out = String::new();
     for r in &report.results {
         let (label, style) = match r.outcome {
-            Outcome::Changed => ("changed", Style::new().green()),
-            Outcome::DryRun => ("dry-run", Style::new().cyan()),
-            Outcome::NothingToDo => ("unchanged", Style::new().dim()),
-            Outcome::Refused => ("refused", Style::new().yellow().bold()),
-            Outcome::Failed => ("failed", Style::new().red().bold()),
+            StripOutcome::Changed => ("changed", Style::new().green()),
+            StripOutcome::DryRun => ("dry-run", Style::new().cyan()),
+            StripOutcome::NothingToDo => ("unchanged", Style::new().dim()),
+            StripOutcome::Refused => ("refused", Style::new().yellow().bold()),
+            StripOutcome::Failed => ("failed", Style::new().red().bold()),
         };
         let kind = r.kind.to_lowercase();
         out.push_str(&format!("{} {}/{kind}/{}: {}\n", printer.paint(style, label), r.namespace, r.name, r.message));

@@ -319,7 +319,7 @@ pub fn merge_autoscalers(mut from_manifests: Vec<AutoscalerView>, live: Vec<Auto
 /// What the deploy does to one workload's replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Outcome {
+pub enum Forecast {
     /// The count stays (or rises).
     Keeps,
     /// The count falls: the deploy is unsafe.
@@ -333,14 +333,14 @@ pub enum Outcome {
     Unknown,
 }
 
-impl Outcome {
+impl Forecast {
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Keeps => "keeps",
-            Outcome::Drops => "drops",
-            Outcome::Refused => "refused",
-            Outcome::New => "new",
-            Outcome::Unknown => "unknown",
+            Forecast::Keeps => "keeps",
+            Forecast::Drops => "drops",
+            Forecast::Refused => "refused",
+            Forecast::New => "new",
+            Forecast::Unknown => "unknown",
         }
     }
 }
