@@ -33,7 +33,8 @@ pub(super) fn classify(manager: &str, operation: &str) -> Mechanism {
 
 /// The managers a server-side `kubectl apply` migrates into its own Apply entry: the Update
 /// entries that own the last-applied annotation (client-go `csaupgrade.FindFieldsOwners`, as
-/// kubectl's `migrateToSSAIfNecessary` calls it after its server-side patch). It then sends the
+/// kubectl's `migrateToSSAIfNecessary` calls it after its server-side patch: k8s.io/kubectl v0.36.3
+/// pkg/cmd/apply/apply.go). It then sends the
 /// patch again, so a field those entries owned and the manifest leaves out is removed in that
 /// same command: measured on the plane, a Deployment applied client-side at 5 went 5 -> 1 -> 3
 /// on its first `kubectl apply --server-side` of a manifest without replicas. Tanka's
