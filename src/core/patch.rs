@@ -396,8 +396,7 @@ impl WorkloadChange {
             Some(plan_managed_fields(object, managers)?).filter(|p| !p.edits.is_empty())
         };
         let last_applied = if last_applied { plan_last_applied(object)? } else { None };
-        let already_paused =
-            object.pointer(&annotation_path(flux::RECONCILE_ANNOTATION)).and_then(Value::as_str) == Some("disabled");
+        let already_paused = flux::is_paused(object);
         Ok(Self {
             resource_version: resource_version(object)?,
             managed_fields,
@@ -436,7 +435,7 @@ impl WorkloadChange {
             parts.push(last_applied_part(plan, object));
         }
         if self.pause_flux {
-            parts.push(annotation_part(object, flux::RECONCILE_ANNOTATION, Some("disabled")));
+            parts.push(annotation_part(object, flux::RECONCILE_ANNOTATION, Some(flux::PAUSED)));
         }
         combine(&self.resource_version, &parts)
     }
@@ -447,7 +446,7 @@ impl WorkloadChange {
             annotations.push((LAST_APPLIED_ANNOTATION, Some(plan.new.as_str())));
         }
         if self.pause_flux {
-            annotations.push((flux::RECONCILE_ANNOTATION, Some("disabled")));
+            annotations.push((flux::RECONCILE_ANNOTATION, Some(flux::PAUSED)));
         }
         Expected { managed_fields: self.managed_fields.as_ref(), annotations }
     }

@@ -9,6 +9,8 @@ pub const HELM_MANAGER: &str = "helm-controller";
 /// `disabled` (label or annotation, any case) makes kustomize-controller skip the object; this
 /// tool's pause (`strip --pause-flux`, `resume`).
 pub const RECONCILE_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/reconcile";
+/// The value of [`RECONCILE_ANNOTATION`] this tool writes to pause Flux.
+pub const PAUSED: &str = "disabled";
 /// `Ignore` skips the object, `IfNotPresent` only creates it, `Merge` skips the takeover.
 pub const SSA_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/ssa";
 pub const KUSTOMIZATION_NAME_LABEL: &str = "kustomize.toolkit.fluxcd.io/name";
@@ -18,7 +20,7 @@ pub const HELMRELEASE_NAMESPACE_LABEL: &str = "helm.toolkit.fluxcd.io/namespace"
 
 /// Whether this tool's pause is on the object (`reconcile: disabled` as this tool writes it).
 pub fn is_paused(object: &impl Traces) -> bool {
-    object.annotation(RECONCILE_ANNOTATION) == Some("disabled")
+    object.annotation(RECONCILE_ANNOTATION) == Some(PAUSED)
 }
 
 /// Whether Flux's kustomize-controller takes this entry over before each apply of an object it
@@ -50,7 +52,7 @@ pub fn skips(manifest: &impl Traces, live: &impl Traces) -> Option<String> {
         [RECONCILE_ANNOTATION, SSA_ANNOTATION].into_iter().find_map(|key| {
             let value = object(key)?;
             let skipped = match key {
-                RECONCILE_ANNOTATION => value == "disabled",
+                RECONCILE_ANNOTATION => value == PAUSED,
                 _ => value == "ignore" || value == "ifnotpresent",
             };
             skipped.then(|| format!("Flux skips this object ({key}: {value})"))
