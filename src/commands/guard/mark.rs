@@ -95,7 +95,7 @@ fn removal(object: &Value) -> Option<json_patch::Patch> {
 }
 
 /// The JSON pointers of the mark's label and annotations present on an object.
-pub(super) fn mark_keys(object: &Value) -> impl Iterator<Item = String> + '_ {
+fn mark_keys(object: &Value) -> impl Iterator<Item = String> + '_ {
     [
         ("labels", guard::GUARD_LABEL),
         ("annotations", guard::FLOOR_ANNOTATION),

@@ -5,8 +5,8 @@
 //! objects once nothing is guarded); `guard status` lists what is guarded.
 //!
 //! The verb resolves its arguments once into [`GuardOptions`], refusing bad input before any
-//! request, then runs: [`plan`] decides, [`on`], [`off`] and [`status`] talk to the API server
-//! (through [`policy`], [`mark`] and [`probe`]), [`render`] prints.
+//! request, then runs: `plan` decides, `on`, `off` and `status` talk to the API server (through
+//! `policy`, `mark` and `probe`), `render` prints.
 
 mod mark;
 mod off;
