@@ -33,28 +33,42 @@ pub fn is_conflict(error: &kube::Error) -> bool {
 /// Runs `attempt(1)`, `attempt(2)`, ... until one is done, at most [`MAX_ATTEMPTS`] times.
 /// After the last conflict: [`Error::Conflict`] saying that `what` kept changing and nothing
 /// was changed.
-pub async fn on_conflict<T, F, Fut>(what: &str, mut attempt: F) -> Result<T>
+pub async fn on_conflict<T, F, Fut>(what: &str, attempt: F) -> Result<T>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<Attempt<T>>>,
 {
+    on_conflict_within(MAX_ATTEMPTS, attempt, || {
+        format!(
+            "{what} kept changing; gave up after {MAX_ATTEMPTS} attempts and nothing was changed: re-run to review the new diff"
+        )
+    })
+    .await
+}
+
+/// [`on_conflict`] for a write with its own bound: at most `attempts` attempts (at least one),
+/// then [`Error::Conflict`] with `gave_up()`, which says what was, or was not, changed.
+pub async fn on_conflict_within<T, F, Fut>(attempts: u32, mut attempt: F, gave_up: impl FnOnce() -> String) -> Result<T>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<Attempt<T>>>,
+{
+    let attempts = attempts.max(1);
     let mut delays = backon::ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(50))
         .with_max_delay(Duration::from_secs(1))
         .with_jitter()
-        .with_max_times(MAX_ATTEMPTS as usize)
+        .with_max_times(attempts as usize)
         .build();
-    for number in 1..=MAX_ATTEMPTS {
+    for number in 1..=attempts {
         if let Attempt::Done(value) = attempt(number).await? {
             return Ok(value);
         }
-        if number < MAX_ATTEMPTS {
+        if number < attempts {
             tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
         }
     }
-    Err(Error::Conflict(format!(
-        "{what} kept changing; gave up after {MAX_ATTEMPTS} attempts and nothing was changed: re-run to review the new diff"
-    )))
+    Err(Error::Conflict(gave_up()))
 }
 
 /// How long a read-only command waits out an unreachable API server (a restart, a failover)
@@ -112,5 +126,23 @@ mod tests {
         assert_eq!(done.await.unwrap(), 3);
         let failed = on_conflict("x", |_| async { Err::<Attempt<()>, _>(Error::Usage("no".into())) }).await;
         assert!(matches!(failed, Err(Error::Usage(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_with_its_own_bound_tries_that_often_and_says_what_it_was_told() {
+        let mut tries = 0;
+        let error = on_conflict_within(
+            8,
+            |_| {
+                tries += 1;
+                async { Ok(Attempt::<()>::Conflict) }
+            },
+            || "the policy kept changing; nothing more was changed".into(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(tries, 8);
+        assert_eq!(error.exit_status(), ExitStatus::Conflict);
+        assert_eq!(error.to_string(), "the policy kept changing; nothing more was changed");
     }
 }
