@@ -3,9 +3,10 @@
 
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::core::guard::{self, GuardedKind};
+use crate::core::patch;
 use crate::error::Result;
 use crate::kubeio::{self, NamespaceScope};
 use crate::retry::{self, Attempt};
@@ -83,19 +84,18 @@ pub(super) async fn unmark(client: &Client, kind: GuardedKind, namespace: &str, 
 /// The JSON patch that removes what is left of the mark on `object`, applied only to the
 /// resourceVersion it was read at; `None` when no part of the mark is left.
 fn removal(object: &Value) -> Option<json_patch::Patch> {
-    let left: Vec<String> = mark_keys(object).collect();
+    let left: Vec<json_patch::jsonptr::PointerBuf> = mark_keys(object).collect();
     if left.is_empty() {
         return None;
     }
-    let mut operations = vec![
-        json!({"op": "test", "path": "/metadata/resourceVersion", "value": object["metadata"]["resourceVersion"]}),
-    ];
-    operations.extend(left.iter().map(|path| json!({"op": "remove", "path": path})));
-    Some(serde_json::from_value(Value::Array(operations)).expect("a JSON patch"))
+    let resource_version = object["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+    let mut operations = vec![patch::op::test_resource_version(resource_version)];
+    operations.extend(left.into_iter().map(patch::op::remove));
+    Some(json_patch::Patch(operations))
 }
 
 /// The JSON pointers of the mark's label and annotations present on an object.
-fn mark_keys(object: &Value) -> impl Iterator<Item = String> + '_ {
+fn mark_keys(object: &Value) -> impl Iterator<Item = json_patch::jsonptr::PointerBuf> + '_ {
     [
         ("labels", guard::GUARD_LABEL),
         ("annotations", guard::FLOOR_ANNOTATION),
@@ -103,7 +103,7 @@ fn mark_keys(object: &Value) -> impl Iterator<Item = String> + '_ {
     ]
     .into_iter()
     .filter(|(field, key)| object["metadata"][field].get(key).is_some())
-    .map(|(field, key)| format!("/metadata/{field}/{}", key.replace('~', "~0").replace('/', "~1")))
+    .map(|(field, key)| patch::op::at(["metadata", field, key]))
 }
 
 #[cfg(test)]
@@ -111,6 +111,7 @@ mod tests {
     use super::*;
     use crate::core::fixtures::load;
     use crate::core::guard::Mode;
+    use serde_json::json;
 
     /// A captured Deployment carrying the mark `guard on` writes, and an unrelated label.
     fn marked(autoscaler: Option<&str>) -> Value {
@@ -126,7 +127,7 @@ mod tests {
 
     #[test]
     fn the_mark_is_found_by_escaped_json_pointers() {
-        let keys: Vec<String> = mark_keys(&marked(Some("hpa/web"))).collect();
+        let keys: Vec<String> = mark_keys(&marked(Some("hpa/web"))).map(|p| p.to_string()).collect();
         assert_eq!(
             keys,
             [
