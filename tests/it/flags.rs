@@ -1,7 +1,7 @@
 //! Every verb honours or refuses each kubectl flag it is given, and refuses before connecting:
 //! these run the built binary with a kubeconfig that does not exist (or whose server is a closed
 //! port), so a refusal is exit 2 with one line, and a flag that is taken goes on to load the
-//! kubeconfig (exit 10). No control plane is needed.
+//! kubeconfig (exit 10). Only the last test, of what `resume -l` changes, needs the plane.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -170,4 +170,27 @@ fn completion_prints_its_script_and_refuses_kubectl_flags() {
     let mut command = Command::new(plugin_bin());
     command.args(["completion", "bash"]);
     assert_success(&run_hermetic(command, None), "completion bash");
+}
+
+/// `resume -l` resumes the paused workloads it selects, and only those (on the plane).
+#[tokio::test]
+async fn resume_with_a_selector_resumes_the_paused_workloads_it_selects() {
+    const PAUSE: &str = "kustomize.toolkit.fluxcd.io/reconcile";
+    let ns = TestNamespace::new("flags-resume").await;
+    for (name, team) in [("web", "shop"), ("cart", "shop"), ("api", "core")] {
+        let mut manifest = deployment_manifest(name, Some(2));
+        manifest["metadata"]["labels"] = serde_json::json!({"team": team});
+        manifest["metadata"]["annotations"] = serde_json::json!({PAUSE: "disabled"});
+        ns.apply("kustomize-controller", &manifest).await;
+    }
+    let output = ns.plugin(&admin_kubeconfig(), &["resume", "-l", "team=shop"]);
+    assert_success(&output, "resume -l team=shop");
+    for (name, paused) in [("web", false), ("cart", false), ("api", true)] {
+        let annotation = &ns.deployment_value(name).await["metadata"]["annotations"][PAUSE];
+        assert_eq!(!annotation.is_null(), paused, "{name}: {}", stdout(&output));
+        assert_eq!(stdout(&output).contains(&format!("resumed {}/deployment/{name}", ns.name)), !paused);
+    }
+    let again = ns.plugin(&admin_kubeconfig(), &["resume", "-l", "team=shop"]);
+    assert_success(&again, "resume -l again");
+    assert!(stderr(&again).contains("nothing to resume"), "{}", stderr(&again));
 }
