@@ -119,6 +119,10 @@ fn is_special(c: char) -> bool {
     matches!(c, '=' | '!' | '(' | ')' | ',' | '>' | '<')
 }
 
+fn is_whitespace(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
 /// Splits as the apimachinery lexer does: whitespace separates, the special symbols are tokens
 /// of their own (`!=` and `==` the longest), anything else runs up to the next of them. `in`
 /// and `notin` stay identifiers here; only the operator position reads them as keywords.
@@ -126,7 +130,7 @@ fn lex(text: &str) -> Vec<Token> {
     let mut tokens = Vec::new();
     let mut chars = text.chars().peekable();
     while let Some(&c) = chars.peek() {
-        if matches!(c, ' ' | '\t' | '\r' | '\n') {
+        if is_whitespace(c) {
             chars.next();
             continue;
         }
@@ -146,7 +150,7 @@ fn lex(text: &str) -> Vec<Token> {
             continue;
         }
         let mut identifier = String::new();
-        while let Some(c) = chars.next_if(|&c| !is_special(c) && !matches!(c, ' ' | '\t' | '\r' | '\n')) {
+        while let Some(c) = chars.next_if(|&c| !is_special(c) && !is_whitespace(c)) {
             identifier.push(c);
         }
         tokens.push(Token::Identifier(identifier));
