@@ -226,9 +226,6 @@ impl Parser<'_> {
             other => return Err(found(&other, "in, notin, =, ==, !=, >, <")),
         };
         if let Expression::In(_, values) | Expression::NotIn(_, values) = &requirement {
-            if values.is_empty() {
-                return Err(SelectorError(format!("{key}: for 'in', 'notin' operators, values set can't be empty")));
-            }
             for value in values {
                 check_value(&key, value)?;
             }
@@ -262,13 +259,13 @@ impl Parser<'_> {
     fn values(&mut self) -> Result<Vec<String>, SelectorError> {
         match self.take() {
             Token::Open => {}
-            other => return Err(found(&other, "'('")),
+            other => return Err(SelectorError(format!("found '{}' expected: '('", other.literal()))),
         }
         let mut values = Vec::new();
         let mut expect_value = true;
         loop {
             match (self.take(), expect_value) {
-                (Token::Close, _) if values.is_empty() && expect_value => return Ok(values),
+                // `()` too: labels.Parse reads it as the one empty value.
                 (Token::Close, true) => {
                     values.push(String::new());
                     return Ok(values);
@@ -393,8 +390,7 @@ mod tests {
     fn what_labels_parse_refuses_is_refused_with_its_reason() {
         for (selector, reason) in [
             ("a in (", "found '', expected: ',', ')' or identifier"),
-            ("a in ()", "values set can't be empty"),
-            ("a in b", "found 'b', expected: '('"),
+            ("a in b", "found 'b' expected: '('"),
             ("a b", "found 'b', expected: in, notin"),
             ("a=b=c", "found '=', expected: ',' or 'end of string'"),
             ("a=b,", "found '', expected: identifier after ','"),
@@ -411,6 +407,25 @@ mod tests {
             let error = LabelSelector::parse(selector).expect_err(selector).to_string();
             assert!(error.contains(reason), "{selector}: {error}");
             assert!(!error.contains('\n'));
+        }
+    }
+
+    /// Each selector of the fixture parses, or is refused, as Kubernetes' own `labels.Parse`
+    /// does, and matches the same label sets (captured from k8s.io/apimachinery v0.36.3).
+    #[test]
+    fn parses_and_matches_as_kubernetes_labels_parse() {
+        let captured = crate::core::fixtures::load("label-selectors");
+        let label_sets: Vec<BTreeMap<String, String>> = serde_json::from_value(captured["labels"].clone()).unwrap();
+        for case in captured["results"].as_array().unwrap() {
+            let text = case["selector"].as_str().unwrap();
+            match (LabelSelector::parse(text), case["parses"].as_bool().unwrap()) {
+                (Ok(selector), true) => {
+                    let matches: Vec<bool> = label_sets.iter().map(|labels| selector.matches(labels)).collect();
+                    assert_eq!(serde_json::json!(matches), case["matches"], "{text:?}");
+                }
+                (Err(error), false) => assert!(!error.to_string().is_empty()),
+                (parsed, _) => panic!("{text:?}: Kubernetes says {case}, we say {parsed:?}"),
+            }
         }
     }
 
