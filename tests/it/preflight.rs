@@ -444,7 +444,8 @@ async fn selector_predicts_only_what_kubectl_apply_l_applies() {
     let manifests = Manifests::new(&next);
 
     let (report, code) = preflight(&ns, &manifests, &[]);
-    assert_eq!((code, &report["summary"]["drops"], &report["summary"]["leftOut"]), (1, &json!(2), &json!(0)));
+    let summary = (code, &report["summary"]["drops"], &report["summary"]["leftOut"]);
+    assert_eq!(summary, (1, &json!(2), &json!(0)), "{report:#}");
 
     let (report, code) = preflight(&ns, &manifests, &["-l", "app=web"]);
     assert_eq!(code, 1, "{report:#}");
