@@ -256,8 +256,9 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// Workloads paused with `strip --pause-flux`
-    #[arg(value_name = "TARGET", required = true)]
+    /// Workloads paused with `strip --pause-flux`. Without TARGET, -l SELECTOR picks the
+    /// paused workloads it selects
+    #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
 }
 

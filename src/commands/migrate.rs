@@ -34,6 +34,7 @@ struct Flow<'a> {
     client: &'a Client,
     printer: &'a Printer,
     args: &'a MigrateArgs,
+    selector: Option<&'a str>,
     theme: dialoguer::theme::ColorfulTheme,
     term: console::Term,
     backup_dir: std::path::PathBuf,
@@ -42,10 +43,17 @@ struct Flow<'a> {
 /// Either go on with a value, or end the flow with an exit status.
 type Step<T> = std::result::Result<T, ExitStatus>;
 
-pub async fn run(client: &Client, scope: &NamespaceScope, args: &MigrateArgs, printer: &Printer) -> Result<ExitStatus> {
+/// The guided flow; `selector` (`-l`) narrows the workloads offered to pick from.
+pub async fn run(
+    client: &Client,
+    scope: &NamespaceScope,
+    selector: Option<&str>,
+    args: &MigrateArgs,
+    printer: &Printer,
+) -> Result<ExitStatus> {
     let interactive = std::io::stdin().is_terminal() && printer.stderr_is_terminal();
     if !interactive {
-        printer.data(&equivalent_commands(scope, &args.targets))?;
+        printer.data(&equivalent_commands(scope, selector, &args.targets))?;
         return Err(Error::NotConfirmed(
             "the guided migration needs a terminal; the equivalent non-interactive commands are printed above".into(),
         ));
@@ -54,6 +62,7 @@ pub async fn run(client: &Client, scope: &NamespaceScope, args: &MigrateArgs, pr
         client,
         printer,
         args,
+        selector,
         theme: dialoguer::theme::ColorfulTheme::default(),
         term: console::Term::stderr(),
         backup_dir: args.backups.dir(),
@@ -87,6 +96,12 @@ impl Flow<'_> {
         self.printer.note(&format!("\n{}", self.printer.paint_err(Style::new().bold().cyan(), text)));
     }
 
+    /// What step 1 offers: the workloads of `scope` (named, or those autoscalers target) that
+    /// `-l` selects.
+    fn picking<'q>(&'q self, scope: &'q NamespaceScope, targets: &'q [Target]) -> Query<'q> {
+        Query { selector: self.selector, ..query(scope, targets, &self.backup_dir) }
+    }
+
     fn confirm(&self, prompt: &str) -> Result<bool> {
         Confirm::with_theme(&self.theme).with_prompt(prompt).default(true).interact_on(&self.term).map_err(prompt_error)
     }
@@ -99,7 +114,7 @@ impl Flow<'_> {
     ) -> Result<Step<(NamespaceScope, Vec<Assessment>)>> {
         let mut scope = scope.clone();
         if scope == NamespaceScope::All && targets.is_empty() {
-            let everything = check::report(self.client, &query(&scope, &[], &self.backup_dir)).await?;
+            let everything = check::report(self.client, &self.picking(&scope, &[])).await?;
             let mut namespaces: Vec<String> = everything.workloads.iter().map(|a| a.namespace.clone()).collect();
             namespaces.dedup();
             if namespaces.is_empty() {
@@ -115,7 +130,7 @@ impl Flow<'_> {
                 .map_err(prompt_error)?;
             scope = NamespaceScope::Namespace(namespaces[chosen].clone());
         }
-        let report = check::report(self.client, &query(&scope, targets, &self.backup_dir)).await?;
+        let report = check::report(self.client, &self.picking(&scope, targets)).await?;
         if report.workloads.is_empty() {
             self.printer.note(
                 "No workload here is targeted by an HPA or ScaledObject: create the autoscaler first (check --all-workloads).",
@@ -256,8 +271,8 @@ impl Flow<'_> {
                 .wait_for_newline(true)
                 .interact_on(&self.term)
                 .map_err(prompt_error)?;
-            let names: Vec<String> = paused.iter().map(|a| a.target()).collect();
-            crate::commands::resume::run(self.client, scope, &names, self.printer).await?;
+            let paused: Vec<Assessment> = paused.into_iter().cloned().collect();
+            crate::commands::resume::resume_targets(self.client, scope, &targets_of(&paused), self.printer).await?;
         }
         Ok(now)
     }
@@ -460,12 +475,17 @@ async fn apply_seen(client: &Client, a: &Assessment, baseline: Option<DeployStam
 }
 
 /// The non-interactive equivalent of the guided flow.
-fn equivalent_commands(scope: &NamespaceScope, targets: &[String]) -> String {
+fn equivalent_commands(scope: &NamespaceScope, selector: Option<&str>, targets: &[String]) -> String {
+    let selected = selector.map(|s| format!(" -l '{s}'")).unwrap_or_default();
     let ns = match scope.namespace() {
-        Some(ns) => format!("-n {ns}"),
-        None => "-A".into(),
+        Some(ns) => format!("-n {ns}{selected}"),
+        None => format!("-A{selected}"),
     };
-    let named = if targets.is_empty() { "TARGET...".to_string() } else { targets.join(" ") };
+    let named = match (targets.is_empty(), selector) {
+        (true, Some(_)) => selected.trim_start().to_string(),
+        (true, None) => "TARGET...".to_string(),
+        (false, _) => format!("{}{selected}", targets.join(" ")),
+    };
     let ns_one = scope.namespace().map(|ns| format!("-n {ns}")).unwrap_or_else(|| "-n NAMESPACE".into());
     format!(
         "kubectl hpa-migrate check {ns}\n\
@@ -483,6 +503,17 @@ fn equivalent_commands(scope: &NamespaceScope, targets: &[String]) -> String {
 mod tests {
     use super::*;
     use crate::core::fixtures::load;
+
+    #[test]
+    fn the_equivalent_commands_keep_the_selector() {
+        let scope = NamespaceScope::Namespace("shop".into());
+        let text = equivalent_commands(&scope, Some("app=web"), &[]);
+        assert!(text.contains("check -n shop -l 'app=web'\n"), "{text}");
+        assert!(text.contains("strip -n shop -l 'app=web' --dry-run"), "{text}");
+        assert!(text.contains("resume -n shop -l 'app=web'\n"), "{text}");
+        let named = equivalent_commands(&NamespaceScope::All, None, &["deploy/web".into()]);
+        assert!(named.contains("check -A\n") && named.contains("strip -n NAMESPACE deploy/web --dry-run"), "{named}");
+    }
 
     #[test]
     fn only_deploy_tools_stamp_the_workload() {

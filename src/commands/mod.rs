@@ -1,7 +1,9 @@
-//! One module per verb. Each takes parsed arguments and a connection and returns an exit status.
+//! One module per verb. Each verb's arguments are resolved and checked before connecting
+//! ([`flags`]); then it runs with a connection and returns an exit status.
 
 pub mod check;
 pub mod completion;
+pub mod flags;
 pub mod guard;
 pub mod migrate;
 pub mod preflight;
@@ -13,6 +15,7 @@ pub mod verify;
 
 use crate::cli::{Cli, Verb};
 use crate::client;
+use crate::commands::flags::VerbOptions;
 use crate::error::{ExitStatus, Result};
 use crate::kubeio::NamespaceScope;
 use crate::output::Printer;
@@ -21,8 +24,12 @@ pub use targets::{Target, parse_targets};
 
 pub async fn dispatch(cli: Cli, printer: Printer) -> Result<ExitStatus> {
     let verb = match cli.verb {
-        // Completion works without a cluster (candidates that need one connect themselves).
-        Some(Verb::Completion(args)) => return completion::script(args.shell, &printer),
+        // Completion works without a cluster (candidates that need one connect themselves, with
+        // the flags among the words being completed).
+        Some(Verb::Completion(args)) => {
+            flags::refuse_kube_flags("completion", &cli.kube)?;
+            return completion::script(args.shell, &printer);
+        }
         Some(Verb::Complete(args)) => return completion::complete(&args.words, &printer).await,
         Some(verb) => verb,
         // No command: the guided flow on a terminal, the help otherwise.
@@ -36,23 +43,24 @@ pub async fn dispatch(cli: Cli, printer: Printer) -> Result<ExitStatus> {
             ));
         }
     };
+    let flags = flags::ScopeFlags::resolve(&cli.kube)?;
+    let options = VerbOptions::resolve(verb, &flags)?;
     let connection = client::connect(&cli.kube).await?;
     let client = &connection.client;
-    let scope = if cli.kube.all_namespaces {
+    let scope = if flags.all_namespaces {
         NamespaceScope::All
     } else {
         NamespaceScope::Namespace(connection.namespace.clone())
     };
-    let selector = cli.kube.selector.as_deref();
-    match verb {
-        Verb::Check(args) => check::run(client, &scope, selector, &args, &printer).await,
-        Verb::Strip(args) => strip::run(client, &scope, selector, &args, &printer).await,
-        Verb::Verify(args) => verify::run(client, &scope, selector, &args, &printer).await,
-        Verb::Migrate(args) => migrate::run(client, &scope, &args, &printer).await,
-        Verb::Restore(args) => restore::run(client, &args, &printer).await,
-        Verb::Resume(args) => resume::run(client, &scope, &args.targets, &printer).await,
-        Verb::Preflight(args) => preflight::run(client, &scope, &args, &printer).await,
-        Verb::Guard(args) => guard::run(client, &scope, selector, &args, &printer).await,
-        Verb::Completion(_) | Verb::Complete(_) => unreachable!("handled before connecting"),
+    let selector = flags.selector_text();
+    match options {
+        VerbOptions::Check(args) => check::run(client, &scope, selector, &args, &printer).await,
+        VerbOptions::Strip(args) => strip::run(client, &scope, selector, &args, &printer).await,
+        VerbOptions::Verify(args) => verify::run(client, &scope, selector, &args, &printer).await,
+        VerbOptions::Migrate(args) => migrate::run(client, &scope, selector, &args, &printer).await,
+        VerbOptions::Restore(options) => restore::run(client, &options, &printer).await,
+        VerbOptions::Resume(options) => resume::run(client, &scope, &options, &printer).await,
+        VerbOptions::Preflight(options) => preflight::run(client, &connection.namespace, &options, &printer).await,
+        VerbOptions::Guard(args) => guard::run(client, &scope, selector, &args, &printer).await,
     }
 }

@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::cli::{OutputFormat, PreflightArgs};
+use crate::commands::flags::{ScopeFlags, not_honoured};
 use crate::core::autoscaler::{self, Hpa, ScaledObject};
 use crate::core::helm::{self, ReleaseKey, ReleaseRecord, ReleaseRecords};
 use crate::core::manifest::{self, Document};
@@ -75,6 +76,8 @@ pub struct Summary {
     pub refused: usize,
     pub new: usize,
     pub unknown: usize,
+    /// Objects of the manifests `-l` left out, as `kubectl apply -l` would not apply them.
+    pub left_out: usize,
 }
 
 /// What the deploy does to one workload of the manifests.
@@ -126,25 +129,52 @@ struct Context {
     default_namespace: String,
 }
 
-pub async fn run(
-    client: &Client,
-    scope: &NamespaceScope,
-    args: &PreflightArgs,
-    printer: &Printer,
-) -> Result<ExitStatus> {
-    let Some(default_namespace) = scope.namespace() else {
-        return Err(Error::Usage(
-            "preflight takes namespaces from the manifests and -n, as kubectl apply does: drop -A".into(),
-        ));
-    };
-    let documents = read_inputs(&args.filenames, args.recursive)?;
-    let report = report(client, documents, default_namespace, args.as_tool.as_deref().map(Tool::parse)).await?;
-    match args.output {
+/// What `preflight` was asked for, checked before connecting: the manifests read, those `-l`
+/// selects kept (as `kubectl apply -l` applies only those), and how to report.
+#[derive(Debug)]
+pub struct Options {
+    documents: Vec<Document>,
+    /// The selector and how many objects of the manifests it left out.
+    left_out: Option<(String, usize)>,
+    requested: Option<Tool>,
+    output: OutputFormat,
+}
+
+impl Options {
+    pub fn resolve(args: PreflightArgs, flags: &ScopeFlags) -> Result<Self> {
+        if flags.all_namespaces {
+            return Err(not_honoured(
+                "preflight",
+                "-A",
+                "it takes namespaces from the manifests and -n, as kubectl apply does: drop -A",
+            ));
+        }
+        let mut documents = read_inputs(&args.filenames, args.recursive)?;
+        let left_out = flags.selector.as_ref().map(|selector| {
+            let before = documents.len();
+            documents.retain(|document| selector.matches_object(&document.object));
+            (selector.to_string(), before - documents.len())
+        });
+        Ok(Self { documents, left_out, requested: args.as_tool.as_deref().map(Tool::parse), output: args.output })
+    }
+}
+
+/// Predicts the deploy of the options' manifests; `default_namespace` is where objects without
+/// a namespace land (`-n`, else the context's).
+pub async fn run(client: &Client, default_namespace: &str, options: &Options, printer: &Printer) -> Result<ExitStatus> {
+    let mut report = report(client, options.documents.clone(), default_namespace, options.requested.clone()).await?;
+    report.summary.left_out = options.left_out.as_ref().map_or(0, |(_, count)| *count);
+    match options.output {
         OutputFormat::Text => printer.data(&render_text(&report, printer))?,
         format => printer.document(format, &report)?,
     }
     if report.workloads.is_empty() {
-        printer.note("No Deployment, StatefulSet or other workload with /scale in the manifests.");
+        match &options.left_out {
+            Some((selector, _)) => printer.note(&format!(
+                "No Deployment, StatefulSet or other workload with /scale among the objects -l {selector} selects."
+            )),
+            None => printer.note("No Deployment, StatefulSet or other workload with /scale in the manifests."),
+        }
     }
     let s = &report.summary;
     Ok(if s.drops > 0 {
@@ -179,6 +209,7 @@ pub async fn report(
         refused: count(Forecast::Refused),
         new: count(Forecast::New),
         unknown: count(Forecast::Unknown),
+        left_out: 0,
     };
     Ok(PreflightReport { api_version: super::check::REPORT_API_VERSION, kind: "PreflightReport", summary, workloads })
 }
@@ -714,9 +745,73 @@ pub fn render_text(report: &PreflightReport, printer: &Printer) -> String {
         }
     }
     let s = &report.summary;
+    let left_out = if s.left_out > 0 { format!("; {} object(s) left out by -l", s.left_out) } else { String::new() };
     out.push_str(&format!(
-        "\n{} workload(s): {} drop, {} keep, {} refused, {} new, {} unknown\n",
+        "\n{} workload(s): {} drop, {} keep, {} refused, {} new, {} unknown{left_out}\n",
         s.total, s.drops, s.keeps, s.refused, s.new, s.unknown
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::selector::LabelSelector;
+
+    const MANIFESTS: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, labels: {app: web, tier: front}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, labels: {app: web}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, labels: {app: api}}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web}
+";
+
+    fn resolved(selector: Option<&str>, all_namespaces: bool) -> Result<Options> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("next.yaml");
+        std::fs::write(&file, MANIFESTS).unwrap();
+        let args = PreflightArgs { filenames: vec![file], recursive: false, as_tool: None, output: OutputFormat::Json };
+        let flags = ScopeFlags {
+            all_namespaces,
+            selector: selector.map(|s| LabelSelector::parse(s).unwrap()),
+            ..Default::default()
+        };
+        Options::resolve(args, &flags)
+    }
+
+    fn kept(options: &Options) -> Vec<String> {
+        options.documents.iter().map(|d| format!("{}/{}", d.kind(), d.name())).collect()
+    }
+
+    #[test]
+    fn selector_keeps_the_objects_kubectl_apply_l_would_apply() {
+        let options = resolved(Some("app=web"), false).unwrap();
+        assert_eq!(kept(&options), ["Deployment/web", "Service/web"]);
+        assert_eq!(options.left_out, Some(("app=web".to_string(), 2)));
+
+        let options = resolved(Some("app in (web,api),tier!=front"), false).unwrap();
+        assert_eq!(kept(&options), ["Service/web", "Deployment/api"]);
+        let options = resolved(Some("!app"), false).unwrap();
+        assert_eq!(kept(&options), ["HorizontalPodAutoscaler/web"], "an object without labels has none");
+
+        let options = resolved(None, false).unwrap();
+        assert_eq!((options.documents.len(), options.left_out), (4, None));
+    }
+
+    #[test]
+    fn all_namespaces_is_refused_before_reading_anything() {
+        let error = resolved(None, true).unwrap_err();
+        assert_eq!(error.exit_status(), ExitStatus::Usage);
+        assert!(error.to_string().starts_with("preflight does not take -A: "), "{error}");
+    }
 }

@@ -6,6 +6,8 @@
 //! would leave an extra entry; a patch that only replaces managedFields changes no field and
 //! leaves the restored set exactly as backed up.
 
+use std::path::PathBuf;
+
 use base64::Engine as _;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject};
@@ -13,33 +15,70 @@ use serde_json::Value;
 
 use crate::backup::Backup;
 use crate::cli::RestoreArgs;
+use crate::commands::flags::{ScopeFlags, not_honoured};
 use crate::core::patch;
 use crate::error::{Error, ExitStatus, Result, api_code};
 use crate::kubeio::{self, NamespaceScope};
 use crate::output::{self, Printer, yaml};
 use crate::retry::{self, Attempt};
 
-pub async fn run(client: &Client, args: &RestoreArgs, printer: &Printer) -> Result<ExitStatus> {
-    let backup = Backup::read(&args.backup)?;
-    let restore = Restore::new(client, &backup, args.dry_run);
+/// What `restore` was asked for, checked before connecting: the backup, read, and how to
+/// apply it. The backup names the one object and its namespace, so `-A` and `-l` are refused,
+/// and so is an `-n` other than the backup's.
+#[derive(Debug)]
+pub struct Options {
+    backup: Backup,
+    path: PathBuf,
+    dry_run: bool,
+    yes: bool,
+}
+
+impl Options {
+    pub fn resolve(args: RestoreArgs, flags: &ScopeFlags) -> Result<Self> {
+        let backup = Backup::read(&args.backup)?;
+        let object = &backup.object;
+        let of = format!("the backup is of {}/{}/{}", object.namespace, object.kind.to_lowercase(), object.name);
+        if flags.all_namespaces {
+            return Err(not_honoured("restore", "-A", &format!("{of}: drop -A")));
+        }
+        if flags.selector.is_some() {
+            return Err(not_honoured(
+                "restore",
+                "-l",
+                &format!("{of}: drop -l; restore several objects with one restore per backup file"),
+            ));
+        }
+        if let Some(namespace) = flags.namespace.as_deref().filter(|ns| *ns != object.namespace) {
+            return Err(Error::Usage(format!(
+                "-n {namespace}: {of}, restored into its own namespace: drop -n, or pass -n {}",
+                object.namespace
+            )));
+        }
+        Ok(Self { backup, path: args.backup, dry_run: args.dry_run, yes: args.yes })
+    }
+}
+
+pub async fn run(client: &Client, options: &Options, printer: &Printer) -> Result<ExitStatus> {
+    let backup = &options.backup;
+    let restore = Restore::new(client, backup, options.dry_run);
     let live = restore.read_live().await?;
     restore.check_rights(client).await?;
 
-    let diff = render_diff(&backup, &live);
+    let diff = render_diff(backup, &live);
     if diff.is_empty() {
         printer.data(&format!("unchanged {}: it already matches the backup\n", restore.label))?;
         return Ok(ExitStatus::Success);
     }
-    printer.data(&format!("restore {} from {}\n{diff}\n", restore.label, args.backup.display()))?;
-    if !args.dry_run {
-        printer.confirm(args.yes, "Restore this object?")?;
+    printer.data(&format!("restore {} from {}\n{diff}\n", restore.label, options.path.display()))?;
+    if !options.dry_run {
+        printer.confirm(options.yes, "Restore this object?")?;
     }
 
     let object = restore.release_record(live).await?;
     let object = restore.annotations(object).await?;
     restore.managed_fields(object).await?;
-    let verb = if args.dry_run { "dry run: would restore" } else { "restored" };
-    printer.data(&format!("{verb} {} from {}\n", restore.label, args.backup.display()))?;
+    let verb = if options.dry_run { "dry run: would restore" } else { "restored" };
+    printer.data(&format!("{verb} {} from {}\n", restore.label, options.path.display()))?;
     Ok(ExitStatus::Success)
 }
 

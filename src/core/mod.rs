@@ -9,6 +9,7 @@ pub mod manifest;
 pub mod ownership;
 pub mod patch;
 pub mod preflight;
+pub mod selector;
 pub mod timeline;
 pub mod tools;
 pub mod verdict;

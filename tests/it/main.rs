@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod common;
 mod faults;
+mod flags;
 mod flux;
 mod foundation;
 mod gitops;

@@ -460,3 +460,53 @@ async fn unknown_tools_new_workloads_and_bad_input() {
     let all = run_hermetic(all_namespaces, None);
     assert_eq!(all.status.code(), Some(2), "{}", stderr(&all));
 }
+
+/// `-l` keeps only the objects `kubectl apply -l` would apply. Measured before: `preflight -l
+/// app=zzz -f web.yaml` still predicted web's drop and exited 1. Here each workload and its HPA
+/// carry `app: NAME`; only the selected one is predicted, and the rest is counted as left out.
+#[tokio::test]
+async fn selector_predicts_only_what_kubectl_apply_l_applies() {
+    let ns = TestNamespace::new("pf-selector").await;
+    let labelled = |mut document: Value, app: &str| {
+        document["metadata"]["labels"] = json!({"app": app});
+        document
+    };
+    for name in ["web", "api"] {
+        kubectl_apply(&ns, &["--server-side"], &[labelled(deployment_manifest(name, Some(5)), name)]);
+    }
+    let next: Vec<Value> = ["web", "api"]
+        .iter()
+        .flat_map(|name| [labelled(deployment_manifest(name, None), name), labelled(hpa(name), name)])
+        .collect();
+    let manifests = Manifests::new(&next);
+
+    let (report, code) = preflight(&ns, &manifests, &[]);
+    let summary = (code, &report["summary"]["drops"], &report["summary"]["leftOut"]);
+    assert_eq!(summary, (1, &json!(2), &json!(0)), "{report:#}");
+
+    let (report, code) = preflight(&ns, &manifests, &["-l", "app=web"]);
+    assert_eq!(code, 1, "{report:#}");
+    let names: Vec<&str> =
+        report["workloads"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["web"], "{report:#}");
+    assert_eq!(predicted(&report, "web"), (1, "drops".into()), "{report:#}");
+    assert_eq!(report["summary"]["leftOut"], 2, "api's Deployment and HPA: {report:#}");
+
+    let (report, code) = preflight(&ns, &manifests, &["-l", "app=zzz"]);
+    assert_eq!(code, 0, "nothing selected, nothing drops: {report:#}");
+    assert_eq!((report["workloads"].as_array().unwrap().len(), &report["summary"]["leftOut"]), (0, &json!(4)));
+
+    let text = ns.plugin(&admin_kubeconfig(), &["preflight", "-f", manifests.arg(), "-l", "app in (api)"]);
+    assert_eq!(text.status.code(), Some(1), "{}", stderr(&text));
+    assert!(
+        stdout(&text)
+            .contains("1 workload(s): 1 drop, 0 keep, 0 refused, 0 new, 0 unknown; 2 object(s) left out by -l\n"),
+        "{}",
+        stdout(&text)
+    );
+
+    let bad = ns.plugin(&admin_kubeconfig(), &["preflight", "-f", manifests.arg(), "-l", "a in ("]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("invalid label selector 'a in ('"), "{}", stderr(&bad));
+    assert_eq!(spec_replicas(&ns.deployment_value("web").await), Some(5), "a dry run changes nothing");
+}
