@@ -1,12 +1,14 @@
 //! `verify`: prove, from history and by watching live, that replicas never dropped to the
 //! floor, and say honestly when the evidence cannot tell.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::{BoxStream, SelectAll};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
@@ -17,6 +19,7 @@ use serde_json::Value;
 
 use crate::cli::{OutputFormat, VerifyArgs};
 use crate::commands::{check, parse_targets};
+use crate::core::attribution::{self, Attribution, Decided, LiveDrop, Witness};
 use crate::core::timeline::{self, Cause, Drop, EventRecord, ScaledObjectSubject, Subjects, Timeline, WorkloadType};
 use crate::core::verdict::{Assessment, Verdict};
 use crate::core::workload::{Workload, WorkloadKind};
@@ -229,7 +232,16 @@ struct Explainers {
 
 impl Explainers {
     fn of(assessment: &Assessment) -> Self {
-        let hpas = assessment.autoscalers.iter().filter_map(|a| a.hpa.as_ref().map(|h| h.name.clone())).collect();
+        // A ScaledObject's HPA counts even when it does not exist now (KEDA deletes it while paused).
+        let mut hpas: Vec<String> = assessment
+            .autoscalers
+            .iter()
+            .flat_map(|a| {
+                a.hpa.as_ref().map(|h| h.name.clone()).into_iter().chain(a.keda.as_ref().map(|k| k.hpa_name.clone()))
+            })
+            .collect();
+        hpas.sort();
+        hpas.dedup();
         let scaled_objects = assessment
             .autoscalers
             .iter()
@@ -319,10 +331,16 @@ fn inconclusive_reasons(history: Option<&History>, live: Option<&Live>, args: &V
         }
         inconclusive.extend(h.timeline.gaps.iter().cloned());
     }
-    if let Some(l) = live
-        && l.unresolved_gaps > 0
-    {
-        inconclusive.push(format!("{} watch gap(s) could not be ruled out", l.unresolved_gaps));
+    if let Some(l) = live {
+        if l.unresolved_gaps > 0 {
+            inconclusive.push(format!("{} watch gap(s) could not be ruled out", l.unresolved_gaps));
+        }
+        for drop in &l.drops {
+            if let Cause::Unresolved { reason } = &drop.cause {
+                inconclusive
+                    .push(format!("the drop {} -> {} at {} is unresolved: {reason}", drop.from, drop.to, drop.time));
+            }
+        }
     }
     inconclusive
 }
@@ -537,14 +555,38 @@ struct Watched {
     open_gap: Option<(Timestamp, String)>,
     /// The object a re-list under way has returned so far.
     relisted: Option<DynamicObject>,
+    /// Drops seen live whose cause the evidence does not tell yet.
+    pending: Vec<LiveDrop>,
+    /// What has been seen of the workload's autoscalers: HPA statuses and Events.
+    witness: Witness,
+    /// The HPAs a re-list under way of their watch has returned so far.
+    hpas_relisted: BTreeSet<String>,
 }
 
-/// The workload watched, the floor its drops are judged against, and the client that reads
-/// the Events explaining them.
+/// The workload watched, the floor its drops are judged against, the autoscalers that may
+/// explain them and the client that reads their evidence.
 struct WatchTarget<'a> {
     client: &'a Client,
     assessment: &'a Assessment,
     floor: i64,
+    explainers: Explainers,
+}
+
+impl<'a> WatchTarget<'a> {
+    fn new(client: &'a Client, assessment: &'a Assessment, floor: i64) -> Self {
+        Self { client, assessment, floor, explainers: Explainers::of(assessment) }
+    }
+
+    fn subjects(&self) -> Subjects<'_> {
+        let kind = workload_type(self.assessment).unwrap_or(WorkloadType::Deployment);
+        self.explainers.subjects(self.assessment, kind, None)
+    }
+}
+
+/// What the autoscalers' watches told: an HPA's change (by the name watched) or an Event.
+enum Witnessed {
+    Hpa(String, Box<watcher::Result<watcher::Event<HorizontalPodAutoscaler>>>),
+    Event(EventRecord),
 }
 
 /// What the watch loop does after an event.
@@ -599,13 +641,13 @@ impl Watched {
                 return Ok(Flow::Stop);
             }
         };
-        self.changed(&object, target).await
+        Ok(self.changed(&object, target))
     }
 
     /// A broken connection opens a gap (once, until the watch is back); an error no reconnect
     /// can cure (the workload's API or the right to watch it gone) ends the watch.
     fn broke(&mut self, error: &watcher::Error, assessment: &Assessment) -> Result<()> {
-        if let Some(fatal) = fatal_watch_error(error, assessment) {
+        if let Some(fatal) = fatal_watch_error(error, &assessment.workload_kind.plural, &namespace_of(assessment)) {
             return Err(fatal);
         }
         if self.open_gap.is_none() {
@@ -640,20 +682,92 @@ impl Watched {
         Ok(Flow::Stop)
     }
 
-    /// Observes the object's new state, and attributes a step from above the floor to it.
-    async fn changed(&mut self, object: &DynamicObject, target: &WatchTarget<'_>) -> Result<Flow> {
-        if let Some((before, after)) = self.observe(state_of(object))
-            && before > target.floor
-            && after <= target.floor
+    /// Observes the object's new state; a step from above the floor to it is a drop, pending
+    /// until the evidence decides it ([`Watched::decide_pending`]).
+    fn changed(&mut self, object: &DynamicObject, target: &WatchTarget<'_>) -> Flow {
+        if let Some((from, to)) = self.observe(state_of(object))
+            && from > target.floor
+            && to <= target.floor
         {
-            let drop = attribute_live_drop(target.client, target.assessment, before, after).await?;
-            let failure = drop.is_failure();
-            self.drops.push(drop);
-            if failure {
-                return Ok(Flow::Stop);
+            self.pending.push(LiveDrop { seen: Timestamp::now(), from, to });
+        }
+        Flow::Observed
+    }
+
+    /// Records what an autoscaler's watch told. An HPA watch refused for good (credentials,
+    /// RBAC) ends the watch like the workload's; other errors are retried by the watcher.
+    fn witnessed(&mut self, witnessed: Witnessed, target: &WatchTarget<'_>) -> Result<()> {
+        let now = Timestamp::now();
+        let (name, event) = match witnessed {
+            Witnessed::Event(record) => {
+                self.witness.record_event(record, &target.subjects());
+                return Ok(());
+            }
+            Witnessed::Hpa(name, event) => (name, event),
+        };
+        match *event {
+            Err(error) => {
+                let namespace = namespace_of(target.assessment);
+                if let Some(fatal) = fatal_watch_error(&error, "horizontalpodautoscalers.autoscaling", &namespace) {
+                    return Err(fatal);
+                }
+            }
+            Ok(watcher::Event::Init) => {
+                self.hpas_relisted.remove(&name);
+            }
+            Ok(watcher::Event::InitApply(hpa)) => {
+                self.hpas_relisted.insert(name);
+                self.witness.record_hpa(&hpa, now);
+            }
+            Ok(watcher::Event::InitDone) => {
+                if !self.hpas_relisted.contains(&name) {
+                    self.witness.record_absent(&name, now);
+                }
+            }
+            Ok(watcher::Event::Apply(hpa)) => self.witness.record_hpa(&hpa, now),
+            Ok(watcher::Event::Delete(_)) => self.witness.record_absent(&name, now),
+        }
+        Ok(())
+    }
+
+    /// Decides the pending drops the evidence now tells. A drop no autoscaler ordered stops
+    /// the watch.
+    fn decide_pending(&mut self, target: &WatchTarget<'_>) -> Flow {
+        let subjects = target.subjects();
+        let now = Timestamp::now();
+        let mut flow = Flow::Observed;
+        let mut still_pending = Vec::new();
+        for drop in std::mem::take(&mut self.pending) {
+            match attribution::decide(&drop, &subjects, &self.witness, now) {
+                Attribution::Decided(cause, decided) => {
+                    if cause == Cause::Unordered {
+                        flow = Flow::Stop;
+                    }
+                    self.drops.push(live_drop(target.assessment, &drop, cause, decided));
+                }
+                Attribution::Pending => still_pending.push(drop),
             }
         }
-        Ok(Flow::Observed)
+        self.pending = still_pending;
+        flow
+    }
+
+    /// When the wait for the pending drops' evidence ends: [`STATUS_CATCH_UP`] after the latest
+    /// of them, and not before now.
+    fn catch_up_deadline(&self) -> tokio::time::Instant {
+        let now = Timestamp::now();
+        let until = self.pending.iter().map(|d| d.seen + STATUS_CATCH_UP).max().unwrap_or(now);
+        let left = Duration::try_from(until.duration_since(now)).unwrap_or_default();
+        tokio::time::Instant::now() + left
+    }
+
+    /// The drops still pending after the wait: unresolved, neither a pass nor a failure.
+    fn give_up_pending(&mut self, target: &WatchTarget<'_>) {
+        let now = Timestamp::now();
+        for drop in std::mem::take(&mut self.pending) {
+            let (cause, decided) = attribution::unresolved(&drop, &self.witness, now, STATUS_CATCH_UP);
+            self.drops.push(live_drop(target.assessment, &drop, cause, decided));
+        }
     }
 
     fn observe(&mut self, next: WatchState) -> Option<(i64, i64)> {
@@ -672,7 +786,7 @@ impl Watched {
     /// the Events.
     async fn close_gap(&mut self, after: &WatchState, target: &WatchTarget<'_>) -> Result<()> {
         if let Some(since) = self.close_gap_by_generation(after) {
-            self.rule_in(drops_in_gap(target.client, target.assessment, since, target.floor).await?);
+            self.rule_in(drops_in_gap(target, since).await?);
         }
         Ok(())
     }
@@ -741,10 +855,11 @@ impl Watched {
         }
     }
 
-    fn into_live(self, started: Timestamp) -> Live {
+    fn into_live(mut self, started: Timestamp, ended: Timestamp) -> Live {
+        self.drops.sort_by_key(|d| d.time);
         Live {
             started,
-            ended: Timestamp::now(),
+            ended,
             minimum: self.minimum,
             gaps: self.gaps,
             unresolved_gaps: self.unresolved_gaps,
@@ -754,12 +869,15 @@ impl Watched {
 }
 
 /// Watches the workload for `duration` through kube-runtime's `watcher`, which reconnects with
-/// backoff when the connection breaks (an API server restart) and re-lists after `410 Gone`.
-/// Stops at the first drop no autoscaler ordered. A broken connection opens a gap: a watch
-/// that resumes from its last resourceVersion replays every change since, so nothing was
-/// missed; a re-list closes it by the generation rule. A server still unreachable when the
-/// window ends is [`Error::Unreachable`]. `stop` ends the watch early (the guided flow's "the
-/// deploy was seen").
+/// backoff when the connection breaks (an API server restart) and re-lists after `410 Gone`,
+/// and beside it the HPAs that may explain a drop (and, once a drop is pending, the namespace's
+/// Events). A drop is decided by evidence ([`attribution`]): the watch stops at the first one
+/// no autoscaler ordered. A broken connection opens a gap: a watch that resumes from its last
+/// resourceVersion replays every change since, so nothing was missed; a re-list closes it by
+/// the generation rule. A server still unreachable when the window ends is
+/// [`Error::Unreachable`]. `stop` ends the watch early (the guided flow's "the deploy was
+/// seen"). Drops still pending when the window ends wait up to [`STATUS_CATCH_UP`] after they
+/// were seen for their evidence, and are reported unresolved without it.
 pub async fn watch(
     client: &Client,
     assessment: &Assessment,
@@ -774,32 +892,118 @@ pub async fn watch(
     let mut stream = std::pin::pin!(watcher::watcher(api.clone(), config).backoff(ReconnectBackoff::new()));
     let started = Timestamp::now();
     let deadline = tokio::time::Instant::now() + duration;
-    let target = WatchTarget { client, assessment, floor };
+    let target = WatchTarget::new(client, assessment, floor);
+    let mut hpas = hpa_watches(client, &assessment.namespace, &target.explainers.hpas);
+    let mut events = None;
     let mut seen = Watched::default();
     let bar = live_line(printer, assessment);
     let label = format!("{}/{}", assessment.namespace, assessment.target());
 
     loop {
-        let next = tokio::select! {
-            () = &mut stop => break,
-            next = tokio::time::timeout_at(deadline, stream.next()) => next,
-        };
-        let Ok(Some(event)) = next else { break };
-        match seen.on_event(event, &target).await? {
-            Flow::Continue => {}
-            Flow::Observed => {
-                if let Some(bar) = &bar {
-                    seen.show(bar, &label);
-                }
-            }
-            Flow::Stop => break,
+        if events.is_none() && !seen.pending.is_empty() {
+            events = Some(namespace_events(client, &assessment.namespace).boxed());
         }
+        let flow = tokio::select! {
+            () = &mut stop => break,
+            () = tokio::time::sleep_until(deadline) => break,
+            event = stream.next() => match event {
+                Some(event) => seen.on_event(event, &target).await?,
+                None => break,
+            },
+            witnessed = next_witnessed(&mut hpas, &mut events) => {
+                seen.witnessed(witnessed, &target)?;
+                Flow::Continue
+            }
+        };
+        if let (Flow::Observed, Some(bar)) = (&flow, &bar) {
+            seen.show(bar, &label);
+        }
+        if flow == Flow::Stop || seen.decide_pending(&target) == Flow::Stop {
+            break;
+        }
+    }
+    let ended = Timestamp::now();
+    seen.close_gap_at_end(&api, &target).await?;
+    if !seen.pending.is_empty() {
+        if let Some(bar) = &bar {
+            bar.set_message(format!(
+                "{label}: a drop seen, waiting for its autoscaler's status to tell who ordered it"
+            ));
+        }
+        if events.is_none() {
+            events = Some(namespace_events(client, &assessment.namespace).boxed());
+        }
+        let until = seen.catch_up_deadline();
+        while !seen.pending.is_empty() {
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => break,
+                witnessed = next_witnessed(&mut hpas, &mut events) => seen.witnessed(witnessed, &target)?,
+            }
+            seen.decide_pending(&target);
+        }
+        seen.give_up_pending(&target);
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    seen.close_gap_at_end(&api, &target).await?;
-    Ok(seen.into_live(started))
+    Ok(seen.into_live(started, ended))
+}
+
+/// How long a drop seen live may wait for the evidence that decides it (counted from the drop,
+/// waited for once the window is over). The HPA controller reconciles every HPA once per sync
+/// period (`--horizontal-pod-autoscaler-sync-period`, 15 s by default) and writes its status in
+/// that reconcile through its own client, not behind its event recorder: one period brings
+/// either its order or a `currentReplicas` of the new size. Two periods cover a reconcile
+/// already under way when the drop landed and a busy work queue; the attribution window covers
+/// the status write on a loaded API server. A controller that cannot reconcile (stopped,
+/// unable to read the target) leaves the drop unresolved: neither a pass nor a false alarm.
+const STATUS_CATCH_UP: Duration = Duration::from_secs(2 * 15 + 10);
+
+/// The workload's HPAs, each watched by name (a ScaledObject's HPA may not exist yet), with
+/// the same reconnection backoff as the workload's watch.
+fn hpa_watches(client: &Client, namespace: &str, names: &[String]) -> SelectAll<BoxStream<'static, HpaWatchItem>> {
+    futures::stream::select_all(names.iter().map(|name| {
+        let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let name = name.clone();
+        watcher::watcher(api, config)
+            .backoff(ReconnectBackoff::new())
+            .map(move |event| (name.clone(), Box::new(event)))
+            .boxed()
+    }))
+}
+
+type HpaWatchItem = (String, Box<watcher::Result<watcher::Event<HorizontalPodAutoscaler>>>);
+
+/// The next thing the autoscalers' watches tell; never ready while neither has anything.
+async fn next_witnessed(
+    hpas: &mut SelectAll<BoxStream<'static, HpaWatchItem>>,
+    events: &mut Option<BoxStream<'_, EventRecord>>,
+) -> Witnessed {
+    let next_event = async {
+        match events {
+            Some(events) => events.next().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        Some((name, event)) = hpas.next() => Witnessed::Hpa(name, event),
+        Some(record) = next_event => Witnessed::Event(record),
+        else => std::future::pending().await,
+    }
+}
+
+/// A drop seen live, with its decided cause.
+fn live_drop(assessment: &Assessment, drop: &LiveDrop, cause: Cause, decided: Decided) -> Drop {
+    let LiveDrop { seen, from, to } = *drop;
+    Drop {
+        time: seen,
+        from,
+        to,
+        cause,
+        evidence: format!("watch: {}/{} spec.replicas {from} -> {to}", assessment.namespace, assessment.target()),
+        decided: Some(decided),
+    }
 }
 
 /// The watch's reconnection backoff: jittered, 250 ms doubling to 2 s and no limit on attempts
@@ -834,16 +1038,14 @@ impl kube::runtime::utils::Backoff for ReconnectBackoff {
 /// The drops the Events show from `since` on (with the attribution window before it, so an
 /// order just before the gap still explains a drop in it). Events are written after the fact,
 /// so this waits up to the attribution window for them, returning as soon as a drop is seen.
-async fn drops_in_gap(client: &Client, assessment: &Assessment, since: Timestamp, floor: i64) -> Result<Vec<Drop>> {
-    let explainers = Explainers::of(assessment);
-    let kind = workload_type(assessment).unwrap_or(WorkloadType::Deployment);
-    let subjects = explainers.subjects(assessment, kind, None);
+async fn drops_in_gap(target: &WatchTarget<'_>, since: Timestamp) -> Result<Vec<Drop>> {
+    let subjects = target.subjects();
     let from = since - timeline::ATTRIBUTION_WINDOW;
     let drops_in = |events: &[EventRecord]| {
         let seen = timeline::rebuild(events, &subjects, &BTreeMap::new(), from, Timestamp::now());
-        timeline::drops(&seen, floor).into_iter().filter(|d| d.time >= since).collect::<Vec<_>>()
+        timeline::drops(&seen, target.floor).into_iter().filter(|d| d.time >= since).collect::<Vec<_>>()
     };
-    let found = first_in_events(client, &assessment.namespace, attribution_wait(), |events| {
+    let found = first_in_events(target.client, &target.assessment.namespace, attribution_wait(), |events| {
         Some(drops_in(events)).filter(|drops| !drops.is_empty())
     });
     Ok(found.await.unwrap_or_default())
@@ -861,7 +1063,7 @@ async fn first_in_events<T>(
     let mut known: Vec<EventRecord> = Vec::new();
     tokio::time::timeout(wait, async {
         while let Some(event) = events.next().await {
-            known.extend(event);
+            known.push(event);
             if let Some(found) = find(&known) {
                 return Some(found);
             }
@@ -874,12 +1076,12 @@ async fn first_in_events<T>(
 }
 
 /// The namespace's Events as they are listed and then arrive, through the runtime's watcher.
-fn namespace_events(client: &Client, namespace: &str) -> impl futures::Stream<Item = Option<EventRecord>> {
+fn namespace_events(client: &Client, namespace: &str) -> impl futures::Stream<Item = EventRecord> + Send + use<> {
     let api: Api<Event> = Api::namespaced(client.clone(), namespace);
     watcher::watcher(api, watcher::Config::default())
         .backoff(ReconnectBackoff::new())
         .applied_objects()
-        .map(|event| event.ok().as_ref().and_then(EventRecord::from_event))
+        .filter_map(|event| std::future::ready(event.ok().as_ref().and_then(EventRecord::from_event)))
 }
 
 fn attribution_wait() -> Duration {
@@ -892,7 +1094,7 @@ fn namespace_of(assessment: &Assessment) -> NamespaceScope {
 
 /// Watch errors that waiting will not cure: rejected credentials and RBAC refusals end the
 /// watch at once; anything else (a refused connection, a restart, 410) is retried.
-fn fatal_watch_error(error: &watcher::Error, assessment: &Assessment) -> Option<Error> {
+fn fatal_watch_error(error: &watcher::Error, resource: &str, namespace: &NamespaceScope) -> Option<Error> {
     let status = match error {
         watcher::Error::InitialListFailed(kube::Error::Api(status))
         | watcher::Error::WatchStartFailed(kube::Error::Api(status))
@@ -901,38 +1103,7 @@ fn fatal_watch_error(error: &watcher::Error, assessment: &Assessment) -> Option<
     };
     matches!(status.code, 401 | 403).then(|| {
         let source = kube::Error::Api(status.clone());
-        kubeio::classify_error(source, "watch", &assessment.workload_kind.plural, &namespace_of(assessment))
-    })
-}
-
-/// How long a drop seen live waits for the autoscaler's event to arrive. The event is stamped
-/// when the controller records it, just after it writes the scale, but written later: the HPA
-/// controller sends its events one at a time through its own queue, behind the controller
-/// manager's client rate limit (client-go `tools/record`), and on a loaded API server that queue
-/// lags. Measured on the CI plane: 11.8 s from the scale to the event's arrival. Only arrival is
-/// waited for this long; the order must still be stamped within the attribution window.
-const LIVE_EVENT_WAIT: Duration = Duration::from_secs(30);
-
-/// Waits, up to [`LIVE_EVENT_WAIT`], for the autoscaler's order of this size, stamped within
-/// the attribution window of the drop, returning as soon as it is seen; after the wait, the
-/// drop is nobody's order.
-async fn attribute_live_drop(client: &Client, assessment: &Assessment, from: i64, to: i64) -> Result<Drop> {
-    let seen_at = Timestamp::now();
-    let explainers = Explainers::of(assessment);
-    let kind = workload_type(assessment).unwrap_or(WorkloadType::Deployment);
-    let subjects = explainers.subjects(assessment, kind, None);
-    let window_start = seen_at - timeline::ATTRIBUTION_WINDOW - SignedDuration::from_secs(5);
-    let order_in = |events: &[EventRecord]| {
-        let recent = timeline::rebuild(events, &subjects, &BTreeMap::new(), window_start, Timestamp::now());
-        recent.orders.iter().rev().find(|o| o.size == to).cloned()
-    };
-    let found = first_in_events(client, &assessment.namespace, LIVE_EVENT_WAIT, order_in).await;
-    Ok(Drop {
-        time: seen_at,
-        from,
-        to,
-        cause: Cause::of(found.as_ref()),
-        evidence: format!("watch: {}/{} spec.replicas {from} -> {to}", assessment.namespace, assessment.target()),
+        kubeio::classify_error(source, "watch", resource, namespace)
     })
 }
 
@@ -1029,5 +1200,6 @@ fn cause_text(cause: &Cause) -> String {
             )
         }
         Cause::Unordered => "no autoscaler ordered it: a deploy tool or a person reset replicas".into(),
+        Cause::Unresolved { reason } => format!("unresolved: {reason}"),
     }
 }
