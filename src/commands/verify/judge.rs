@@ -146,3 +146,105 @@ pub(super) fn end_state(now: &Assessment, floor: i64) -> EndState {
     }
     EndState { verdict: now.verdict, reason, replicas: now.replicas.spec, ok: problems.is_empty(), problems }
 }
+
+#[cfg(test)]
+mod tests {
+    use jiff::Timestamp;
+
+    use super::*;
+    use crate::cli::{Verb, parse_from};
+    use crate::commands::verify::Minimum;
+    use crate::core::attribution::{Basis, Decided};
+    use crate::core::fixtures::{deployment, hpa};
+    use crate::core::{Cluster, analyze};
+
+    fn args(extra: &[&str]) -> VerifyArgs {
+        let line = ["kubectl-hpa_migrate", "verify", "deploy/web"].iter().chain(extra).map(Into::into);
+        match parse_from(line).unwrap().verb {
+            Some(Verb::Verify(args)) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A captured workload with the captured HPA (min 3) targeting it.
+    fn assessed(fixture: &str) -> Assessment {
+        let workload = deployment(fixture);
+        let hpas = [hpa("hpa-min3-rescaled", workload.namespace(), workload.name())];
+        analyze(&workload, &Cluster { hpas: &hpas, ..Cluster::default() })
+    }
+
+    fn live_with(cause: Cause) -> Live {
+        let at = Timestamp::UNIX_EPOCH;
+        let decided = Decided { at, by: Basis::HpaStatus, evidence: "status".into() };
+        let drop = Drop { time: at, from: 5, to: 1, cause, evidence: "watch".into(), decided: Some(decided) };
+        Live {
+            started: at,
+            ended: at,
+            minimum: Minimum::default(),
+            gaps: Vec::new(),
+            unresolved_gaps: 0,
+            drops: vec![drop],
+        }
+    }
+
+    fn judged(live: Live) -> WorkloadResult {
+        let a = assessed("hpa-rescaled");
+        let args = args(&["--watch", "30s"]);
+        judge(&a, None, Some(live), end_state(&a, args.floor), &args)
+    }
+
+    #[test]
+    fn the_captured_safe_workload_has_a_sound_end_state() {
+        let a = assessed("hpa-rescaled");
+        let end = end_state(&a, 1);
+        assert!(end.ok, "{end:?}");
+        assert!(!end_state(&a, 3).ok, "at 3 replicas, a floor of 3 is reached");
+    }
+
+    #[test]
+    fn an_unordered_live_drop_is_the_failure() {
+        let result = judged(live_with(Cause::Unordered));
+        assert_eq!(result.outcome, Outcome::Drop);
+        assert!(result.reason.contains("no autoscaler ordered it"), "{}", result.reason);
+    }
+
+    #[test]
+    fn a_drop_the_hpa_ordered_passes() {
+        let result = judged(live_with(Cause::Autoscaler { hpa: "hpa/web".into(), reason: "desired 1".into() }));
+        assert_eq!(result.outcome, Outcome::Pass, "{}", result.reason);
+        assert!(result.reason.contains("only as an autoscaler ordered"), "{}", result.reason);
+    }
+
+    #[test]
+    fn an_unresolved_live_drop_is_inconclusive_never_a_pass_nor_a_drop() {
+        let result = judged(live_with(Cause::Unresolved { reason: "the autoscaler's status did not catch up".into() }));
+        assert_eq!(result.outcome, Outcome::Inconclusive);
+        assert!(result.reason.contains("is unresolved: the autoscaler's status did not catch up"), "{}", result.reason);
+        assert_eq!(
+            serde_json::to_value(&result.live.as_ref().unwrap().drops[0].cause).unwrap(),
+            serde_json::json!({"by": "unresolved", "reason": "the autoscaler's status did not catch up"})
+        );
+    }
+
+    #[test]
+    fn a_deploy_tool_still_owning_replicas_is_at_risk() {
+        let a = assessed("flux-ssa-owns-replicas");
+        let args = args(&["--watch", "30s"]);
+        let mut live = live_with(Cause::Unordered);
+        live.drops.clear();
+        let result = judge(&a, None, Some(live), end_state(&a, args.floor), &args);
+        assert_eq!(result.outcome, Outcome::AtRisk, "{}", result.reason);
+    }
+
+    #[test]
+    fn results_follow_the_assessments_in_order() {
+        let assessments = [assessed("hpa-rescaled"), assessed("flux-ssa-owns-replicas")];
+        let end_states = assessments.iter().map(|a| end_state(a, 1)).collect();
+        let lives = vec![live_with(Cause::Unordered), live_with(Cause::Unordered)];
+        let results = judge_all(&assessments, None, Some(lives), end_states, &args(&["--watch", "1s"]));
+        assert_eq!(
+            results.iter().map(|r| r.namespace.as_str()).collect::<Vec<_>>(),
+            vec![assessments[0].namespace.as_str(), assessments[1].namespace.as_str()]
+        );
+    }
+}

@@ -66,17 +66,16 @@ struct Watched {
 }
 
 /// The workload watched, the floor its drops are judged against, the autoscalers that may
-/// explain them and the client that reads their evidence.
+/// explain them.
 struct WatchTarget<'a> {
-    client: &'a Client,
     assessment: &'a Assessment,
     floor: i64,
     explainers: Explainers,
 }
 
 impl<'a> WatchTarget<'a> {
-    fn new(client: &'a Client, assessment: &'a Assessment, floor: i64) -> Self {
-        Self { client, assessment, floor, explainers: Explainers::of(assessment) }
+    fn new(assessment: &'a Assessment, floor: i64) -> Self {
+        Self { assessment, floor, explainers: Explainers::of(assessment) }
     }
 
     fn subjects(&self) -> Subjects<'_> {
@@ -103,11 +102,13 @@ enum Flow {
 }
 
 impl Watched {
-    /// Handles one event of the `watcher` stream by the gap rules of [`watch`].
+    /// Handles one event of the `watcher` stream by the gap rules of [`watch`] (`client` reads
+    /// the Events of a gap the generation rule cannot close).
     async fn on_event(
         &mut self,
         event: watcher::Result<watcher::Event<DynamicObject>>,
         target: &WatchTarget<'_>,
+        client: &Client,
     ) -> Result<Flow> {
         let object = match event {
             Err(error) => {
@@ -126,7 +127,7 @@ impl Watched {
                 let Some(object) = self.relisted.take() else {
                     return self.gone_after_relist(target.assessment);
                 };
-                self.close_gap(&state_of(&object), target).await?;
+                self.close_gap(&state_of(&object), target, client).await?;
                 // A failure always stops the watch, so one here is the Events' in the gap.
                 if self.drops.iter().any(Drop::is_failure) {
                     return Ok(Flow::Stop);
@@ -286,9 +287,9 @@ impl Watched {
 
     /// Closes an open gap (if any) on the object as re-read: by the generation rule, else by
     /// the Events.
-    async fn close_gap(&mut self, after: &WatchState, target: &WatchTarget<'_>) -> Result<()> {
+    async fn close_gap(&mut self, after: &WatchState, target: &WatchTarget<'_>, client: &Client) -> Result<()> {
         if let Some(since) = self.close_gap_by_generation(after) {
-            self.rule_in(drops_in_gap(target, since).await?);
+            self.rule_in(drops_in_gap(client, target, since).await?);
         }
         Ok(())
     }
@@ -330,7 +331,12 @@ impl Watched {
 
     /// A gap still open when the window ends (no event since the connection broke): reads the
     /// object once more to close it, or finds the server still unreachable.
-    async fn close_gap_at_end(&mut self, api: &Api<DynamicObject>, target: &WatchTarget<'_>) -> Result<()> {
+    async fn close_gap_at_end(
+        &mut self,
+        api: &Api<DynamicObject>,
+        target: &WatchTarget<'_>,
+        client: &Client,
+    ) -> Result<()> {
         if self.open_gap.is_none() {
             return Ok(());
         }
@@ -339,7 +345,7 @@ impl Watched {
             kubeio::classify_error(e, "get", &assessment.workload_kind.plural, &namespace_of(assessment))
         })?;
         let after = state_of(&object);
-        self.close_gap(&after, target).await?;
+        self.close_gap(&after, target, client).await?;
         self.observe(after);
         Ok(())
     }
@@ -394,7 +400,7 @@ pub async fn watch(
     let mut stream = std::pin::pin!(watcher::watcher(api.clone(), config).backoff(ReconnectBackoff::new()));
     let started = Timestamp::now();
     let deadline = tokio::time::Instant::now() + duration;
-    let target = WatchTarget::new(client, assessment, floor);
+    let target = WatchTarget::new(assessment, floor);
     let mut hpas = hpa_watches(client, &assessment.namespace, &target.explainers.hpas);
     let mut events = None;
     let mut seen = Watched::default();
@@ -409,7 +415,7 @@ pub async fn watch(
             () = &mut stop => break,
             () = tokio::time::sleep_until(deadline) => break,
             event = stream.next() => match event {
-                Some(event) => seen.on_event(event, &target).await?,
+                Some(event) => seen.on_event(event, &target, client).await?,
                 None => break,
             },
             witnessed = next_witnessed(&mut hpas, &mut events) => {
@@ -425,7 +431,7 @@ pub async fn watch(
         }
     }
     let ended = Timestamp::now();
-    seen.close_gap_at_end(&api, &target).await?;
+    seen.close_gap_at_end(&api, &target, client).await?;
     if !seen.pending.is_empty() {
         if let Some(bar) = &bar {
             bar.set_message(format!(
@@ -540,14 +546,14 @@ impl kube::runtime::utils::Backoff for ReconnectBackoff {
 /// The drops the Events show from `since` on (with the attribution window before it, so an
 /// order just before the gap still explains a drop in it). Events are written after the fact,
 /// so this waits up to the attribution window for them, returning as soon as a drop is seen.
-async fn drops_in_gap(target: &WatchTarget<'_>, since: Timestamp) -> Result<Vec<Drop>> {
+async fn drops_in_gap(client: &Client, target: &WatchTarget<'_>, since: Timestamp) -> Result<Vec<Drop>> {
     let subjects = target.subjects();
     let from = since - timeline::ATTRIBUTION_WINDOW;
     let drops_in = |events: &[EventRecord]| {
         let seen = timeline::rebuild(events, &subjects, &BTreeMap::new(), from, Timestamp::now());
         timeline::drops(&seen, target.floor).into_iter().filter(|d| d.time >= since).collect::<Vec<_>>()
     };
-    let found = first_in_events(target.client, &target.assessment.namespace, attribution_wait(), |events| {
+    let found = first_in_events(client, &target.assessment.namespace, attribution_wait(), |events| {
         Some(drops_in(events)).filter(|drops| !drops.is_empty())
     });
     Ok(found.await.unwrap_or_default())
@@ -627,4 +633,155 @@ fn live_line(lines: &LiveLines, assessment: &Assessment) -> Option<indicatif::Pr
     bar.set_message(format!("{}/{}: watching", assessment.namespace, assessment.target()));
     bar.enable_steady_tick(Duration::from_millis(250));
     Some(bar)
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use serde_json::json;
+
+    use super::*;
+    use crate::core::attribution::Basis;
+    use crate::core::fixtures::{deployment, hpa, load};
+    use crate::core::{Cluster, analyze};
+
+    /// The captured Deployment `web`, with the captured HPA (min 3) targeting it, or alone.
+    fn assessed(with_hpa: bool) -> Assessment {
+        let workload = deployment("hpa-rescaled");
+        let hpas = [hpa("hpa-min3-rescaled", workload.namespace(), workload.name())];
+        let hpas: &[_] = if with_hpa { &hpas } else { &[] };
+        analyze(&workload, &Cluster { hpas, ..Cluster::default() })
+    }
+
+    fn object(replicas: i64, generation: i64) -> DynamicObject {
+        DynamicObject {
+            types: None,
+            metadata: ObjectMeta { name: Some("web".into()), generation: Some(generation), ..Default::default() },
+            data: json!({"spec": {"replicas": replicas}, "status": {"replicas": replicas, "readyReplicas": replicas}}),
+        }
+    }
+
+    /// The captured HPA, its status as the controller writes it in the reconcile that scales.
+    fn hpa_status(current: i32, desired: i32, last_scale: Timestamp) -> HorizontalPodAutoscaler {
+        let mut hpa: HorizontalPodAutoscaler = serde_json::from_value(load("hpa-min3-rescaled")).unwrap();
+        let status = hpa.status.as_mut().unwrap();
+        status.current_replicas = Some(current);
+        status.desired_replicas = desired;
+        status.last_scale_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(last_scale));
+        hpa
+    }
+
+    /// The workload seen at 5, then at 1: a drop to the floor.
+    fn drop_five_to_one(seen: &mut Watched, target: &WatchTarget<'_>) {
+        seen.changed(&object(5, 1), target);
+        seen.changed(&object(1, 2), target);
+    }
+
+    fn hpa_event(event: watcher::Event<HorizontalPodAutoscaler>) -> Witnessed {
+        Witnessed::Hpa("web".into(), Box::new(Ok(event)))
+    }
+
+    #[test]
+    fn a_step_to_the_floor_is_pending_others_are_not_drops() {
+        let a = assessed(true);
+        let target = WatchTarget::new(&a, 1);
+        let mut seen = Watched::default();
+        assert_eq!(seen.changed(&object(5, 1), &target), Flow::Observed);
+        assert_eq!(seen.changed(&object(3, 2), &target), Flow::Observed);
+        assert!(seen.pending.is_empty(), "5 -> 3 stays above the floor");
+        seen.changed(&object(1, 3), &target);
+        assert_eq!(seen.pending.iter().map(|d| (d.from, d.to)).collect::<Vec<_>>(), vec![(3, 1)]);
+        seen.changed(&object(0, 4), &target);
+        assert_eq!(seen.pending.len(), 1, "1 -> 0 starts at the floor: no new drop");
+        assert_eq!(seen.minimum.spec, Some(0));
+    }
+
+    #[test]
+    fn without_an_autoscaler_a_drop_is_unordered_at_once_and_stops_the_watch() {
+        let a = assessed(false);
+        let target = WatchTarget::new(&a, 1);
+        let mut seen = Watched::default();
+        drop_five_to_one(&mut seen, &target);
+        assert_eq!(seen.decide_pending(&target), Flow::Stop);
+        assert!(seen.pending.is_empty());
+        let decided = seen.drops[0].decided.as_ref().unwrap();
+        assert_eq!((&seen.drops[0].cause, decided.by), (&Cause::Unordered, Basis::NoAutoscaler));
+    }
+
+    #[test]
+    fn the_hpas_status_decides_its_own_order_and_the_watch_goes_on() {
+        let a = assessed(true);
+        let target = WatchTarget::new(&a, 1);
+        let mut seen = Watched::default();
+        seen.witnessed(hpa_event(watcher::Event::Init), &target).unwrap();
+        seen.witnessed(hpa_event(watcher::Event::InitApply(hpa_status(5, 5, Timestamp::UNIX_EPOCH))), &target).unwrap();
+        seen.witnessed(hpa_event(watcher::Event::InitDone), &target).unwrap();
+        drop_five_to_one(&mut seen, &target);
+        assert_eq!(seen.decide_pending(&target), Flow::Observed);
+        assert_eq!(seen.pending.len(), 1, "an old status tells nothing");
+        seen.witnessed(hpa_event(watcher::Event::Apply(hpa_status(5, 1, Timestamp::now()))), &target).unwrap();
+        assert_eq!(seen.decide_pending(&target), Flow::Observed);
+        assert!(matches!(&seen.drops[0].cause, Cause::Autoscaler { hpa, .. } if hpa == "hpa/web"), "{:?}", seen.drops);
+        assert_eq!(seen.drops[0].decided.as_ref().map(|d| d.by), Some(Basis::HpaStatus));
+    }
+
+    #[test]
+    fn an_hpa_reconcile_after_a_deploys_drop_decides_it_unordered() {
+        let a = assessed(true);
+        let target = WatchTarget::new(&a, 1);
+        let mut seen = Watched::default();
+        seen.witnessed(hpa_event(watcher::Event::InitApply(hpa_status(5, 5, Timestamp::UNIX_EPOCH))), &target).unwrap();
+        drop_five_to_one(&mut seen, &target);
+        assert_eq!(seen.decide_pending(&target), Flow::Observed);
+        let rescaled_back = Timestamp::now() + jiff::SignedDuration::from_secs(1);
+        seen.witnessed(hpa_event(watcher::Event::Apply(hpa_status(1, 3, rescaled_back))), &target).unwrap();
+        assert_eq!(seen.decide_pending(&target), Flow::Stop);
+        assert_eq!(seen.drops[0].cause, Cause::Unordered);
+    }
+
+    #[test]
+    fn an_hpa_the_list_does_not_find_is_absent_a_deleted_one_too() {
+        let a = assessed(true);
+        let target = WatchTarget::new(&a, 1);
+        let mut seen = Watched::default();
+        seen.witnessed(hpa_event(watcher::Event::Init), &target).unwrap();
+        seen.witnessed(hpa_event(watcher::Event::InitDone), &target).unwrap();
+        assert!(matches!(seen.witness.presence.get("web"), Some(attribution::Presence::Absent { .. })));
+        seen.witnessed(hpa_event(watcher::Event::Apply(hpa_status(5, 5, Timestamp::UNIX_EPOCH))), &target).unwrap();
+        assert_eq!(seen.witness.presence.get("web"), Some(&attribution::Presence::Present));
+        seen.witnessed(hpa_event(watcher::Event::Delete(hpa_status(5, 5, Timestamp::UNIX_EPOCH))), &target).unwrap();
+        assert!(matches!(seen.witness.presence.get("web"), Some(attribution::Presence::Absent { .. })));
+    }
+
+    #[test]
+    fn a_drop_still_pending_at_the_end_is_unresolved() {
+        let a = assessed(true);
+        let target = WatchTarget::new(&a, 1);
+        let mut seen = Watched::default();
+        drop_five_to_one(&mut seen, &target);
+        seen.decide_pending(&target);
+        assert!(seen.catch_up_deadline() > tokio::time::Instant::now() + Duration::from_secs(30));
+        seen.give_up_pending(&target);
+        assert!(matches!(seen.drops[0].cause, Cause::Unresolved { .. }), "{:?}", seen.drops);
+        assert!(!seen.drops[0].is_failure());
+    }
+
+    #[test]
+    fn a_gap_is_ruled_out_by_a_resumed_watch_or_an_unmoved_generation() {
+        let a = assessed(true);
+        let mut seen = Watched::default();
+        seen.observe(state_of(&object(5, 7)));
+        let error = watcher::Error::NoResourceVersion;
+        seen.broke(&error, &a).unwrap();
+        seen.broke(&error, &a).unwrap();
+        assert_eq!(seen.gaps.len(), 1, "one gap until the watch is back: {:?}", seen.gaps);
+        seen.resumed();
+        assert!(seen.open_gap.is_none() && seen.gaps[1].starts_with("ruled out: the watch resumed"), "{:?}", seen.gaps);
+        seen.broke(&error, &a).unwrap();
+        assert_eq!(seen.close_gap_by_generation(&state_of(&object(5, 7))), None);
+        seen.broke(&error, &a).unwrap();
+        assert!(seen.close_gap_by_generation(&state_of(&object(1, 8))).is_some(), "moved: the Events must tell");
+        seen.rule_in(Vec::new());
+        assert_eq!(seen.unresolved_gaps, 1);
+    }
 }
