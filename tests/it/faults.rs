@@ -242,6 +242,14 @@ async fn a_live_drop_the_hpa_ordered_is_attributed_to_it_though_its_event_comes_
         (spec_replicas(&ns.deployment_value("web").await) == Some(1)).then_some(())
     })
     .await;
+    // The HPA as the controller wrote its status in the reconcile that scaled: the unit tests'
+    // fixture of an order (`cargo xtask fixtures` style capture, with HPA_MIGRATE_UPDATE_FIXTURES).
+    let ordering = eventually(Duration::from_secs(30), "the HPA's status to show its order to 1", || async {
+        let hpa: Value = serde_json::from_slice(&ns.kubectl(&["get", "hpa", "web", "-o", "json"], None).stdout).ok()?;
+        (hpa["status"]["desiredReplicas"] == 1 && hpa["status"]["lastScaleTime"].is_string()).then_some(hpa)
+    })
+    .await;
+    capture_fixture("hpa-max1-ordered", &ordering);
     let held = eventually(Duration::from_secs(60), "the held event to be rejected", || async {
         hold.held().into_iter().find(|h| h.message.starts_with("New size: 1;"))
     })
@@ -254,10 +262,13 @@ async fn a_live_drop_the_hpa_ordered_is_attributed_to_it_though_its_event_comes_
     let report = json_of(&output, "verify --watch");
     let result = &report["results"][0];
     let drop = &result["live"]["drops"][0];
-    let decided_after = timestamp(&drop["decided"]["at"]).duration_since(timestamp(&drop["time"]));
+    let seen = timestamp(&drop["time"]);
+    let decided_after = timestamp(&drop["decided"]["at"]).duration_since(seen);
     eprintln!(
-        "the HPA's event was held {:.1} s and rejected; verify decided the drop {:.3} s after it saw it, by {} ({}); exit {} after {:.1} s",
+        "the HPA's event was held {:.1} s and rejected; its status stamped the scale at {} and verify saw the drop at {seen}; \
+         it decided {:.3} s after it saw it, by {} ({}); exit {} after {:.1} s",
         held.until.duration_since(held.from).as_secs_f64(),
+        ordering["status"]["lastScaleTime"],
         decided_after.as_secs_f64(),
         drop["decided"]["by"],
         drop["decided"]["evidence"],
