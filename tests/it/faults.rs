@@ -232,7 +232,7 @@ async fn a_live_drop_the_hpa_ordered_is_attributed_to_it_though_its_event_comes_
     let hold = EventHold::start(&ns, "SuccessfulRescale", "New size: 1;", HOLD, Then::Reject).await;
     let server = FaultApiServer::start_new();
     let mut watcher =
-        Running::spawn(&server.kubeconfig, Some(&ns.name), &["verify", "deploy/web", "--watch", "30s", "-o", "json"]);
+        Running::spawn(&server.kubeconfig, Some(&ns.name), &["verify", "deploy/web", "--watch", "40s", "-o", "json"]);
     plugin_requested(&server, &mut watcher, &["watch"], "before the HPA's scale-down").await;
 
     // The HPA's own order: a maximum of 1 makes the real HPA controller scale 5 -> 1 ("Current
@@ -250,13 +250,14 @@ async fn a_live_drop_the_hpa_ordered_is_attributed_to_it_though_its_event_comes_
     })
     .await;
     capture_fixture("hpa-max1-ordered", &ordering);
-    let held = eventually(Duration::from_secs(60), "the held event to be rejected", || async {
+    // Back to a healthy end state within verify's window (the HPA writes /scale at once; its
+    // events queue behind the held one), so the outcome rests on the attribution alone.
+    rescaling_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 10), "web", 3).await;
+    let held = eventually(Duration::from_secs(90), "the held event to be rejected", || async {
         hold.held().into_iter().find(|h| h.message.starts_with("New size: 1;"))
     })
     .await;
     assert!(!held.allowed, "the HPA's event is rejected, so it never arrives");
-    // Back to a healthy end state, so the outcome rests on the attribution alone.
-    rescaling_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 3, 10), "web", 3).await;
 
     let (output, elapsed) = watcher.finish(Duration::from_secs(120)).await;
     let report = json_of(&output, "verify --watch");
