@@ -305,6 +305,27 @@ mod tests {
         ));
     }
 
+    /// The status the real HPA controller wrote in the reconcile that scaled web 5 -> 1
+    /// (maxReplicas 1), captured on the plane by the late-event fault test: with its Event
+    /// rejected, this status is all there is, and it is enough.
+    #[test]
+    fn the_plane_captured_order_to_one_explains_the_drop_without_its_event() {
+        let hpa: HorizontalPodAutoscaler = serde_json::from_value(load("hpa-max1-ordered")).unwrap();
+        let status = HpaStatus::of(&hpa, rescaled_at(&hpa)).unwrap();
+        assert_eq!((status.current, status.desired), (Some(5), 1), "the scale's reconcile: read 5, ordered 1");
+        let drop = LiveDrop { seen: rescaled_at(&hpa) + SignedDuration::from_millis(215), from: 5, to: 1 };
+        let mut witness = Witness::default();
+        witness.record_hpa(&hpa, drop.seen + SignedDuration::from_millis(20));
+        let hpas = web();
+        let (cause, basis) = cause_and_basis(decide(&drop, &subjects(&hpas, &[]), &witness, drop.seen)).unwrap();
+        assert!(matches!(&cause, Cause::Autoscaler { hpa, .. } if hpa == "hpa/web"), "{cause:?}");
+        assert_eq!(basis, Basis::HpaStatus);
+        // Its currentReplicas (5) is not the new size: no reconcile after a deploy's drop to 1.
+        let mut later = witness.clone();
+        later.statuses[0].last_scale = Some(drop.seen - secs(60));
+        assert_eq!(decide(&drop, &subjects(&hpas, &[]), &later, drop.seen), Attribution::Pending);
+    }
+
     #[test]
     fn an_old_rescale_or_another_size_orders_nothing() {
         let hpa = captured();
