@@ -296,10 +296,11 @@ impl Flow<'_> {
                 let _ = pressed.send(());
             }
         });
+        let lines = verify::LiveLines::new(self.printer);
         let enter = futures::future::FutureExt::shared(futures::future::FutureExt::map(enter, |_| ()));
         let watches = now.workloads.iter().zip(baselines).map(|(a, baseline)| {
             let stop = futures::future::select(Box::pin(apply_seen(self.client, a, baseline)), enter.clone());
-            verify::watch(self.client, a, self.args.timeout.0, self.args.floor, self.printer, async move {
+            verify::watch(self.client, a, self.args.timeout.0, self.args.floor, &lines, async move {
                 stop.await;
             })
         });

@@ -1,5 +1,6 @@
 //! The pure core: no I/O, unit-tested on objects captured from a real API server.
 
+pub mod attribution;
 pub mod autoscaler;
 pub mod deploy;
 pub mod gojson;

@@ -162,6 +162,9 @@ pub enum Cause {
     KedaPaused { scaled_object: String, replicas: i64 },
     /// No autoscaler ordered it: a deploy tool or a person reset replicas.
     Unordered,
+    /// Seen live, but the evidence that would tell whether an autoscaler ordered it did not
+    /// come in time (see [`super::attribution`]): not proven either way.
+    Unresolved { reason: String },
 }
 
 impl Cause {
@@ -198,6 +201,9 @@ pub struct Drop {
     pub to: i64,
     pub cause: Cause,
     pub evidence: String,
+    /// For a drop seen live: when and from what its cause was decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided: Option<super::attribution::Decided>,
 }
 
 impl Drop {
@@ -506,6 +512,7 @@ pub fn drops(timeline: &Timeline, floor: i64) -> Vec<Drop> {
                 to: point.replicas,
                 cause,
                 evidence: point.source.clone(),
+                decided: None,
             });
         }
         previous = Some(point.replicas);

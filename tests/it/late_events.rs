@@ -1,5 +1,8 @@
 //! Events that arrive late, on purpose: a validating admission webhook of the test's own that
-//! holds the creation of chosen Events for a set time, then allows it. The real
+//! holds the creation of chosen Events for a set time, then allows it, or rejects it so that it
+//! never arrives (the recorder drops an Event the server rejects, client-go `tools/record`
+//! `recordEvent`; a webhook may hold a request for at most 30 s, `timeoutSeconds`, so "later
+//! than any wait" is a rejection). The real
 //! kube-controller-manager writes its Events through the API server like any client, so a held
 //! create delays the real HPA controller's `SuccessfulRescale` event by exactly that long, while
 //! the scale it describes has already landed. This is the load that makes Events late
@@ -46,23 +49,35 @@ pub struct EventHold {
     server: tokio::task::JoinHandle<()>,
 }
 
-/// One Event the webhook held: its message, and when the hold began and ended.
+/// One Event the webhook held: its message, when the hold began and ended, and whether it was
+/// then allowed.
 #[derive(Clone, Debug)]
 pub struct Held {
     pub message: String,
     pub from: Instant,
     pub until: Instant,
+    pub allowed: bool,
+}
+
+/// What the webhook answers once a hold is over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// The Event is created, late.
+    Allow,
+    /// The Event is refused: it never arrives.
+    Reject,
 }
 
 impl EventHold {
     /// Holds for `hold` the creation of Events in `ns` with `reason` whose message starts with
-    /// `message_prefix`, from the moment this returns (the API server's calls have been seen).
-    pub async fn start(ns: &TestNamespace, reason: &str, message_prefix: &str, hold: Duration) -> Self {
+    /// `message_prefix`, then answers `then`, from the moment this returns (the API server's
+    /// calls have been seen).
+    pub async fn start(ns: &TestNamespace, reason: &str, message_prefix: &str, hold: Duration, then: Then) -> Self {
         let (ca_pem, acceptor) = tls_acceptor();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let held = Arc::new(Mutex::new(Vec::new()));
-        let server = tokio::spawn(serve(listener, acceptor, hold, held.clone()));
+        let server = tokio::spawn(serve(listener, acceptor, hold, then, held.clone()));
         let configuration = format!("hpa-migrate-test-hold-{}", ns.name);
         let webhooks: Api<ValidatingWebhookConfiguration> = Api::all(ns.client.clone());
         let object = webhook_configuration(&configuration, &ns.name, address, &ca_pem, reason, message_prefix);
@@ -187,40 +202,47 @@ fn tls_acceptor() -> (String, TlsAcceptor) {
     (ca_cert.pem(), TlsAcceptor::from(Arc::new(config)))
 }
 
-async fn serve(listener: tokio::net::TcpListener, acceptor: TlsAcceptor, hold: Duration, held: Arc<Mutex<Vec<Held>>>) {
+async fn serve(
+    listener: tokio::net::TcpListener,
+    acceptor: TlsAcceptor,
+    hold: Duration,
+    then: Then,
+    held: Arc<Mutex<Vec<Held>>>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let acceptor = acceptor.clone();
         let held = held.clone();
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(stream).await else { return };
-            let service = service_fn(move |request| review(request, hold, held.clone()));
+            let service = service_fn(move |request| review(request, hold, then, held.clone()));
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
         });
     }
 }
 
-/// Allows every review; holds the answer for a matching Event, answers a probe at once.
+/// Answers a probe at once (allowed); holds the answer for a matching Event, then answers `then`.
 async fn review(
     request: Request<hyper::body::Incoming>,
     hold: Duration,
+    then: Then,
     held: Arc<Mutex<Vec<Held>>>,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let body = request.into_body().collect().await?.to_bytes();
     let review: Value = serde_json::from_slice(&body).unwrap_or_default();
     let object = &review["request"]["object"];
     let from = Instant::now();
-    let message = if object["reason"] == PROBE_REASON {
-        PROBE_SEEN.to_string()
+    let (message, allowed) = if object["reason"] == PROBE_REASON {
+        (PROBE_SEEN.to_string(), true)
     } else {
         tokio::time::sleep(hold).await;
-        object["message"].as_str().unwrap_or_default().to_string()
+        (object["message"].as_str().unwrap_or_default().to_string(), then == Then::Allow)
     };
-    held.lock().unwrap().push(Held { message, from, until: Instant::now() });
-    let answer = json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "response": {"uid": review["request"]["uid"], "allowed": true},
-    });
+    held.lock().unwrap().push(Held { message, from, until: Instant::now(), allowed });
+    let mut response = json!({"uid": review["request"]["uid"], "allowed": allowed});
+    if !allowed {
+        response["status"] = json!({"code": 403, "message": "held, then rejected by the hpa-migrate test"});
+    }
+    let answer = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
     Ok(Response::new(Full::new(Bytes::from(answer.to_string()))))
 }

@@ -1,0 +1,89 @@
+//! The text report of verify.
+
+use super::{Outcome, VerifyReport};
+use crate::core::timeline::Cause;
+use crate::output::count;
+
+pub(super) fn render_text(report: &VerifyReport) -> String {
+    let mut out = String::new();
+    for r in &report.results {
+        out.push_str(&format!("{}/{}/{}: {}\n", r.namespace, r.kind.to_lowercase(), r.name, outcome_name(r.outcome)));
+        out.push_str(&format!("  {}\n", r.reason));
+        if let Some(h) = &r.history {
+            out.push_str(&format!(
+                "  history {} .. {} (evidence reaches back to {}{})\n",
+                h.from,
+                h.to,
+                h.evidence_from,
+                if h.covered { "" } else { "; period NOT covered" }
+            ));
+            if let Some(initial) = h.timeline.initial {
+                out.push_str(&format!(
+                    "    {:<30} {initial:>4}  (before the first event in the period)\n",
+                    h.from.to_string()
+                ));
+            }
+            for point in &h.timeline.points {
+                out.push_str(&format!("    {:<30} {:>4}  {}\n", point.time.to_string(), point.replicas, point.source));
+            }
+            for drop in &h.drops {
+                out.push_str(&format!(
+                    "  drop {} -> {} at {}: {}\n",
+                    drop.from,
+                    drop.to,
+                    drop.time,
+                    cause_text(&drop.cause)
+                ));
+            }
+        }
+        if let Some(l) = &r.live {
+            out.push_str(&format!(
+                "  watched {} .. {}: minimum replicas {} (status {}, ready {})\n",
+                l.started,
+                l.ended,
+                count(l.minimum.spec),
+                count(l.minimum.status),
+                count(l.minimum.ready)
+            ));
+            for gap in &l.gaps {
+                out.push_str(&format!("    gap: {gap}\n"));
+            }
+            for drop in &l.drops {
+                out.push_str(&format!(
+                    "  drop {} -> {} at {}: {}\n",
+                    drop.from,
+                    drop.to,
+                    drop.time,
+                    cause_text(&drop.cause)
+                ));
+            }
+        }
+        out.push_str(&format!("  end state: {} ({})\n", r.end_state.verdict.as_str(), r.end_state.reason));
+    }
+    out
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Pass => "pass",
+        Outcome::Inconclusive => "inconclusive",
+        Outcome::AtRisk => "at-risk",
+        Outcome::Drop => "drop",
+    }
+}
+
+pub(super) fn cause_text(cause: &Cause) -> String {
+    match cause {
+        Cause::Autoscaler { hpa, reason } => format!("ordered by {hpa} ({reason}); not a failure"),
+        Cause::KedaIdle { scaled_object } => {
+            format!("{scaled_object} went idle (KEDA scales an idle workload down by design); not a failure")
+        }
+        Cause::KedaPaused { scaled_object, replicas } => {
+            format!(
+                "{scaled_object} was paused at autoscaling.keda.sh/paused-replicas {replicas} (KEDA scaled it); not a failure"
+            )
+        }
+        Cause::Unordered => "no autoscaler ordered it: a deploy tool or a person reset replicas".into(),
+        Cause::Unresolved { reason } => format!("unresolved: {reason}"),
+    }
+}
