@@ -140,6 +140,17 @@ impl Inventory {
     }
 }
 
+/// Reads the inventory the query asks for, waiting out a short API server outage (a read
+/// changes nothing, so it is safe to repeat): what every verb reads the cluster through.
+pub async fn read(client: &Client, query: &Query<'_>) -> Result<Inventory> {
+    crate::retry::while_unreachable(|| Inventory::collect(client, query)).await
+}
+
+/// The assessment of every workload the query asks for, as [`read`] reads them.
+pub async fn assessed(client: &Client, query: &Query<'_>) -> Result<Vec<Assessment>> {
+    Ok(read(client, query).await?.into_assessments(&[]).0)
+}
+
 /// The analysis of an inventory's workloads, each assessed when asked for; pure.
 pub struct Analysis<'a> {
     inventory: &'a Inventory,

@@ -13,7 +13,7 @@ use crate::commands::parse_targets;
 use crate::core::autoscaler::Autoscaler;
 use crate::core::verdict::{Assessment, Verdict};
 use crate::error::{ExitStatus, Result};
-use crate::inventory::{Analysis, Inventory, Query};
+use crate::inventory::{self, Analysis, Inventory, Query};
 use crate::kubeio::NamespaceScope;
 use crate::output::{self, Printer};
 
@@ -72,7 +72,7 @@ pub async fn run(
     let backup_dir = args.backups.dir();
     let query =
         Query { scope, selector, targets: &targets, all_workloads: args.all_workloads, backup_dir: &backup_dir };
-    let inventory = read(client, &query).await?;
+    let inventory = inventory::read(client, &query).await?;
     // Each assessment is written (or, for text, reduced to its row and section) as it is made
     // and dropped: the reports of 10,000 workloads are never held at once.
     let analysis = inventory.analysis(&[]);
@@ -112,15 +112,9 @@ fn empty_message(scope: &NamespaceScope, all_workloads: bool) -> String {
     }
 }
 
-/// Reads the inventory the query asks for, waiting out a short API server outage (a read
-/// changes nothing, so it is safe to repeat).
-async fn read(client: &Client, query: &Query<'_>) -> Result<Inventory> {
-    crate::retry::while_unreachable(|| Inventory::collect(client, query)).await
-}
-
 /// Reads the inventory the query asks for and reports on it.
 pub async fn report(client: &Client, query: &Query<'_>) -> Result<CheckReport> {
-    Ok(CheckReport::of(read(client, query).await?, &[]))
+    Ok(CheckReport::of(inventory::read(client, query).await?, &[]))
 }
 
 impl<W> CheckReport<W> {

@@ -26,8 +26,9 @@ pub use self::plan::Guarded;
 pub use self::policy::ensure_served;
 pub use self::status::{EnforcedGuard, GuardedWorkload, PolicyState, StatusReport, status_report};
 use crate::cli::OutputFormat;
-use crate::commands::{Target, check, parse_targets};
+use crate::commands::{Target, parse_targets};
 use crate::core::guard::Mode;
+use crate::core::verdict::Assessment;
 use crate::error::{Error, ExitStatus, Result};
 use crate::kubeio::NamespaceScope;
 use crate::output::Printer;
@@ -129,17 +130,17 @@ impl GuardOptions {
     }
 }
 
-/// `check`'s report of the targets (`all_workloads`: whether an autoscaler needs to target them).
+/// The assessments of the targets (`all_workloads`: whether an autoscaler needs to target them).
 async fn assessed(
     client: &Client,
     scope: &NamespaceScope,
     selector: Option<&str>,
     targets: &[Target],
     all_workloads: bool,
-) -> Result<check::CheckReport> {
+) -> Result<Vec<Assessment>> {
     let backup_dir = crate::backup::default_dir();
     let query = crate::inventory::Query { scope, selector, targets, all_workloads, backup_dir: &backup_dir };
-    check::report(client, &query).await
+    crate::inventory::assessed(client, &query).await
 }
 
 pub async fn run(
@@ -152,11 +153,11 @@ pub async fn run(
     match GuardOptions::resolve(args, selector)? {
         GuardOptions::On { targets, floor, mode } => {
             ensure_served(client).await?;
-            let report = assessed(client, scope, selector, &targets, floor.is_some()).await?;
-            if report.workloads.is_empty() {
+            let workloads = assessed(client, scope, selector, &targets, floor.is_some()).await?;
+            if workloads.is_empty() {
                 return Err(Error::Usage(format!("no workload matches {}", selector.unwrap_or_default())));
             }
-            let guarded = protect(client, &report.workloads, floor, mode).await?;
+            let guarded = protect(client, &workloads, floor, mode).await?;
             printer.data(&render::render_on(&guarded))?;
             Ok(ExitStatus::Success)
         }
@@ -164,7 +165,7 @@ pub async fn run(
             let workloads = if targets.is_empty() && selector.is_none() {
                 Vec::new()
             } else {
-                assessed(client, scope, selector, &targets, true).await?.workloads
+                assessed(client, scope, selector, &targets, true).await?
             };
             let lifted = lift(client, &workloads, uninstall).await?;
             printer.data(&render::render_off(&lifted))?;

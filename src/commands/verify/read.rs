@@ -13,12 +13,11 @@ use kube::api::{Api, ListParams};
 use super::judge::end_state;
 use super::{EndState, Explainers, History, WorkloadKey, workload_type};
 use crate::cli::VerifyArgs;
-use crate::commands::check;
 use crate::core::timeline::{self, EventRecord, WorkloadType};
 use crate::core::verdict::Assessment;
 use crate::core::workload::Workload;
 use crate::error::{Error, Result};
-use crate::inventory::{Inventory, Query};
+use crate::inventory::{self, Inventory, Query};
 use crate::kubeio::{self, NamespaceScope};
 
 /// The workloads to verify, assessed, and of the first read what the history needs (uid,
@@ -161,7 +160,7 @@ pub(super) async fn end_states(
     for (namespace, targets) in &by_namespace {
         let scope = NamespaceScope::Namespace(namespace.to_string());
         let query = Query { scope: &scope, selector: None, targets, all_workloads: false, backup_dir };
-        now.extend(check::report(client, &query).await?.workloads);
+        now.extend(inventory::assessed(client, &query).await?);
     }
     assessments
         .iter()
