@@ -47,10 +47,17 @@ pub fn control_plane_module(paths: &Paths) -> Result<GoModule<'static>> {
     Ok(GoModule { label: "control plane", dir, binaries: BINARIES, ldflags, out_dir: paths.bin.clone() })
 }
 
+/// Builds the plane, then the controllers beside it: KEDA in parallel with the two Flux
+/// controllers, which are built one after the other because they share most of their
+/// dependencies at the same versions (helm-controller reuses what kustomize-controller left in
+/// the Go build cache instead of compiling it a second time at the same moment).
 pub fn build(paths: &Paths) -> Result<()> {
     control_plane_module(paths)?.ensure_built()?;
-    crate::keda::build(paths)?;
-    crate::flux::build(paths)
+    std::thread::scope(|scope| {
+        let keda = scope.spawn(|| crate::keda::build(paths));
+        let flux = crate::flux::build(paths).and_then(|()| crate::helm_controller::build(paths));
+        keda.join().expect("the KEDA build thread does not panic").and(flux)
+    })
 }
 
 /// True when every component's process is alive and the API server answers `/readyz`.
@@ -82,6 +89,7 @@ pub fn up(paths: &Paths) -> Result<bool> {
             eprintln!("xtask: the control plane is already up ({})", paths.admin_kubeconfig.display());
             crate::keda::ensure_running(paths)?;
             crate::flux::ensure_running(paths)?;
+            crate::helm_controller::ensure_running(paths)?;
             return Ok(false);
         }
         // Token users are read at start: a plane started before the `stripper` user existed
@@ -100,6 +108,7 @@ pub fn up(paths: &Paths) -> Result<bool> {
             );
             crate::keda::ensure_running(paths)?;
             crate::flux::ensure_running(paths)?;
+            crate::helm_controller::ensure_running(paths)?;
             Ok(!was_up)
         }
         Err(error) => {
@@ -375,6 +384,7 @@ pub fn kubectl(paths: &Paths, args: &[&str], file: Option<&Path>) -> Result<Stri
 pub fn down(paths: &Paths) -> Result<()> {
     crate::keda::stop(paths);
     crate::flux::stop(paths);
+    crate::helm_controller::stop(paths);
     let mut stopped = 0;
     for component in COMPONENTS.iter().rev() {
         let pid_file = paths.pid_file(component);
