@@ -183,10 +183,15 @@ fn kubectl_scale(ns: &TestNamespace, replicas: u32) {
     assert_success(&output, "kubectl scale");
 }
 
-/// Whether helm-controller's log mentions the HelmRelease of `ns` with `text`.
-fn controller_logged(ns: &TestNamespace, text: &str) -> bool {
+/// The messages helm-controller logged about the HelmRelease of `ns` that contain `text`.
+fn controller_logged(ns: &TestNamespace, text: &str) -> Vec<String> {
     let log = std::fs::read_to_string(cluster().log_file(FIELD_MANAGER)).unwrap_or_default();
-    log.lines().any(|line| line.contains(text) && line.contains(&format!("\"namespace\":\"{}\"", ns.name)))
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|entry| entry["namespace"] == ns.name.as_str())
+        .filter_map(|entry| entry["msg"].as_str().map(str::to_string))
+        .filter(|msg| msg.contains(text))
+        .collect()
 }
 
 fn owners(object: &Value) -> Vec<(String, String, Option<String>)> {
@@ -272,7 +277,31 @@ async fn drift_detection_reverts_replicas_scaled_by_hand() {
     );
     assert_eq!(spec_replicas(&corrected), Some(5), "drift correction put replicas back");
     assert_eq!(versions(&object), vec![1], "corrected in place, no new release");
+    assert_eq!(owners(&corrected), vec![(FIELD_MANAGER.to_string(), "Update".to_string(), None)]);
     capture_fixture("helm-controller-drift-corrected-deployment", &corrected);
+
+    // The correction's Update entry is not the upgrade's Apply entry: the toggle leaves it.
+    let before = ns.resource_version(RELEASE).await;
+    release.patch_spec(json!({"values": {"autoscaling": {"enabled": true}}})).await;
+    release.wait_revision(2).await;
+    let toggled = ns.deployment_value(RELEASE).await;
+    let stored = ns.replicas_stored_since(RELEASE, &before).await;
+    println!("toggle after a drift correction: stored {stored:?}, owners {:?}", owners(&toggled));
+    ns.assert_kept_since(RELEASE, &before, 5).await;
+}
+
+/// Drift detection against an HPA: the HPA's scale (through `/scale`) is drift too, and a
+/// reconcile puts the chart's count back over it until the HPA's next sync.
+#[tokio::test]
+async fn drift_detection_reverts_the_hpas_scale() {
+    let ns = TestNamespace::new("hc-drift-hpa").await;
+    let release = FluxHelmRelease::install(&ns, json!({}), json!({"driftDetection": {"mode": "enabled"}})).await;
+    rescaling_hpa(&ns, &hpa_manifest(RELEASE, "Deployment", RELEASE, 7, 10), RELEASE, 7).await;
+    let before = ns.resource_version(RELEASE).await;
+    release.reconcile().await;
+    let stored = ns.replicas_stored_since(RELEASE, &before).await;
+    println!("drift detection with the HPA at 7: stored {stored:?}");
+    assert_eq!(stored.first(), Some(&5), "the reconcile put the chart's 5 over the HPA's 7: {stored:?}");
 }
 
 /// `driftDetection.ignore` of `/spec/replicas`: a reconcile leaves replicas scaled by hand; an
@@ -343,12 +372,12 @@ async fn release_record_stripped_outside_is_upgraded_back() {
     let after = ns.deployment_value(RELEASE).await;
     let stored = ns.replicas_stored_since(RELEASE, &before).await;
     println!(
-        "reconcile after the record edit: history versions {history:?}, logged {UNMANAGED_LOG:?}: {logged}, \
+        "reconcile after the record edit: history versions {history:?}, logged {logged:?}, \
          new record replicas {:?}, stored {stored:?}, owners {:?}",
         manifest_replicas(&upgraded),
         owners(&after)
     );
-    assert!(logged, "helm-controller logged {UNMANAGED_LOG:?}");
+    assert_eq!(logged, vec![format!("{UNMANAGED_LOG}: release not observed to be made for object")]);
     assert_eq!(history, vec![2], "history cleared, then the upgrade");
     assert_eq!(manifest_replicas(&upgraded).as_deref(), Some("replicas: 5"));
     assert!(stored.contains(&5), "the upgrade forced 5 over the HPA's 7: {stored:?}");
@@ -379,6 +408,90 @@ async fn managed_fields_strip_while_suspended_keeps_the_count_through_the_toggle
         owners(&after)
     );
     ns.assert_kept_since(RELEASE, &before, 5).await;
+}
+
+/// `install.serverSideApply: false` (what releases made before Helm 4 have): a client-side
+/// release (manager `helm-controller`, Update, record `csa`) whose upgrades keep that method.
+/// Its three-way merge drops the workload on the toggle; with the release record stripped
+/// while suspended (README's guide), the toggle keeps the count although the edited record
+/// makes the controller call the release unmanaged.
+#[tokio::test]
+async fn client_side_release_keeps_its_count_when_the_record_is_stripped_while_suspended() {
+    let client_side = json!({"install": {"disableWait": true, "serverSideApply": false}});
+    let control = TestNamespace::new("hc-csa-control").await;
+    let release = FluxHelmRelease::install(&control, json!({}), client_side.clone()).await;
+    let deployment = control.deployment_value(RELEASE).await;
+    println!(
+        "client-side install: owners {:?}, record apply_method {}",
+        owners(&deployment),
+        release.record(1)["apply_method"]
+    );
+    assert_eq!(owners(&deployment), vec![(FIELD_MANAGER.to_string(), "Update".to_string(), None)]);
+    assert_eq!(release.record(1)["apply_method"], "csa");
+    capture_fixture("helm-controller-csa-deployment", &deployment);
+    let before = control.resource_version(RELEASE).await;
+    release.patch_spec(json!({"values": {"autoscaling": {"enabled": true}}})).await;
+    release.wait_revision(2).await;
+    let stored = control.replicas_stored_since(RELEASE, &before).await;
+    println!(
+        "client-side toggle, no strip: stored {stored:?}, record apply_method {}",
+        release.record(2)["apply_method"]
+    );
+    assert_eq!(stored.iter().min(), Some(&1), "dropped to 1: {stored:?}");
+    assert_eq!(release.record(2)["apply_method"], "csa", "upgrades keep the release's apply method");
+
+    let ns = TestNamespace::new("hc-csa-strip").await;
+    let release = FluxHelmRelease::install(&ns, json!({}), client_side).await;
+    judged_hpa(&ns, &hpa_manifest(RELEASE, "Deployment", RELEASE, 2, 10)).await;
+    release.patch_spec(json!({"suspend": true})).await;
+    release.reconcile().await;
+    let (report, code, stderr) = strip_as(&ns, &admin_kubeconfig(), &[&format!("deploy/{RELEASE}")]);
+    println!("strip (auto) of the client-side release: exit {code}, {report:#}\n{stderr}");
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["results"][0]["methods"], json!(["managed-fields", "helm-release"]));
+
+    let before = ns.resource_version(RELEASE).await;
+    release.patch_spec(json!({"values": {"autoscaling": {"enabled": true}}, "suspend": false})).await;
+    let object = release.wait_revision(2).await;
+    let logged = controller_logged(&ns, UNMANAGED_LOG);
+    let stored = ns.replicas_stored_since(RELEASE, &before).await;
+    println!(
+        "client-side toggle after the strip: stored {stored:?}, history versions {:?}, logged {logged:?}",
+        versions(&object)
+    );
+    assert_eq!(logged.len(), 1, "the edited record made it unmanaged: {logged:?}");
+    assert_eq!(versions(&object), vec![2], "history cleared");
+    ns.assert_kept_since(RELEASE, &before, 5).await;
+}
+
+/// The same strip of a client-side release, not suspended: the next reconcile (an interval, a
+/// `flux reconcile`) finds the record edited, upgrades with the values still rendering
+/// replicas and stores them again, so the toggle after it drops the workload to 1.
+#[tokio::test]
+async fn client_side_record_strip_is_undone_by_a_reconcile_before_the_toggle() {
+    let ns = TestNamespace::new("hc-csa-undone").await;
+    let client_side = json!({"install": {"disableWait": true, "serverSideApply": false}});
+    let release = FluxHelmRelease::install(&ns, json!({}), client_side).await;
+    judged_hpa(&ns, &hpa_manifest(RELEASE, "Deployment", RELEASE, 2, 10)).await;
+    let (report, code, stderr) = strip_as(&ns, &admin_kubeconfig(), &[&format!("deploy/{RELEASE}")]);
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+
+    let object = release.reconcile().await;
+    let rewritten = release.record(2);
+    println!(
+        "reconcile after the strip: history versions {:?}, new record replicas {:?}",
+        versions(&object),
+        manifest_replicas(&rewritten)
+    );
+    assert_eq!(versions(&object), vec![2], "unmanaged: history cleared, upgraded");
+    assert_eq!(manifest_replicas(&rewritten).as_deref(), Some("replicas: 5"), "the record has replicas again");
+
+    let before = ns.resource_version(RELEASE).await;
+    release.patch_spec(json!({"values": {"autoscaling": {"enabled": true}}})).await;
+    release.wait_revision(3).await;
+    let stored = ns.replicas_stored_since(RELEASE, &before).await;
+    println!("toggle after that reconcile: stored {stored:?}");
+    assert_eq!(stored.iter().min(), Some(&1), "the strip was undone, the toggle dropped it: {stored:?}");
 }
 
 /// The release versions in the HelmRelease's `status.history`, newest first.
