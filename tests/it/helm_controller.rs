@@ -389,14 +389,8 @@ async fn release_record_stripped_outside_is_upgraded_back() {
 #[tokio::test]
 async fn managed_fields_strip_while_suspended_keeps_the_count_through_the_toggle() {
     let ns = TestNamespace::new("hc-handover").await;
-    let release = FluxHelmRelease::install(&ns, json!({}), json!({})).await;
-    judged_hpa(&ns, &hpa_manifest(RELEASE, "Deployment", RELEASE, 2, 10)).await;
-    release.patch_spec(json!({"suspend": true})).await;
-    release.reconcile().await;
-    let (report, code, stderr) = strip_as(&ns, &admin_kubeconfig(), &[&format!("deploy/{RELEASE}")]);
-    println!("strip (auto): exit {code}, {report:#}\n{stderr}");
-    assert_eq!(code, 0, "{report:#}\n{stderr}");
-    assert_eq!(report["results"][0]["methods"], json!(["managed-fields"]));
+    let (release, methods) = install_and_strip(&ns, json!({}), true).await;
+    assert_eq!(methods, json!(["managed-fields"]));
 
     let before = ns.resource_version(RELEASE).await;
     release.patch_spec(json!({"values": {"autoscaling": {"enabled": true}}, "suspend": false})).await;
@@ -441,14 +435,8 @@ async fn client_side_release_keeps_its_count_when_the_record_is_stripped_while_s
     assert_eq!(release.record(2)["apply_method"], "csa", "upgrades keep the release's apply method");
 
     let ns = TestNamespace::new("hc-csa-strip").await;
-    let release = FluxHelmRelease::install(&ns, json!({}), client_side).await;
-    judged_hpa(&ns, &hpa_manifest(RELEASE, "Deployment", RELEASE, 2, 10)).await;
-    release.patch_spec(json!({"suspend": true})).await;
-    release.reconcile().await;
-    let (report, code, stderr) = strip_as(&ns, &admin_kubeconfig(), &[&format!("deploy/{RELEASE}")]);
-    println!("strip (auto) of the client-side release: exit {code}, {report:#}\n{stderr}");
-    assert_eq!(code, 0, "{report:#}\n{stderr}");
-    assert_eq!(report["results"][0]["methods"], json!(["managed-fields", "helm-release"]));
+    let (release, methods) = install_and_strip(&ns, client_side, true).await;
+    assert_eq!(methods, json!(["managed-fields", "helm-release"]));
 
     let before = ns.resource_version(RELEASE).await;
     release.patch_spec(json!({"values": {"autoscaling": {"enabled": true}}, "suspend": false})).await;
@@ -471,10 +459,8 @@ async fn client_side_release_keeps_its_count_when_the_record_is_stripped_while_s
 async fn client_side_record_strip_is_undone_by_a_reconcile_before_the_toggle() {
     let ns = TestNamespace::new("hc-csa-undone").await;
     let client_side = json!({"install": {"disableWait": true, "serverSideApply": false}});
-    let release = FluxHelmRelease::install(&ns, json!({}), client_side).await;
-    judged_hpa(&ns, &hpa_manifest(RELEASE, "Deployment", RELEASE, 2, 10)).await;
-    let (report, code, stderr) = strip_as(&ns, &admin_kubeconfig(), &[&format!("deploy/{RELEASE}")]);
-    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    let (release, methods) = install_and_strip(&ns, client_side, false).await;
+    assert_eq!(methods, json!(["managed-fields", "helm-release"]));
 
     let object = release.reconcile().await;
     let rewritten = release.record(2);
@@ -492,6 +478,22 @@ async fn client_side_record_strip_is_undone_by_a_reconcile_before_the_toggle() {
     let stored = ns.replicas_stored_since(RELEASE, &before).await;
     println!("toggle after that reconcile: stored {stored:?}");
     assert_eq!(stored.iter().min(), Some(&1), "the strip was undone, the toggle dropped it: {stored:?}");
+}
+
+/// The release installed with `spec`, an HPA (2 to 10, so it writes nothing) judged, the
+/// HelmRelease suspended if `suspend`, then `strip deploy/web` with the methods it picks;
+/// returns the release and those methods.
+async fn install_and_strip(ns: &TestNamespace, spec: Value, suspend: bool) -> (FluxHelmRelease<'_>, Value) {
+    let release = FluxHelmRelease::install(ns, json!({}), spec).await;
+    judged_hpa(ns, &hpa_manifest(RELEASE, "Deployment", RELEASE, 2, 10)).await;
+    if suspend {
+        release.patch_spec(json!({"suspend": true})).await;
+        release.reconcile().await;
+    }
+    let (report, code, stderr) = strip_as(ns, &admin_kubeconfig(), &[&format!("deploy/{RELEASE}")]);
+    println!("strip (auto): exit {code}, {report:#}\n{stderr}");
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    (release, report["results"][0]["methods"].clone())
 }
 
 /// The release versions in the HelmRelease's `status.history`, newest first.
