@@ -404,6 +404,27 @@ async fn managed_fields_strip_while_suspended_keeps_the_count_through_the_toggle
     ns.assert_kept_since(RELEASE, &before, 5).await;
 }
 
+/// The same managed-fields strip on a server-side release, resumed before the values change:
+/// the reconcile finds the release in sync (the record was not touched) and applies nothing,
+/// and the toggle after it keeps the count.
+#[tokio::test]
+async fn managed_fields_strip_survives_a_resume_before_the_toggle() {
+    let ns = TestNamespace::new("hc-resume-first").await;
+    let (release, methods) = install_and_strip(&ns, json!({}), true).await;
+    assert_eq!(methods, json!(["managed-fields"]));
+    let before = ns.resource_version(RELEASE).await;
+    release.patch_spec(json!({"suspend": false})).await;
+    let object = release.reconcile().await;
+    let stored = ns.replicas_stored_since(RELEASE, &before).await;
+    println!("resumed before the toggle: stored {stored:?}, history versions {:?}", versions(&object));
+    assert_eq!(versions(&object), vec![1], "in sync: no upgrade");
+
+    release.patch_spec(json!({"values": {"autoscaling": {"enabled": true}}})).await;
+    release.wait_revision(2).await;
+    println!("toggle after the resume: stored {:?}", ns.replicas_stored_since(RELEASE, &before).await);
+    ns.assert_kept_since(RELEASE, &before, 5).await;
+}
+
 /// `install.serverSideApply: false` (what releases made before Helm 4 have): a client-side
 /// release (manager `helm-controller`, Update, record `csa`) whose upgrades keep that method.
 /// Its three-way merge drops the workload on the toggle; with the release record stripped
