@@ -47,16 +47,19 @@ pub fn control_plane_module(paths: &Paths) -> Result<GoModule<'static>> {
     Ok(GoModule { label: "control plane", dir, binaries: BINARIES, ldflags, out_dir: paths.bin.clone() })
 }
 
-/// Builds the plane, then the controllers beside it: KEDA in parallel with the two Flux
-/// controllers, which are built one after the other because they share most of their
-/// dependencies at the same versions (helm-controller reuses what kustomize-controller left in
-/// the Go build cache instead of compiling it a second time at the same moment).
+/// Builds the plane and, in parallel with it, the controllers beside it. The plane's
+/// Kubernetes modules are at other versions than the controllers', so the two builds share
+/// little and each fills the other's idle time (the long single-threaded links). The
+/// controllers build one after another: KEDA, kustomize-controller and helm-controller use the
+/// same client-go and controller-runtime, and each reuses what the one before left in the Go
+/// build cache instead of compiling it a second time at the same moment.
 pub fn build(paths: &Paths) -> Result<()> {
-    control_plane_module(paths)?.ensure_built()?;
     std::thread::scope(|scope| {
-        let keda = scope.spawn(|| crate::keda::build(paths));
-        let flux = crate::flux::build(paths).and_then(|()| crate::helm_controller::build(paths));
-        keda.join().expect("the KEDA build thread does not panic").and(flux)
+        let plane = scope.spawn(|| control_plane_module(paths)?.ensure_built());
+        let controllers = crate::keda::build(paths)
+            .and_then(|()| crate::flux::build(paths))
+            .and_then(|()| crate::helm_controller::build(paths));
+        plane.join().expect("the control plane's build thread does not panic").and(controllers)
     })
 }
 
