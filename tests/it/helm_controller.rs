@@ -301,7 +301,8 @@ async fn drift_detection_reverts_the_hpas_scale() {
     release.reconcile().await;
     let stored = ns.replicas_stored_since(RELEASE, &before).await;
     println!("drift detection with the HPA at 7: stored {stored:?}");
-    assert_eq!(stored.first(), Some(&5), "the reconcile put the chart's 5 over the HPA's 7: {stored:?}");
+    // The Deployment controller's status writes at 7 may come first.
+    assert!(stored.contains(&5), "the reconcile put the chart's 5 over the HPA's 7: {stored:?}");
 }
 
 /// `driftDetection.ignore` of `/spec/replicas`: a reconcile leaves replicas scaled by hand; an
