@@ -57,6 +57,12 @@ impl<'a> FluxHelmRelease<'a> {
     /// keys over the defaults: an hour's interval, so that only the test's changes and reconcile
     /// requests make it act; waits off), installed as revision 1.
     async fn install(ns: &'a TestNamespace, values: Value, spec: Value) -> FluxHelmRelease<'a> {
+        Self::deploy(ns, values, spec, 1).await
+    }
+
+    /// As `install`, waiting for `revision` (a release already in storage is taken over with an
+    /// upgrade).
+    async fn deploy(ns: &'a TestNamespace, values: Value, spec: Value, revision: i64) -> FluxHelmRelease<'a> {
         let charts = Api::<DynamicObject>::namespaced_with(
             ns.client.clone(),
             &ns.name,
@@ -92,7 +98,7 @@ impl<'a> FluxHelmRelease<'a> {
             .create(&PostParams::default(), &object)
             .await
             .unwrap_or_else(|e| panic!("creating HelmRelease: {e}"));
-        release.wait_revision(1).await;
+        release.wait_revision(revision).await;
         release
     }
 
@@ -121,6 +127,20 @@ impl<'a> FluxHelmRelease<'a> {
             ready(object) && latest["version"] == revision && latest["status"] == "deployed"
         })
         .await
+    }
+
+    /// The chart's autoscaling toggle committed (with `spec`'s other changes, if any) and
+    /// deployed as `revision`: `.spec.replicas` of every version of the Deployment stored
+    /// meanwhile, and the HelmRelease then.
+    async fn toggle(&self, spec: Value, revision: i64) -> (Vec<i64>, Value) {
+        let before = self.ns.resource_version(RELEASE).await;
+        let mut change = json!({"values": {"autoscaling": {"enabled": true}}});
+        for (key, value) in spec.as_object().unwrap() {
+            change[key] = value.clone();
+        }
+        self.patch_spec(change).await;
+        let object = self.wait_revision(revision).await;
+        (self.ns.replicas_stored_since(RELEASE, &before).await, object)
     }
 
     /// `flux reconcile helmrelease web`: the request annotation, then the controller's answer
@@ -251,10 +271,7 @@ async fn install_and_upgrade_apply_server_side_forced_as_helm_controller() {
 async fn autoscaling_toggle_upgrade_drops_the_workload_to_one() {
     let ns = TestNamespace::new("hc-toggle").await;
     let release = FluxHelmRelease::install(&ns, json!({}), json!({})).await;
-    let before = ns.resource_version(RELEASE).await;
-    release.patch_spec(json!({"values": {"autoscaling": {"enabled": true}}})).await;
-    release.wait_revision(2).await;
-    let stored = ns.replicas_stored_since(RELEASE, &before).await;
+    let (stored, _) = release.toggle(json!({}), 2).await;
     println!("autoscaling toggle upgrade: stored replicas {stored:?}");
     assert_eq!(stored.iter().min(), Some(&1), "dropped to 1 in a stored version: {stored:?}");
 }
@@ -281,13 +298,10 @@ async fn drift_detection_reverts_replicas_scaled_by_hand() {
     capture_fixture("helm-controller-drift-corrected-deployment", &corrected);
 
     // The correction's Update entry is not the upgrade's Apply entry: the toggle leaves it.
-    let before = ns.resource_version(RELEASE).await;
-    release.patch_spec(json!({"values": {"autoscaling": {"enabled": true}}})).await;
-    release.wait_revision(2).await;
+    let (stored, _) = release.toggle(json!({}), 2).await;
     let toggled = ns.deployment_value(RELEASE).await;
-    let stored = ns.replicas_stored_since(RELEASE, &before).await;
     println!("toggle after a drift correction: stored {stored:?}, owners {:?}", owners(&toggled));
-    ns.assert_kept_since(RELEASE, &before, 5).await;
+    assert_kept(&stored, &toggled, 5);
 }
 
 /// Drift detection against an HPA: the HPA's scale (through `/scale`) is drift too, and a
@@ -393,16 +407,10 @@ async fn managed_fields_strip_while_suspended_keeps_the_count_through_the_toggle
     let (release, methods) = install_and_strip(&ns, json!({}), true).await;
     assert_eq!(methods, json!(["managed-fields"]));
 
-    let before = ns.resource_version(RELEASE).await;
-    release.patch_spec(json!({"values": {"autoscaling": {"enabled": true}}, "suspend": false})).await;
-    release.wait_revision(2).await;
+    let (stored, _) = release.toggle(json!({"suspend": false}), 2).await;
     let after = ns.deployment_value(RELEASE).await;
-    println!(
-        "toggle after the strip: stored {:?}, owners {:?}",
-        ns.replicas_stored_since(RELEASE, &before).await,
-        owners(&after)
-    );
-    ns.assert_kept_since(RELEASE, &before, 5).await;
+    println!("toggle after the strip: stored {stored:?}, owners {:?}", owners(&after));
+    assert_kept(&stored, &after, 5);
 }
 
 /// The same managed-fields strip on a server-side release, resumed before the values change:
@@ -419,11 +427,11 @@ async fn managed_fields_strip_survives_a_resume_before_the_toggle() {
     let stored = ns.replicas_stored_since(RELEASE, &before).await;
     println!("resumed before the toggle: stored {stored:?}, history versions {:?}", versions(&object));
     assert_eq!(versions(&object), vec![1], "in sync: no upgrade");
+    assert_kept(&stored, &ns.deployment_value(RELEASE).await, 5);
 
-    release.patch_spec(json!({"values": {"autoscaling": {"enabled": true}}})).await;
-    release.wait_revision(2).await;
-    println!("toggle after the resume: stored {:?}", ns.replicas_stored_since(RELEASE, &before).await);
-    ns.assert_kept_since(RELEASE, &before, 5).await;
+    let (stored, _) = release.toggle(json!({}), 2).await;
+    println!("toggle after the resume: stored {stored:?}");
+    assert_kept(&stored, &ns.deployment_value(RELEASE).await, 5);
 }
 
 /// `install.serverSideApply: false` (what releases made before Helm 4 have): a client-side
@@ -445,10 +453,7 @@ async fn client_side_release_keeps_its_count_when_the_record_is_stripped_while_s
     assert_eq!(owners(&deployment), vec![(FIELD_MANAGER.to_string(), "Update".to_string(), None)]);
     assert_eq!(release.record(1)["apply_method"], "csa");
     capture_fixture("helm-controller-csa-deployment", &deployment);
-    let before = control.resource_version(RELEASE).await;
-    release.patch_spec(json!({"values": {"autoscaling": {"enabled": true}}})).await;
-    release.wait_revision(2).await;
-    let stored = control.replicas_stored_since(RELEASE, &before).await;
+    let (stored, _) = release.toggle(json!({}), 2).await;
     println!(
         "client-side toggle, no strip: stored {stored:?}, record apply_method {}",
         release.record(2)["apply_method"]
@@ -460,18 +465,15 @@ async fn client_side_release_keeps_its_count_when_the_record_is_stripped_while_s
     let (release, methods) = install_and_strip(&ns, client_side, true).await;
     assert_eq!(methods, json!(["managed-fields", "helm-release"]));
 
-    let before = ns.resource_version(RELEASE).await;
-    release.patch_spec(json!({"values": {"autoscaling": {"enabled": true}}, "suspend": false})).await;
-    let object = release.wait_revision(2).await;
+    let (stored, object) = release.toggle(json!({"suspend": false}), 2).await;
     let logged = controller_logged(&ns, UNMANAGED_LOG);
-    let stored = ns.replicas_stored_since(RELEASE, &before).await;
     println!(
         "client-side toggle after the strip: stored {stored:?}, history versions {:?}, logged {logged:?}",
         versions(&object)
     );
     assert_eq!(logged.len(), 1, "the edited record made it unmanaged: {logged:?}");
     assert_eq!(versions(&object), vec![2], "history cleared");
-    ns.assert_kept_since(RELEASE, &before, 5).await;
+    assert_kept(&stored, &ns.deployment_value(RELEASE).await, 5);
 }
 
 /// The same strip of a client-side release, not suspended: the next reconcile (an interval, a
@@ -494,10 +496,7 @@ async fn client_side_record_strip_is_undone_by_a_reconcile_before_the_toggle() {
     assert_eq!(versions(&object), vec![2], "unmanaged: history cleared, upgraded");
     assert_eq!(manifest_replicas(&rewritten).as_deref(), Some("replicas: 5"), "the record has replicas again");
 
-    let before = ns.resource_version(RELEASE).await;
-    release.patch_spec(json!({"values": {"autoscaling": {"enabled": true}}})).await;
-    release.wait_revision(3).await;
-    let stored = ns.replicas_stored_since(RELEASE, &before).await;
+    let (stored, _) = release.toggle(json!({}), 3).await;
     println!("toggle after that reconcile: stored {stored:?}");
     assert_eq!(stored.iter().min(), Some(&1), "the strip was undone, the toggle dropped it: {stored:?}");
 }
@@ -516,6 +515,45 @@ async fn install_and_strip(ns: &TestNamespace, spec: Value, suspend: bool) -> (F
     println!("strip (auto): exit {code}, {report:#}\n{stderr}");
     assert_eq!(code, 0, "{report:#}\n{stderr}");
     (release, report["results"][0]["methods"].clone())
+}
+
+/// A release installed by the Helm 3 CLI (a record without `apply_method`, as helm-controller
+/// up to v1.4 wrote them too), then given a HelmRelease: the controller finds it in storage
+/// with no history of its own, calls it unmanaged and upgrades it, client-side; the toggle then
+/// drops the workload to 1 by the three-way merge.
+#[tokio::test]
+async fn a_helm3_release_is_taken_over_and_stays_client_side() {
+    let ns = TestNamespace::new("hc-helm3").await;
+    crate::tools::Helm::v3(&ns).ok(&["install", RELEASE, &chart(CHART)]);
+    let helm3_record = decode_release_record(&release_record(&ns, "secret", RELEASE, 1));
+    assert_eq!(helm3_record.get("apply_method"), None, "Helm 3 records have no apply method");
+
+    let release = FluxHelmRelease::deploy(&ns, json!({}), json!({}), 2).await;
+    let taken_over = release.record(2);
+    let deployment = ns.deployment_value(RELEASE).await;
+    let logged = controller_logged(&ns, UNMANAGED_LOG);
+    println!(
+        "Helm 3 release taken over: logged {logged:?}, record v2 apply_method {}, owners {:?}",
+        taken_over["apply_method"],
+        owners(&deployment)
+    );
+    assert_eq!(logged, vec![format!("{UNMANAGED_LOG}: found existing release in storage")]);
+    assert_eq!(taken_over["apply_method"], "csa");
+    assert_eq!(owners(&deployment), vec![("helm".to_string(), "Update".to_string(), None)], "nothing to change");
+
+    let (stored, _) = release.toggle(json!({}), 3).await;
+    println!(
+        "toggle of the taken-over release: stored {stored:?}, record v3 apply_method {}",
+        release.record(3)["apply_method"]
+    );
+    assert_eq!(stored.iter().min(), Some(&1), "dropped to 1: {stored:?}");
+}
+
+/// Checks that every stored version kept `count` and the Deployment (as read after them) has
+/// it.
+fn assert_kept(stored: &[i64], deployment: &Value, count: i64) {
+    assert!(stored.iter().all(|&r| r == count), "left {count} in a stored version: {stored:?}");
+    assert_eq!(spec_replicas(deployment), Some(count), "kept {count}");
 }
 
 /// The release versions in the HelmRelease's `status.history`, newest first.
