@@ -77,29 +77,67 @@ fn serve(server: &ArtifactServer, mut stream: TcpStream) {
     let _ = stream.write_all(&response);
 }
 
+/// Serves `bytes` at `path` from the test process's artifact server; returns the URL.
+pub fn publish(path: &str, bytes: Vec<u8>) -> String {
+    server().files.lock().unwrap().insert(path.to_string(), bytes);
+    format!("http://127.0.0.1:{}/{path}", server().port)
+}
+
+/// Serves `tarball` at `path` and writes the status source-controller writes on the source
+/// `name` once it has stored an artifact: the artifact (url, revision, `sha256:` digest, size)
+/// and Ready, at the source's generation.
+pub async fn announce_artifact(sources: &Api<DynamicObject>, name: &str, path: &str, tarball: Vec<u8>, revision: &str) {
+    let digest = format!("{:x}", Sha256::digest(&tarball));
+    let size = tarball.len();
+    let url = publish(path, tarball);
+    let time = now();
+    let generation = sources.get(name).await.unwrap().metadata.generation.unwrap_or(1);
+    let status = json!({"status": {
+        "observedGeneration": generation,
+        "artifact": {
+            "path": path, "url": url, "revision": revision, "digest": format!("sha256:{digest}"),
+            "lastUpdateTime": time, "size": size
+        },
+        "conditions": [{
+            "type": "Ready", "status": "True", "reason": "Succeeded", "observedGeneration": generation,
+            "lastTransitionTime": time, "message": format!("stored artifact for revision '{revision}'")
+        }]
+    }});
+    sources
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap_or_else(|e| panic!("writing the status of source {name}: {e}"));
+}
+
 /// A tar.gz of one file per manifest, as a source-controller artifact holds a repository.
 pub fn pack(manifests: &[Value]) -> Vec<u8> {
-    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut archive = tar::Builder::new(encoder);
-    for (index, manifest) in manifests.iter().enumerate() {
+    tar_gz(manifests.iter().enumerate().map(|(index, manifest)| {
         let name = format!(
             "{index:02}-{}-{}.yaml",
             manifest["kind"].as_str().unwrap_or("object").to_lowercase(),
             manifest["metadata"]["name"].as_str().unwrap_or("unnamed")
         );
         // JSON is YAML; kustomize-controller generates the kustomization.yaml itself.
-        let text = serde_json::to_vec_pretty(manifest).unwrap();
+        (name, serde_json::to_vec_pretty(manifest).unwrap())
+    }))
+}
+
+/// A tar.gz of (path, content) files, mode 0644 and time 0, in the order given.
+pub fn tar_gz(files: impl IntoIterator<Item = (String, Vec<u8>)>) -> Vec<u8> {
+    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut archive = tar::Builder::new(encoder);
+    for (name, content) in files {
         let mut header = tar::Header::new_gnu();
-        header.set_size(text.len() as u64);
+        header.set_size(content.len() as u64);
         header.set_mode(0o644);
         header.set_mtime(0);
         header.set_cksum();
-        archive.append_data(&mut header, name, text.as_slice()).unwrap();
+        archive.append_data(&mut header, name, content.as_slice()).unwrap();
     }
     archive.into_inner().unwrap().finish().unwrap()
 }
 
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+pub fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
@@ -184,26 +222,7 @@ impl<'a> FluxRepo<'a> {
         let sha1 = &sha1[..40];
         let revision = format!("main@sha1:{sha1}");
         let path = format!("gitrepository/{}/{}/{sha1}.tar.gz", self.ns.name, self.name);
-        let size = tarball.len();
-        server().files.lock().unwrap().insert(path.clone(), tarball);
-        let url = format!("http://127.0.0.1:{}/{path}", server().port);
-        let time = now();
-        let generation = self.git_repositories().get(&self.name).await.unwrap().metadata.generation.unwrap_or(1);
-        let status = json!({"status": {
-            "observedGeneration": generation,
-            "artifact": {
-                "path": path, "url": url, "revision": revision, "digest": format!("sha256:{digest}"),
-                "lastUpdateTime": time, "size": size
-            },
-            "conditions": [{
-                "type": "Ready", "status": "True", "reason": "Succeeded", "observedGeneration": generation,
-                "lastTransitionTime": time, "message": format!("stored artifact for revision '{revision}'")
-            }]
-        }});
-        self.git_repositories()
-            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&status))
-            .await
-            .unwrap_or_else(|e| panic!("writing the GitRepository status: {e}"));
+        announce_artifact(&self.git_repositories(), &self.name, &path, tarball, &revision).await;
         self.revision.lock().unwrap().clone_from(&revision);
         revision
     }

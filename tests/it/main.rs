@@ -13,6 +13,7 @@ mod foundation;
 mod gitops;
 mod guard;
 mod helm;
+mod helm_controller;
 mod keda;
 mod krew;
 mod late_events;

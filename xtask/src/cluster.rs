@@ -47,10 +47,20 @@ pub fn control_plane_module(paths: &Paths) -> Result<GoModule<'static>> {
     Ok(GoModule { label: "control plane", dir, binaries: BINARIES, ldflags, out_dir: paths.bin.clone() })
 }
 
+/// Builds the plane and, in parallel with it, the controllers beside it. The plane's
+/// Kubernetes modules are at other versions than the controllers', so the two builds share
+/// little and each fills the other's idle time (the long single-threaded links). The
+/// controllers build one after another: KEDA, kustomize-controller and helm-controller use the
+/// same client-go and controller-runtime, and each reuses what the one before left in the Go
+/// build cache instead of compiling it a second time at the same moment.
 pub fn build(paths: &Paths) -> Result<()> {
-    control_plane_module(paths)?.ensure_built()?;
-    crate::keda::build(paths)?;
-    crate::flux::build(paths)
+    std::thread::scope(|scope| {
+        let plane = scope.spawn(|| control_plane_module(paths)?.ensure_built());
+        let controllers = crate::keda::build(paths)
+            .and_then(|()| crate::flux::build(paths))
+            .and_then(|()| crate::helm_controller::build(paths));
+        plane.join().expect("the control plane's build thread does not panic").and(controllers)
+    })
 }
 
 /// True when every component's process is alive and the API server answers `/readyz`.
@@ -82,6 +92,7 @@ pub fn up(paths: &Paths) -> Result<bool> {
             eprintln!("xtask: the control plane is already up ({})", paths.admin_kubeconfig.display());
             crate::keda::ensure_running(paths)?;
             crate::flux::ensure_running(paths)?;
+            crate::helm_controller::ensure_running(paths)?;
             return Ok(false);
         }
         // Token users are read at start: a plane started before the `stripper` user existed
@@ -100,6 +111,7 @@ pub fn up(paths: &Paths) -> Result<bool> {
             );
             crate::keda::ensure_running(paths)?;
             crate::flux::ensure_running(paths)?;
+            crate::helm_controller::ensure_running(paths)?;
             Ok(!was_up)
         }
         Err(error) => {
@@ -375,6 +387,7 @@ pub fn kubectl(paths: &Paths, args: &[&str], file: Option<&Path>) -> Result<Stri
 pub fn down(paths: &Paths) -> Result<()> {
     crate::keda::stop(paths);
     crate::flux::stop(paths);
+    crate::helm_controller::stop(paths);
     let mut stopped = 0;
     for component in COMPONENTS.iter().rev() {
         let pid_file = paths.pid_file(component);

@@ -12,7 +12,7 @@
 //! would (tests/it/gitops.rs).
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -76,53 +76,80 @@ fn module_source(module: &str, version: &str) -> Result<PathBuf> {
 
 /// The CRD files the controller needs: its own Kustomization and the sources it watches.
 fn crd_files() -> Result<Vec<PathBuf>> {
-    let go_mod = module_dir().join("go.mod");
-    let controller = module_source(MODULE, &required_version(&go_mod, MODULE)?)?;
+    controller_crd_files(
+        &module_dir(),
+        MODULE,
+        "kustomize.toolkit.fluxcd.io_kustomizations",
+        &["gitrepositories", "ocirepositories", "buckets", "externalartifacts"],
+    )
+}
+
+/// A Flux controller's CRD files at the versions its pinned module (`module_dir`) requires: its
+/// own (`own`, a file name under `config/crd/bases/` of `controller`'s module) and the
+/// source-controller kinds (plural names) it watches.
+pub(crate) fn controller_crd_files(
+    module_dir: &Path,
+    controller: &str,
+    own: &str,
+    sources: &[&str],
+) -> Result<Vec<PathBuf>> {
+    let go_mod = module_dir.join("go.mod");
+    let controller_dir = module_source(controller, &required_version(&go_mod, controller)?)?;
     let source = module_source(SOURCE_MODULE, &required_version(&go_mod, SOURCE_API_MODULE)?)?;
-    let mut files = vec![controller.join("config/crd/bases/kustomize.toolkit.fluxcd.io_kustomizations.yaml")];
-    for kind in ["gitrepositories", "ocirepositories", "buckets", "externalartifacts"] {
+    let mut files = vec![controller_dir.join(format!("config/crd/bases/{own}.yaml"))];
+    for kind in sources {
         files.push(source.join(format!("config/crd/bases/source.toolkit.fluxcd.io_{kind}.yaml")));
     }
     Ok(files)
 }
 
-fn state_dir(paths: &Paths) -> PathBuf {
-    controller::state_dir(paths, COMPONENT)
-}
-
-pub fn is_running(paths: &Paths) -> bool {
-    controller::is_running(paths, COMPONENT)
-}
-
 /// Starts the controller on the running plane unless it already runs (the API server is left
 /// alone, so tests running elsewhere on the plane are not disturbed).
 pub fn ensure_running(paths: &Paths) -> Result<()> {
-    if is_running(paths) {
+    ensure_controller_running(
+        paths,
+        COMPONENT,
+        &crd_files()?,
+        &["kustomizations.kustomize.toolkit.fluxcd.io", "gitrepositories.source.toolkit.fluxcd.io"],
+    )
+}
+
+/// Starts a Flux controller (`component`, also its binary, its service account and its field
+/// manager) unless it already runs: its CRDs applied server-side and `established` waited for,
+/// a service account in `flux-system` bound to `cluster-admin`, and the flags both
+/// kustomize-controller and helm-controller take, tuned for tests.
+pub(crate) fn ensure_controller_running(
+    paths: &Paths,
+    component: &str,
+    crds: &[PathBuf],
+    established: &[&str],
+) -> Result<()> {
+    if controller::is_running(paths, component) {
         return Ok(());
     }
-    stop(paths);
+    controller::stop(paths, component, component);
     let started = Instant::now();
-    let dir = state_dir(paths);
+    let dir = controller::state_dir(paths, component);
     fs::create_dir_all(&dir)?;
 
-    for crd in crd_files()? {
-        cluster::kubectl(paths, &["apply", "--server-side", "-f"], Some(&crd))?;
+    for crd in crds {
+        cluster::kubectl(paths, &["apply", "--server-side", "-f"], Some(crd))?;
     }
-    controller::apply_stdin(paths, &identity_manifests())?;
-    for crd in ["kustomizations.kustomize.toolkit.fluxcd.io", "gitrepositories.source.toolkit.fluxcd.io"] {
+    controller::apply_stdin(paths, &identity_manifests(component))?;
+    for crd in established {
         cluster::kubectl(
             paths,
             &["wait", "--for=condition=Established", &format!("crd/{crd}"), "--timeout=60s"],
             None,
         )?;
     }
-    let token = cluster::kubectl(paths, &["create", "token", COMPONENT, "-n", NAMESPACE, "--duration=87600h"], None)?;
+    let token = cluster::kubectl(paths, &["create", "token", component, "-n", NAMESPACE, "--duration=87600h"], None)?;
     let kubeconfig = dir.join("kubeconfig");
-    controller::write_kubeconfig_like_admin(paths, &kubeconfig, COMPONENT, token.trim())?;
+    controller::write_kubeconfig_like_admin(paths, &kubeconfig, component, token.trim())?;
 
     let health_port = cluster::free_port()?;
     let metrics_port = cluster::free_port()?;
-    let mut child = cluster::spawn(paths, COMPONENT, |c| {
+    let mut child = cluster::spawn(paths, component, |c| {
         // The controller has no --kubeconfig flag: controller-runtime reads KUBECONFIG.
         c.env("KUBECONFIG", &kubeconfig)
             .env("RUNTIME_NAMESPACE", NAMESPACE)
@@ -131,9 +158,9 @@ pub fn ensure_running(paths: &Paths) -> Result<()> {
             .arg(format!("--metrics-addr=127.0.0.1:{metrics_port}"))
             .arg(format!("--health-addr=127.0.0.1:{health_port}"))
             .arg("--watch-all-namespaces=true")
-            // Tests run many Kustomizations at once; the default 4 would queue them.
+            // Tests run many Flux objects at once; the default 4 would queue them.
             .arg("--concurrent=8")
-            // A Kustomization created before its source has an artifact retries this soon.
+            // An object created before its source has an artifact retries this soon.
             .arg("--requeue-dependency=2s")
             // A tarball the test server no longer serves fails fast instead of retrying 9 times.
             .arg("--http-retry=2")
@@ -141,18 +168,20 @@ pub fn ensure_running(paths: &Paths) -> Result<()> {
             .arg("--kube-api-burst=200")
             .arg("--log-level=info");
     })?;
-    controller::await_ready(paths, COMPONENT, "kustomize-controller", &mut child, health_port, started)
+    controller::await_ready(paths, component, component, &mut child, health_port, started)
 }
 
-/// The namespace, the service account and its binding to `cluster-admin` (Flux's install binds
-/// kustomize-controller's account to `cluster-admin` too: it applies whatever Git holds).
-fn identity_manifests() -> String {
+/// The namespace, the controller's service account and its binding to `cluster-admin` (Flux's
+/// install binds kustomize-controller's and helm-controller's accounts to `cluster-admin` too:
+/// they apply whatever Git or a chart holds). A binding per controller, so that applying one
+/// never drops the other's subject.
+fn identity_manifests(component: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n---\n\
-         apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {COMPONENT}\n  namespace: {NAMESPACE}\n---\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: cluster-reconciler-{NAMESPACE}\n\
+         apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {component}\n  namespace: {NAMESPACE}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: cluster-reconciler-{component}\n\
          roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: cluster-admin\n\
-         subjects:\n- kind: ServiceAccount\n  name: {COMPONENT}\n  namespace: {NAMESPACE}\n"
+         subjects:\n- kind: ServiceAccount\n  name: {component}\n  namespace: {NAMESPACE}\n"
     )
 }
 

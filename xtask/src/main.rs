@@ -8,6 +8,7 @@ mod dist;
 mod flux;
 mod gobuild;
 mod helm;
+mod helm_controller;
 mod keda;
 mod krew;
 mod layout;
@@ -96,7 +97,18 @@ fn run(args: &[&str]) -> Result<()> {
             helm::build()?;
             with_cluster(&paths, || {
                 cargo(
-                    &["test", "--locked", "--test", "it", "--", "foundation::", "helm::", "keda::", "flux::"],
+                    &[
+                        "test",
+                        "--locked",
+                        "--test",
+                        "it",
+                        "--",
+                        "foundation::",
+                        "helm::",
+                        "keda::",
+                        "flux::",
+                        "helm_controller::",
+                    ],
                     &[("HPA_MIGRATE_UPDATE_FIXTURES", "1")],
                 )
             })
