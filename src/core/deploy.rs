@@ -174,6 +174,10 @@ pub fn helm_info(workload: &Workload, release: ReleaseKey, record: Result<Option
 pub fn hazards(owners: &[ReplicaOwner], info: &DeployInfo) -> Vec<Hazard> {
     let covered = covered_appliers(owners);
     let flux_applies = info.flux.as_ref().is_some_and(|f| f.kustomization.is_some());
+    // A HelmRelease upgrades the object: Helm's entries and record are helm-controller's
+    // (measured: it takes over a release the Helm 3 CLI installed and upgrades it client-side).
+    let helm_controller = info.flux.as_ref().is_some_and(|f| f.helm_release.is_some());
+    let helm_mechanism = if helm_controller { Mechanism::FluxHelm } else { Mechanism::Helm };
     let mut found: Vec<Hazard> = owners
         .iter()
         .filter(|o| !covered.contains(o))
@@ -185,6 +189,8 @@ pub fn hazards(owners: &[ReplicaOwner], info: &DeployInfo) -> Vec<Hazard> {
                         "{detail}; Flux's kustomize-controller merges that entry into its own before each apply of this object"
                     );
                     (Mechanism::FluxKustomize, taken)
+                } else if o.mechanism == Mechanism::Helm {
+                    (helm_mechanism, detail)
                 } else if o.mechanism.is_deploy_tool()
                     || (matches!(o.mechanism, Mechanism::Other | Mechanism::ScaleWriter) && o.is_apply())
                 {
@@ -216,7 +222,7 @@ pub fn hazards(owners: &[ReplicaOwner], info: &DeployInfo) -> Vec<Hazard> {
         && helm.apply_method.as_deref() != Some("ssa")
     {
         found.push(Hazard {
-            mechanism: Mechanism::Helm,
+            mechanism: helm_mechanism,
             source: HazardSource::HelmRelease,
             owner: format!("{}/{} revision {}", helm.namespace, helm.release, helm.revision.unwrap_or_default()),
             detail: format!(
@@ -290,5 +296,21 @@ mod tests {
         let assessment = assess(&workload);
         assert_eq!(assessment.verdict, Verdict::Safe, "{}", assessment.reason);
         assert!(assessment.hazards.is_empty());
+    }
+
+    /// Captured from the real helm-controller v1.6.4 (tests/it/helm_controller.rs): a release it
+    /// installed server-side, and one installed client-side.
+    #[test]
+    fn helm_controller_s_entries_are_its_hazards_and_its_pause_is_the_helmrelease_s() {
+        for fixture in ["helm-controller-deployment", "helm-controller-csa-deployment"] {
+            let workload = deployment(fixture);
+            let assessment = assess(&workload);
+            assert_eq!(assessment.verdict, Verdict::StripNeeded, "{fixture}: {}", assessment.reason);
+            assert!(assessment.hazards.iter().all(|h| h.mechanism == Mechanism::FluxHelm), "{:?}", assessment.hazards);
+            assert!(!assessment.next.contains("--pause-flux"), "{fixture}: {}", assessment.next);
+            let namespace = workload.namespace();
+            let suspend = format!("flux suspend helmrelease web -n {namespace}");
+            assert!(assessment.warnings.iter().any(|w| w.contains(&suspend)), "{fixture}: {:?}", assessment.warnings);
+        }
     }
 }

@@ -101,7 +101,10 @@ pub fn assess(
     let mut warnings: Vec<String> = autoscalers.iter().flat_map(|a| a.warnings.iter().cloned()).collect();
     // Entries Flux takes over before its next apply (a `kubectl patch` on an object it manages)
     // are Flux's hazards, and as much a reason to pause it.
-    let flux_owns = owners.iter().any(|o| o.mechanism.is_flux()) || hazards.iter().any(|h| h.mechanism.is_flux());
+    let owned_by = |m: Mechanism| owners.iter().any(|o| o.mechanism == m) || hazards.iter().any(|h| h.mechanism == m);
+    // Only kustomize-controller reads the pause annotation `--pause-flux` writes; helm-controller
+    // is paused by suspending its HelmRelease (measured: docs/measured/helm-controller.md).
+    let flux_owns = owned_by(Mechanism::FluxKustomize);
     let flux_paused = deploy.flux.as_ref().is_some_and(|f| f.reconcile_disabled);
     if flux_owns && !flux_paused {
         warnings.push(
@@ -109,6 +112,15 @@ pub fn assess(
              ownership after a strip; pause it first (strip --pause-flux)"
                 .to_string(),
         );
+    }
+    if owned_by(Mechanism::FluxHelm) {
+        let release = deploy.flux.as_ref().and_then(|f| f.helm_release.as_deref()).unwrap_or("NAMESPACE/NAME");
+        let (release_namespace, release_name) = release.split_once('/').unwrap_or(("NAMESPACE", release));
+        warnings.push(format!(
+            "helm-controller owns replicas: suspend HelmRelease {release} before the strip (flux suspend helmrelease \
+             {release_name} -n {release_namespace}) and resume it only once its values no longer render replicas; \
+             a reconcile in between upgrades replicas back (--pause-flux does not pause helm-controller)"
+        ));
     }
     for applier in super::deploy::covered_appliers(&owners) {
         warnings.push(format!(
