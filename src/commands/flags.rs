@@ -32,7 +32,7 @@ impl ScopeFlags {
             }
             Some(text) => Some(LabelSelector::parse(text).map_err(|e| Error::InvalidSelector {
                 selector: text.to_string(),
-                message: format!("{e} (write {})", selector::SYNTAX),
+                message: format!("{e} (write e.g. {})", selector::EXAMPLE),
             })?),
         };
         Ok(Self { namespace: kube.namespace.clone(), all_namespaces: kube.all_namespaces, selector })
@@ -135,7 +135,8 @@ mod tests {
         assert_eq!(error.exit_status(), ExitStatus::Usage);
         let text = error.to_string();
         assert!(text.starts_with("invalid label selector 'a in (': unable to parse requirement"), "{text}");
-        assert!(text.contains("key notin (a,b)") && !text.contains('\n'), "{text}");
+        assert!(text.ends_with("(write e.g. app=web,env in (prod,qa),!legacy)"), "{text}");
+        assert!(text.chars().count() < 160 && !text.contains('\n'), "{text}");
 
         let flags = ScopeFlags::resolve(&kube(Some("shop"), Some("app in (web, api)"))).unwrap();
         assert_eq!((flags.namespace.as_deref(), flags.selector_text()), (Some("shop"), Some("app in (web, api)")));

@@ -9,9 +9,8 @@ use std::fmt;
 use kube::core::{Expression, SelectorExt};
 use serde_json::Value;
 
-/// The syntax, for messages that say what to write instead.
-pub const SYNTAX: &str =
-    "key=value, key==value, key!=value, key in (a,b), key notin (a,b), key, !key, key>N, key<N; a comma is AND";
+/// A selector with the common operators, for messages that say what to write instead.
+pub const EXAMPLE: &str = "app=web,env in (prod,qa),!legacy";
 
 /// A parsed `-l` selector: every requirement must hold (comma = AND). Keeps the text as typed,
 /// which is what goes to the API server.
