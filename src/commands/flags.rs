@@ -82,7 +82,7 @@ pub enum VerbOptions {
     Check(CheckArgs),
     Strip(StripArgs),
     Verify(VerifyArgs),
-    Guard(guard::GuardArgs),
+    Guard(guard::GuardOptions),
     Migrate(MigrateArgs),
     Restore(Box<restore::Options>),
     Resume(resume::Options),
@@ -98,7 +98,13 @@ impl VerbOptions {
             Verb::Strip(args) => named(&args.targets).map(|()| Self::Strip(args))?,
             Verb::Verify(args) => named(&args.targets).map(|()| Self::Verify(args))?,
             Verb::Migrate(args) => named(&args.targets).map(|()| Self::Migrate(args))?,
-            Verb::Guard(args) => Self::Guard(args),
+            Verb::Guard(args) => {
+                let options = guard::GuardOptions::resolve(&args, flags.selector_text())?;
+                if let guard::GuardOptions::On { targets, .. } | guard::GuardOptions::Off { targets, .. } = &options {
+                    flags.refuse_named_across_all_namespaces(targets)?;
+                }
+                Self::Guard(options)
+            }
             Verb::Restore(args) => Self::Restore(Box::new(restore::Options::resolve(args, flags)?)),
             Verb::Resume(args) => Self::Resume(resume::Options::resolve(&args, flags)?),
             Verb::Preflight(args) => Self::Preflight(preflight::Options::resolve(args, flags)?),

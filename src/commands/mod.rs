@@ -61,6 +61,6 @@ pub async fn dispatch(cli: Cli, printer: Printer) -> Result<ExitStatus> {
         VerbOptions::Restore(options) => restore::run(client, &options, &printer).await,
         VerbOptions::Resume(options) => resume::run(client, &scope, &options, &printer).await,
         VerbOptions::Preflight(options) => preflight::run(client, &connection.namespace, &options, &printer).await,
-        VerbOptions::Guard(args) => guard::run(client, &scope, selector, &args, &printer).await,
+        VerbOptions::Guard(options) => guard::run(client, &scope, selector, options, &printer).await,
     }
 }

@@ -106,10 +106,13 @@ fn check_strip_verify_and_guard_take_a_selector_and_refuse_targets_across_namesp
     for verb in [&["check"][..], &["strip", "--yes"], &["verify"], &["guard", "on"], &["guard", "off"]] {
         taken(&[verb, &["-l", "app in (web,api),tier!=cache"]].concat());
     }
-    for verb in [&["check"][..], &["strip", "--yes"], &["verify"], &["migrate"]] {
+    for verb in [&["check"][..], &["strip", "--yes"], &["verify"], &["migrate"], &["guard", "on"], &["guard", "off"]] {
         refused(&[verb, &["-A", "deploy/web"]].concat(), "cannot be named across all namespaces");
     }
     taken(&["check", "-A", "-l", "app=web"]);
+    // guard status lists every guarded workload in scope: a selector would be dropped.
+    refused(&["guard", "status", "-l", "app=web"], "guard status does not take -l");
+    taken(&["guard", "status", "-A"]);
 }
 
 #[test]

@@ -125,6 +125,12 @@ impl GuardOptions {
                 }
                 Ok(GuardOptions::Off { targets, uninstall: off.uninstall })
             }
+            // guard status reports the policies and every workload they guard in scope.
+            GuardAction::Status(_) if selector.is_some() => Err(crate::commands::flags::not_honoured(
+                "guard status",
+                "-l",
+                "it lists every guarded workload in scope; filter its -o json output instead",
+            )),
             GuardAction::Status(status) => Ok(GuardOptions::Status { output: status.output }),
         }
     }
@@ -147,10 +153,10 @@ pub async fn run(
     client: &Client,
     scope: &NamespaceScope,
     selector: Option<&str>,
-    args: &GuardArgs,
+    options: GuardOptions,
     printer: &Printer,
 ) -> Result<ExitStatus> {
-    match GuardOptions::resolve(args, selector)? {
+    match options {
         GuardOptions::On { targets, floor, mode } => {
             ensure_served(client).await?;
             let workloads = assessed(client, scope, selector, &targets, floor.is_some()).await?;
