@@ -240,12 +240,13 @@ fn event_order(drop: &LiveDrop, subjects: &Subjects<'_>, witness: &Witness) -> O
 mod tests {
     use super::*;
     use crate::core::fixtures::load;
-    use crate::core::timeline::{ScaledObjectSubject, WorkloadType};
+    use crate::core::timeline::ScaledObjectSubject;
+    use crate::core::workload::AppsKind;
 
     const HPAS: &[String] = &[];
 
     fn subjects<'a>(hpas: &'a [String], scaled_objects: &'a [ScaledObjectSubject]) -> Subjects<'a> {
-        Subjects { workload_type: WorkloadType::Deployment, name: "web", hpas, scaled_objects, created: None }
+        Subjects { workload_type: AppsKind::Deployment, name: "web", hpas, scaled_objects, created: None }
     }
 
     fn web() -> Vec<String> {

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::workload::{Workload, WorkloadKind};
+use super::workload::{AppsKind, Workload};
 
 /// The label that marks a guarded workload; its value is the mode (`deny` or `warn`).
 pub const GUARD_LABEL: &str = "hpa-migrate.io/guard";
@@ -82,55 +82,11 @@ impl Mode {
     }
 }
 
-/// The kinds the guard has a policy for. Other resources with a `/scale` subresource (Argo
-/// Rollouts, custom resources) are refused with a usage error: their `spec.replicas` is not
-/// always defaulted to 1 nor always at `spec.replicas`, so each would need a rule of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub enum GuardedKind {
-    Deployment,
-    StatefulSet,
-}
-
-impl GuardedKind {
-    pub const ALL: [GuardedKind; 2] = [GuardedKind::Deployment, GuardedKind::StatefulSet];
-
-    pub fn of(kind: &WorkloadKind) -> Option<Self> {
-        match (kind.group.as_str(), kind.kind.as_str()) {
-            ("apps", "Deployment") => Some(GuardedKind::Deployment),
-            ("apps", "StatefulSet") => Some(GuardedKind::StatefulSet),
-            _ => None,
-        }
-    }
-
-    pub fn workload_kind(self) -> WorkloadKind {
-        match self {
-            GuardedKind::Deployment => WorkloadKind::deployment(),
-            GuardedKind::StatefulSet => WorkloadKind::stateful_set(),
-        }
-    }
-
-    pub fn kind(self) -> &'static str {
-        match self {
-            GuardedKind::Deployment => "Deployment",
-            GuardedKind::StatefulSet => "StatefulSet",
-        }
-    }
-
-    pub fn plural(self) -> &'static str {
-        match self {
-            GuardedKind::Deployment => "deployments",
-            GuardedKind::StatefulSet => "statefulsets",
-        }
-    }
-
-    /// `deployment`, as a target is written.
-    pub fn command_name(self) -> &'static str {
-        match self {
-            GuardedKind::Deployment => "deployment",
-            GuardedKind::StatefulSet => "statefulset",
-        }
-    }
-
+/// The guard has a policy for the [`AppsKind`]s only. Other resources with a `/scale`
+/// subresource (Argo Rollouts, custom resources) are refused with a usage error: their
+/// `spec.replicas` is not always defaulted to 1 nor always at `spec.replicas`, so each would
+/// need a rule of its own.
+impl AppsKind {
     /// `hpa-migrate-guard-v1-deployments-deny`: the policy and its binding share the name.
     pub fn policy_name(self, mode: Mode) -> String {
         format!("{POLICY_PREFIX}{POLICY_VERSION}-{}-{}", self.plural(), mode.as_str())
@@ -192,7 +148,7 @@ fn cel_map(pairs: impl Iterator<Item = (String, String)>) -> String {
 /// omits `spec.replicas` when it is 0. A write is refused when it brings replicas below the
 /// floor and lower than they were, so a workload already below its floor (after a `--warn`
 /// rehearsal) can still be scaled back up, or have its mark removed.
-fn variables(kind: GuardedKind, entries: &[Entry]) -> Value {
+fn variables(kind: AppsKind, entries: &[Entry]) -> Value {
     let floors = cel_map(entries.iter().map(|e| (e.key(), e.floor.to_string())));
     let autoscalers =
         cel_map(entries.iter().map(|e| (e.key(), cel_string(e.autoscaler.as_deref().unwrap_or_default()))));
@@ -226,12 +182,12 @@ const MESSAGE: &str = "'hpa-migrate guard: ' + variables.target + ' in namespace
     'kubectl hpa-migrate check -n ' + request.namespace + ' ' + variables.target + ', then strip; ' + \
     'to lift the guard: kubectl hpa-migrate guard off -n ' + request.namespace + ' ' + variables.target";
 
-fn policy_labels(kind: GuardedKind, mode: Mode) -> Value {
+fn policy_labels(kind: AppsKind, mode: Mode) -> Value {
     json!({ MANAGED_BY_LABEL: MANAGED_BY, KIND_LABEL: kind.plural(), GUARD_LABEL: mode.as_str() })
 }
 
 /// The label selector of the policy objects (every version) of one kind, or of all kinds.
-pub fn policy_selector(kind: Option<GuardedKind>) -> String {
+pub fn policy_selector(kind: Option<AppsKind>) -> String {
     match kind {
         Some(kind) => format!("{MANAGED_BY_LABEL}={MANAGED_BY},{KIND_LABEL}={}", kind.plural()),
         None => format!("{MANAGED_BY_LABEL}={MANAGED_BY},{KIND_LABEL}"),
@@ -240,7 +196,7 @@ pub fn policy_selector(kind: Option<GuardedKind>) -> String {
 
 /// The ValidatingAdmissionPolicy of one kind and mode, guarding `entries` (not empty: a policy
 /// that guards nothing is deleted instead). It only matches the namespaces of its entries.
-pub fn policy(kind: GuardedKind, mode: Mode, entries: &[Entry]) -> Value {
+pub fn policy(kind: AppsKind, mode: Mode, entries: &[Entry]) -> Value {
     let namespaces: BTreeSet<&str> = entries.iter().map(|e| e.namespace.as_str()).collect();
     json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -270,7 +226,7 @@ pub fn policy(kind: GuardedKind, mode: Mode, entries: &[Entry]) -> Value {
 }
 
 /// The binding of one kind and mode: Deny refuses, Warn lets the write through with a warning.
-pub fn binding(kind: GuardedKind, mode: Mode) -> Value {
+pub fn binding(kind: AppsKind, mode: Mode) -> Value {
     json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicyBinding",
@@ -323,7 +279,7 @@ impl Mark {
 }
 
 /// The server-side apply body that marks a workload, sent as [`FIELD_MANAGER`].
-pub fn mark_body(kind: GuardedKind, name: &str, mode: Mode, floor: i64, autoscaler: Option<&str>) -> Value {
+pub fn mark_body(kind: AppsKind, name: &str, mode: Mode, floor: i64, autoscaler: Option<&str>) -> Value {
     let mut annotations = json!({ FLOOR_ANNOTATION: floor.to_string() });
     if let Some(autoscaler) = autoscaler {
         annotations[AUTOSCALER_ANNOTATION] = json!(autoscaler);
@@ -337,7 +293,7 @@ pub fn mark_body(kind: GuardedKind, name: &str, mode: Mode, floor: i64, autoscal
 
 /// The apply body that removes the mark: applying nothing as [`FIELD_MANAGER`] drops every field
 /// it alone owns, and the server deletes its now empty managedFields entry.
-pub fn unmark_body(kind: GuardedKind, name: &str) -> Value {
+pub fn unmark_body(kind: AppsKind, name: &str) -> Value {
     json!({"apiVersion": "apps/v1", "kind": kind.kind(), "metadata": {"name": name}})
 }
 
@@ -393,6 +349,7 @@ pub fn choose_floor(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::workload::WorkloadKind;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -404,9 +361,9 @@ mod tests {
 
     #[test]
     fn names_are_versioned_per_kind_and_mode() {
-        assert_eq!(GuardedKind::Deployment.policy_name(Mode::Deny), "hpa-migrate-guard-v1-deployments-deny");
-        assert_eq!(GuardedKind::StatefulSet.policy_name(Mode::Warn), "hpa-migrate-guard-v1-statefulsets-warn");
-        let binding = binding(GuardedKind::Deployment, Mode::Warn);
+        assert_eq!(AppsKind::Deployment.policy_name(Mode::Deny), "hpa-migrate-guard-v1-deployments-deny");
+        assert_eq!(AppsKind::StatefulSet.policy_name(Mode::Warn), "hpa-migrate-guard-v1-statefulsets-warn");
+        let binding = binding(AppsKind::Deployment, Mode::Warn);
         assert_eq!(binding["metadata"]["name"], binding["spec"]["policyName"]);
         assert_eq!(binding["spec"]["validationActions"], json!(["Warn"]));
         assert!(binding["spec"].get("paramRef").is_none());
@@ -415,7 +372,7 @@ mod tests {
     #[test]
     fn the_policy_sees_the_workload_and_its_scale_subresource_in_the_guarded_namespaces_only() {
         let entries = [entry("shop", "web", 3), entry("shop", "api", 2), entry("tools", "db", 4)];
-        let policy = policy(GuardedKind::StatefulSet, Mode::Deny, &entries);
+        let policy = policy(AppsKind::StatefulSet, Mode::Deny, &entries);
         assert!(policy["spec"].get("paramKind").is_none());
         let rule = &policy["spec"]["matchConstraints"]["resourceRules"][0];
         assert_eq!(rule["resources"], json!(["statefulsets", "statefulsets/scale"]));
@@ -430,7 +387,7 @@ mod tests {
     #[test]
     fn the_policy_lists_its_entries_and_they_read_back() {
         let entries = with_entry(&[entry("shop", "web", 3)], entry("shop", "api", 2));
-        let policy = policy(GuardedKind::Deployment, Mode::Deny, &entries);
+        let policy = policy(AppsKind::Deployment, Mode::Deny, &entries);
         assert_eq!(entries_of(&policy), entries);
         // Guarding again replaces the entry; removing it leaves the others.
         let again = with_entry(&entries, entry("shop", "web", 5));
@@ -447,14 +404,14 @@ mod tests {
 
     #[test]
     fn the_mark_reads_back_as_written() {
-        let body = mark_body(GuardedKind::Deployment, "web", Mode::Warn, 3, Some("hpa/web"));
+        let body = mark_body(AppsKind::Deployment, "web", Mode::Warn, 3, Some("hpa/web"));
         let labels: BTreeMap<String, String> = serde_json::from_value(body["metadata"]["labels"].clone()).unwrap();
         let annotations: BTreeMap<String, String> =
             serde_json::from_value(body["metadata"]["annotations"].clone()).unwrap();
         let mark = Mark::read(Some(&labels), Some(&annotations)).unwrap();
         assert_eq!(mark, Mark { mode: Mode::Warn, floor: Some(3), autoscaler: Some("hpa/web".into()) });
         assert_eq!(mark.summary(), "warn >= 3");
-        assert_eq!(unmark_body(GuardedKind::Deployment, "web")["metadata"], json!({"name": "web"}));
+        assert_eq!(unmark_body(AppsKind::Deployment, "web")["metadata"], json!({"name": "web"}));
     }
 
     #[test]
@@ -488,14 +445,14 @@ mod tests {
 
     #[test]
     fn only_deployments_and_statefulsets_are_guarded() {
-        assert_eq!(GuardedKind::of(&WorkloadKind::deployment()), Some(GuardedKind::Deployment));
-        assert_eq!(GuardedKind::of(&WorkloadKind::stateful_set()), Some(GuardedKind::StatefulSet));
+        assert_eq!(AppsKind::of(&WorkloadKind::deployment()), Some(AppsKind::Deployment));
+        assert_eq!(AppsKind::of(&WorkloadKind::stateful_set()), Some(AppsKind::StatefulSet));
         let rollout = WorkloadKind {
             group: "argoproj.io".into(),
             version: "v1alpha1".into(),
             kind: "Rollout".into(),
             plural: "rollouts".into(),
         };
-        assert_eq!(GuardedKind::of(&rollout), None);
+        assert_eq!(AppsKind::of(&rollout), None);
     }
 }

@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
+use super::workload::AppsKind;
+
 /// An Event as the analysis needs it, whatever API version it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRecord {
@@ -133,13 +135,6 @@ pub fn parse(event: &EventRecord, workload_name: &str) -> Option<Evidence> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum WorkloadType {
-    Deployment,
-    StatefulSet,
-}
-
 /// One step of the timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -242,7 +237,7 @@ pub struct Timeline {
 
 /// The objects whose events speak about the workload.
 pub struct Subjects<'a> {
-    pub workload_type: WorkloadType,
+    pub workload_type: AppsKind,
     pub name: &'a str,
     /// HPAs targeting the workload (for a ScaledObject, the HPA it owns).
     pub hpas: &'a [String],
@@ -297,8 +292,8 @@ enum About<'s> {
 impl<'s> About<'s> {
     fn of(event: &EventRecord, subjects: &Subjects<'s>) -> Option<Self> {
         let own_kind = match subjects.workload_type {
-            WorkloadType::Deployment => "Deployment",
-            WorkloadType::StatefulSet => "StatefulSet",
+            AppsKind::Deployment => "Deployment",
+            AppsKind::StatefulSet => "StatefulSet",
         };
         match event.involved_kind.as_str() {
             kind if kind == own_kind && event.involved_name == subjects.name => Some(About::Workload),
@@ -389,7 +384,7 @@ impl<'e> Sorted<'e> {
 /// The workload's size as the replay goes: each ReplicaSet's size (Deployment), or which Pod
 /// ordinals exist (StatefulSet).
 struct Replay {
-    workload_type: WorkloadType,
+    workload_type: AppsKind,
     sizes: BTreeMap<String, i64>,
     alive: BTreeMap<i64, bool>,
     /// False when an old-format event leaves a ReplicaSet's size before it unknown.
@@ -407,7 +402,7 @@ impl Replay {
             initial_known: true,
         };
         match subjects.workload_type {
-            WorkloadType::Deployment => {
+            AppsKind::Deployment => {
                 let mut seen = std::collections::BTreeSet::new();
                 for step in own {
                     if let Evidence::ScaledReplicaSet { rs, from, .. } = &step.evidence
@@ -422,7 +417,7 @@ impl Replay {
                     }
                 }
             }
-            WorkloadType::StatefulSet => {
+            AppsKind::StatefulSet => {
                 // Replay backwards from the current Pods: a create means the Pod was not there
                 // before it, a delete means it was.
                 let replicas = current.get(subjects.name).copied().unwrap_or_default();
@@ -441,8 +436,8 @@ impl Replay {
 
     fn total(&self) -> i64 {
         match self.workload_type {
-            WorkloadType::Deployment => self.sizes.values().sum::<i64>(),
-            WorkloadType::StatefulSet => self.alive.values().filter(|a| **a).count() as i64,
+            AppsKind::Deployment => self.sizes.values().sum::<i64>(),
+            AppsKind::StatefulSet => self.alive.values().filter(|a| **a).count() as i64,
         }
     }
 
@@ -472,7 +467,7 @@ impl Replay {
     /// controllers record events asynchronously (seconds later under load, and drop them when
     /// their queue is full), so the timeline would miss it.
     fn unevented_changes(&self, current: &BTreeMap<String, i64>) -> Vec<String> {
-        if !matches!(self.workload_type, WorkloadType::Deployment) {
+        if !matches!(self.workload_type, AppsKind::Deployment) {
             return Vec::new();
         }
         self.sizes
@@ -553,13 +548,7 @@ mod tests {
 
     fn subjects() -> Subjects<'static> {
         static HPAS: [String; 0] = [];
-        Subjects {
-            workload_type: WorkloadType::Deployment,
-            name: "web",
-            hpas: &HPAS,
-            scaled_objects: &[],
-            created: None,
-        }
+        Subjects { workload_type: AppsKind::Deployment, name: "web", hpas: &HPAS, scaled_objects: &[], created: None }
     }
 
     fn rebuild_with_hpa(events: &[EventRecord], current: &BTreeMap<String, i64>) -> Timeline {
@@ -758,7 +747,7 @@ mod tests {
             event("SuccessfulDelete", "Delete", 1, 2),
             event("SuccessfulCreate", "Create", 1, 3),
         ];
-        let subjects = Subjects { workload_type: WorkloadType::StatefulSet, name: "db", ..subjects() };
+        let subjects = Subjects { workload_type: AppsKind::StatefulSet, name: "db", ..subjects() };
         let current = BTreeMap::from([("db".to_string(), 2)]);
         let timeline = rebuild(
             &events,

@@ -99,3 +99,52 @@ impl Workload {
         format!("{}/{}", self.kind.command_name(), self.name())
     }
 }
+
+/// The built-in kinds whose replicas this tool reads in depth: the guard has a policy for each,
+/// and verify replays their history from the Events of their ReplicaSets or Pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum AppsKind {
+    Deployment,
+    StatefulSet,
+}
+
+impl AppsKind {
+    pub const ALL: [AppsKind; 2] = [AppsKind::Deployment, AppsKind::StatefulSet];
+
+    pub fn of(kind: &WorkloadKind) -> Option<Self> {
+        match (kind.group.as_str(), kind.kind.as_str()) {
+            ("apps", "Deployment") => Some(AppsKind::Deployment),
+            ("apps", "StatefulSet") => Some(AppsKind::StatefulSet),
+            _ => None,
+        }
+    }
+
+    pub fn workload_kind(self) -> WorkloadKind {
+        match self {
+            AppsKind::Deployment => WorkloadKind::deployment(),
+            AppsKind::StatefulSet => WorkloadKind::stateful_set(),
+        }
+    }
+
+    pub fn kind(self) -> &'static str {
+        match self {
+            AppsKind::Deployment => "Deployment",
+            AppsKind::StatefulSet => "StatefulSet",
+        }
+    }
+
+    pub fn plural(self) -> &'static str {
+        match self {
+            AppsKind::Deployment => "deployments",
+            AppsKind::StatefulSet => "statefulsets",
+        }
+    }
+
+    /// `deployment`, as a target is written.
+    pub fn command_name(self) -> &'static str {
+        match self {
+            AppsKind::Deployment => "deployment",
+            AppsKind::StatefulSet => "statefulset",
+        }
+    }
+}

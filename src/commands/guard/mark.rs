@@ -5,20 +5,21 @@ use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::Value;
 
-use crate::core::guard::{self, GuardedKind};
+use crate::core::guard::{self};
 use crate::core::patch;
+use crate::core::workload::AppsKind;
 use crate::error::Result;
 use crate::kubeio::{self, NamespaceScope};
 use crate::retry::{self, Attempt};
 
-pub(super) fn workload_api(client: &Client, kind: GuardedKind, namespace: &str) -> Api<DynamicObject> {
+pub(super) fn workload_api(client: &Client, kind: AppsKind, namespace: &str) -> Api<DynamicObject> {
     kubeio::workload_api(client, &kind.workload_kind(), namespace)
 }
 
 /// Writes the mark as the guard's own field manager (forced: the mark is ours).
 pub(super) async fn apply_mark(
     client: &Client,
-    kind: GuardedKind,
+    kind: AppsKind,
     namespace: &str,
     name: &str,
     body: &Value,
@@ -41,7 +42,7 @@ pub(super) async fn apply_mark(
 /// drops what it alone owns; if someone else also set the label or annotations (a `kubectl
 /// label` of the same value), a JSON patch guarded by the resourceVersion removes what is left,
 /// re-read and retried through [`retry::on_conflict`] when the workload moved in between.
-pub(super) async fn unmark(client: &Client, kind: GuardedKind, namespace: &str, name: &str) -> Result<bool> {
+pub(super) async fn unmark(client: &Client, kind: AppsKind, namespace: &str, name: &str) -> Result<bool> {
     let scope = NamespaceScope::Namespace(namespace.into());
     let resource = format!("{}.apps", kind.plural());
     let api = workload_api(client, kind, namespace);
@@ -116,7 +117,7 @@ mod tests {
     /// A captured Deployment carrying the mark `guard on` writes, and an unrelated label.
     fn marked(autoscaler: Option<&str>) -> Value {
         let mut object = load("hpa-rescaled");
-        let mark = guard::mark_body(GuardedKind::Deployment, "web", Mode::Deny, 3, autoscaler);
+        let mark = guard::mark_body(AppsKind::Deployment, "web", Mode::Deny, 3, autoscaler);
         let metadata = object["metadata"].as_object_mut().unwrap();
         metadata.entry("labels").or_insert(json!({}))[guard::GUARD_LABEL] =
             mark["metadata"]["labels"][guard::GUARD_LABEL].clone();

@@ -11,8 +11,9 @@ use super::policy::{
     BINDINGS, POLICIES, binding_api, list_policy_objects, policy_api, policy_error, read_entries, update_entries,
 };
 use super::probe::confirm_lifted;
-use crate::core::guard::{self, Entry, GuardedKind, Mode};
+use crate::core::guard::{self, Entry, Mode};
 use crate::core::verdict::Assessment;
+use crate::core::workload::AppsKind;
 use crate::error::{Error, Result, api_code};
 use crate::kubeio::{self, NamespaceScope};
 
@@ -32,7 +33,7 @@ pub struct Lifted {
 /// A workload `guard off` removes the guard from.
 #[derive(Debug, PartialEq, Eq)]
 struct LiftTarget {
-    kind: GuardedKind,
+    kind: AppsKind,
     namespace: String,
     name: String,
     /// Whether `check` saw its mark.
@@ -46,13 +47,13 @@ pub async fn lift(client: &Client, assessments: &[Assessment], uninstall: bool) 
     let mut lifted = Lifted::default();
     let mut targets = lift_targets(assessments, &mut lifted);
     if uninstall {
-        for kind in GuardedKind::ALL {
+        for kind in AppsKind::ALL {
             for mode in Mode::ALL {
                 add_listed(&mut targets, kind, read_entries(client, kind, mode).await?);
             }
         }
     }
-    for kind in GuardedKind::ALL {
+    for kind in AppsKind::ALL {
         let ours: Vec<&LiftTarget> = targets.iter().filter(|t| t.kind == kind).collect();
         if ours.is_empty() {
             continue;
@@ -71,7 +72,7 @@ pub async fn lift(client: &Client, assessments: &[Assessment], uninstall: bool) 
 fn lift_targets(assessments: &[Assessment], lifted: &mut Lifted) -> Vec<LiftTarget> {
     let mut targets = Vec::new();
     for a in assessments {
-        match GuardedKind::of(&a.workload_kind) {
+        match AppsKind::of(&a.workload_kind) {
             Some(kind) => targets.push(LiftTarget {
                 kind,
                 namespace: a.namespace.clone(),
@@ -85,7 +86,7 @@ fn lift_targets(assessments: &[Assessment], lifted: &mut Lifted) -> Vec<LiftTarg
 }
 
 /// Adds the workloads a policy of `kind` lists to the targets, once each (`--uninstall`).
-fn add_listed(targets: &mut Vec<LiftTarget>, kind: GuardedKind, entries: Vec<Entry>) {
+fn add_listed(targets: &mut Vec<LiftTarget>, kind: AppsKind, entries: Vec<Entry>) {
     for entry in entries {
         if !targets.iter().any(|t| t.kind == kind && t.namespace == entry.namespace && t.name == entry.name) {
             targets.push(LiftTarget { kind, namespace: entry.namespace, name: entry.name, marked: false });
@@ -97,7 +98,7 @@ fn add_listed(targets: &mut Vec<LiftTarget>, kind: GuardedKind, entries: Vec<Ent
 /// of every workload they listed before.
 async fn remove_entries(
     client: &Client,
-    kind: GuardedKind,
+    kind: AppsKind,
     ours: &[&LiftTarget],
     lifted: &mut Lifted,
 ) -> Result<BTreeSet<(String, String)>> {
@@ -126,7 +127,7 @@ async fn remove_entries(
 }
 
 /// The entries whose workload does not exist any more.
-async fn gone_entries(client: &Client, kind: GuardedKind, entries: &[Entry]) -> Result<Vec<Entry>> {
+async fn gone_entries(client: &Client, kind: AppsKind, entries: &[Entry]) -> Result<Vec<Entry>> {
     let mut gone = Vec::new();
     for entry in entries {
         let api = workload_api(client, kind, &entry.namespace);
@@ -150,7 +151,7 @@ async fn gone_entries(client: &Client, kind: GuardedKind, entries: &[Entry]) -> 
 /// can be) and not guarded.
 async fn remove_marks(
     client: &Client,
-    kind: GuardedKind,
+    kind: AppsKind,
     ours: &[&LiftTarget],
     listed: &BTreeSet<(String, String)>,
     lifted: &mut Lifted,
@@ -197,7 +198,7 @@ async fn delete_policy_objects(client: &Client, lifted: &mut Lifted) -> Result<(
 
 /// Warns of workloads still labelled after `--uninstall` (best effort: a failed list says nothing).
 async fn warn_of_stray_marks(client: &Client, lifted: &mut Lifted) {
-    for kind in GuardedKind::ALL {
+    for kind in AppsKind::ALL {
         if let Ok(marked) =
             kubeio::list_workloads(client, &kind.workload_kind(), &NamespaceScope::All, Some(guard::GUARD_LABEL)).await
             && !marked.is_empty()
@@ -233,12 +234,8 @@ mod tests {
         rollout.workload_kind.plural = "rollouts".into();
         let mut lifted = Lifted::default();
         let targets = lift_targets(&[marked.clone(), rollout, web()], &mut lifted);
-        let target = |marked| LiftTarget {
-            kind: GuardedKind::Deployment,
-            namespace: web().namespace,
-            name: "web".into(),
-            marked,
-        };
+        let target =
+            |marked| LiftTarget { kind: AppsKind::Deployment, namespace: web().namespace, name: "web".into(), marked };
         assert_eq!(targets, [target(true), target(false)]);
         assert_eq!(lifted.not_guarded, [format!("{}/rollouts.argoproj.io/web", marked.namespace)]);
         assert_eq!(web().workload_kind, WorkloadKind::deployment());
@@ -249,17 +246,17 @@ mod tests {
         let mut lifted = Lifted::default();
         let mut targets = lift_targets(&[web()], &mut lifted);
         let named = web().namespace;
-        add_listed(&mut targets, GuardedKind::Deployment, vec![entry(&named, "web"), entry("shop", "api")]);
-        add_listed(&mut targets, GuardedKind::Deployment, vec![entry("shop", "api")]);
-        add_listed(&mut targets, GuardedKind::StatefulSet, vec![entry(&named, "web")]);
-        let listed: Vec<(GuardedKind, &str, &str, bool)> =
+        add_listed(&mut targets, AppsKind::Deployment, vec![entry(&named, "web"), entry("shop", "api")]);
+        add_listed(&mut targets, AppsKind::Deployment, vec![entry("shop", "api")]);
+        add_listed(&mut targets, AppsKind::StatefulSet, vec![entry(&named, "web")]);
+        let listed: Vec<(AppsKind, &str, &str, bool)> =
             targets.iter().map(|t| (t.kind, t.namespace.as_str(), t.name.as_str(), t.marked)).collect();
         assert_eq!(
             listed,
             [
-                (GuardedKind::Deployment, named.as_str(), "web", false),
-                (GuardedKind::Deployment, "shop", "api", false),
-                (GuardedKind::StatefulSet, named.as_str(), "web", false),
+                (AppsKind::Deployment, named.as_str(), "web", false),
+                (AppsKind::Deployment, "shop", "api", false),
+                (AppsKind::StatefulSet, named.as_str(), "web", false),
             ]
         );
     }

@@ -9,8 +9,9 @@ use super::mark::{apply_mark, unmark};
 use super::plan::{Guarded, entries_restored, entries_with, plan_guards};
 use super::policy::{check_rights, read_entries, update_entries};
 use super::probe::confirm_active;
-use crate::core::guard::{self, Entry, GuardedKind, Mark, Mode};
+use crate::core::guard::{self, Entry, Mark, Mode};
 use crate::core::verdict::Assessment;
+use crate::core::workload::AppsKind;
 use crate::error::Result;
 
 /// Guards the assessed workloads: checks every one first (nothing is written unless all can be
@@ -25,8 +26,8 @@ pub async fn protect(
     let mut plans = plan_guards(assessments, floor, mode)?;
     check_rights(client, &plans).await?;
 
-    let kinds: BTreeSet<GuardedKind> = plans.iter().map(|p| p.kind).collect();
-    let mut before: Vec<(GuardedKind, Mode, Vec<Entry>)> = Vec::new();
+    let kinds: BTreeSet<AppsKind> = plans.iter().map(|p| p.kind).collect();
+    let mut before: Vec<(AppsKind, Mode, Vec<Entry>)> = Vec::new();
     for kind in &kinds {
         for m in Mode::ALL {
             before.push((*kind, m, read_entries(client, *kind, m).await?));
@@ -41,7 +42,7 @@ pub async fn protect(
 
 /// Writes the planned guards: the policies' entries, then the marks, then waits for each to be
 /// answered by the API server as its mode says.
-async fn write_guards(client: &Client, kinds: &BTreeSet<GuardedKind>, plans: &mut [Guarded]) -> Result<()> {
+async fn write_guards(client: &Client, kinds: &BTreeSet<AppsKind>, plans: &mut [Guarded]) -> Result<()> {
     for kind in kinds {
         for m in Mode::ALL {
             update_entries(client, *kind, m, |entries| entries_with(entries, plans, *kind, m)).await?;
@@ -61,7 +62,7 @@ async fn write_guards(client: &Client, kinds: &BTreeSet<GuardedKind>, plans: &mu
 
 /// Puts back what a failed `guard on` wrote: the entries of the workloads it guarded, then their
 /// marks. Best effort: the error that caused it is what is reported.
-async fn roll_back(client: &Client, plans: &[Guarded], before: &[(GuardedKind, Mode, Vec<Entry>)]) {
+async fn roll_back(client: &Client, plans: &[Guarded], before: &[(AppsKind, Mode, Vec<Entry>)]) {
     for (kind, mode, entries) in before {
         let restored = update_entries(client, *kind, *mode, |now| entries_restored(now, plans, *kind, entries)).await;
         if let Err(error) = restored {

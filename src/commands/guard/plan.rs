@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::core::guard::{self, Entry, GuardedKind, Mark, Mode};
+use crate::core::guard::{self, Entry, Mark, Mode};
 use crate::core::verdict::{Assessment, Verdict};
+use crate::core::workload::AppsKind;
 use crate::error::{Error, Result};
 
 /// One workload `guard on` marks.
@@ -13,7 +14,7 @@ use crate::error::{Error, Result};
 #[serde(rename_all = "camelCase")]
 pub struct Guarded {
     pub namespace: String,
-    pub kind: GuardedKind,
+    pub kind: AppsKind,
     pub name: String,
     pub replicas: Option<i64>,
     pub floor: i64,
@@ -41,7 +42,7 @@ impl Guarded {
         }
     }
 
-    fn is(&self, kind: GuardedKind, namespace: &str, name: &str) -> bool {
+    fn is(&self, kind: AppsKind, namespace: &str, name: &str) -> bool {
         self.kind == kind && self.namespace == namespace && self.name == name
     }
 }
@@ -67,7 +68,7 @@ pub(super) fn plan_guards(assessments: &[Assessment], floor: Option<i64>, mode: 
 /// minimum of the one autoscaler in charge. `Err` says why it cannot be guarded.
 fn plan_guard(a: &Assessment, floor: Option<i64>, mode: Mode) -> std::result::Result<Guarded, String> {
     let target = format!("{}/{}", a.namespace, a.target());
-    let Some(kind) = GuardedKind::of(&a.workload_kind) else {
+    let Some(kind) = AppsKind::of(&a.workload_kind) else {
         return Err(format!(
             "{target}: the guard covers Deployments and StatefulSets; {} would need a rule of its own",
             a.workload_kind.command_name()
@@ -94,7 +95,7 @@ fn plan_guard(a: &Assessment, floor: Option<i64>, mode: Mode) -> std::result::Re
 /// The entries of `kind`'s `mode` policy once the plans are written: each planned workload of
 /// that kind is listed by the policy of its mode (with its new floor) and by no other, so a
 /// workload guarded in the other mode moves over. Other workloads' entries are kept.
-pub(super) fn entries_with(entries: &[Entry], plans: &[Guarded], kind: GuardedKind, mode: Mode) -> Vec<Entry> {
+pub(super) fn entries_with(entries: &[Entry], plans: &[Guarded], kind: AppsKind, mode: Mode) -> Vec<Entry> {
     plans.iter().filter(|p| p.kind == kind).fold(entries.to_vec(), |entries, plan| {
         if plan.mode == mode {
             guard::with_entry(&entries, plan.entry())
@@ -106,7 +107,7 @@ pub(super) fn entries_with(entries: &[Entry], plans: &[Guarded], kind: GuardedKi
 
 /// The entries of `kind`'s policy with each planned workload's entry as it was `before` the
 /// plans were written (or none); entries of other workloads, written since by others, are kept.
-pub(super) fn entries_restored(now: &[Entry], plans: &[Guarded], kind: GuardedKind, before: &[Entry]) -> Vec<Entry> {
+pub(super) fn entries_restored(now: &[Entry], plans: &[Guarded], kind: AppsKind, before: &[Entry]) -> Vec<Entry> {
     plans.iter().filter(|p| p.kind == kind).fold(now.to_vec(), |now, plan| {
         let now = guard::without_entry(&now, &plan.namespace, &plan.name);
         match before.iter().find(|e| plan.is(kind, &e.namespace, &e.name)) {
@@ -162,7 +163,7 @@ pub(super) mod tests {
         let web = web();
         let plans = plan_guards(std::slice::from_ref(&web), None, Mode::Warn).unwrap();
         let [plan] = plans.as_slice() else { panic!("{plans:?}") };
-        assert_eq!((plan.kind, plan.floor, plan.mode), (GuardedKind::Deployment, 3, Mode::Warn));
+        assert_eq!((plan.kind, plan.floor, plan.mode), (AppsKind::Deployment, 3, Mode::Warn));
         assert_eq!((plan.namespace.as_str(), plan.target()), (web.namespace.as_str(), "deployment/web".into()));
         assert_eq!((plan.replicas, plan.autoscaler.as_deref()), (Some(3), Some("hpa/web")));
         assert_eq!(plan.previous, None);
@@ -181,7 +182,7 @@ pub(super) mod tests {
         let plan = &plan_guards(&[web()], Some(2), Mode::Deny).unwrap()[0];
         assert_eq!((plan.floor, plan.autoscaler.as_deref()), (2, Some("hpa/web")));
         let lonely = &plan_guards(&[stateful_set("db", 2)], Some(2), Mode::Deny).unwrap()[0];
-        assert_eq!((lonely.kind, lonely.floor, lonely.autoscaler.as_deref()), (GuardedKind::StatefulSet, 2, None));
+        assert_eq!((lonely.kind, lonely.floor, lonely.autoscaler.as_deref()), (AppsKind::StatefulSet, 2, None));
     }
 
     #[test]
@@ -246,11 +247,11 @@ pub(super) mod tests {
         let mut listed = entry(ns, "web", 3);
         listed.autoscaler = Some("hpa/web".into());
 
-        let deny = entries_with(&[other.clone(), stale.clone()], &plans, GuardedKind::Deployment, Mode::Deny);
+        let deny = entries_with(&[other.clone(), stale.clone()], &plans, AppsKind::Deployment, Mode::Deny);
         assert_eq!(deny, vec![listed, other.clone()], "sorted: the fixture's namespace is hpa-owns-...");
-        let warn = entries_with(&[stale.clone(), other.clone()], &plans, GuardedKind::Deployment, Mode::Warn);
+        let warn = entries_with(&[stale.clone(), other.clone()], &plans, AppsKind::Deployment, Mode::Warn);
         assert_eq!(warn, vec![other.clone()]);
-        let statefulsets = entries_with(std::slice::from_ref(&stale), &plans, GuardedKind::StatefulSet, Mode::Deny);
+        let statefulsets = entries_with(std::slice::from_ref(&stale), &plans, AppsKind::StatefulSet, Mode::Deny);
         assert_eq!(statefulsets, vec![stale], "a Deployment's plan does not touch the StatefulSets' policy");
     }
 
@@ -259,14 +260,14 @@ pub(super) mod tests {
         let web = web();
         let plans = plan_guards(std::slice::from_ref(&web), None, Mode::Deny).unwrap();
         let ns = web.namespace.as_str();
-        let written = entries_with(&[], &plans, GuardedKind::Deployment, Mode::Deny);
+        let written = entries_with(&[], &plans, AppsKind::Deployment, Mode::Deny);
         let added_since = entry("other", "api", 2);
         let now = guard::with_entry(&written, added_since.clone());
 
-        assert_eq!(entries_restored(&now, &plans, GuardedKind::Deployment, &[]), vec![added_since.clone()]);
+        assert_eq!(entries_restored(&now, &plans, AppsKind::Deployment, &[]), vec![added_since.clone()]);
         let before = entry(ns, "web", 4);
         assert_eq!(
-            entries_restored(&now, &plans, GuardedKind::Deployment, std::slice::from_ref(&before)),
+            entries_restored(&now, &plans, AppsKind::Deployment, std::slice::from_ref(&before)),
             vec![before, added_since]
         );
     }

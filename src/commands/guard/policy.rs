@@ -10,7 +10,8 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::Value;
 
 use super::plan::Guarded;
-use crate::core::guard::{self, Entry, GuardedKind, Mode};
+use crate::core::guard::{self, Entry, Mode};
+use crate::core::workload::AppsKind;
 use crate::error::{Error, Result, api_code};
 use crate::kubeio::{self, NamespaceScope};
 use crate::retry::{self, Attempt};
@@ -102,7 +103,7 @@ pub(super) fn binding_api(client: &Client) -> Api<ValidatingAdmissionPolicyBindi
 }
 
 /// The entries of one kind and mode's policy (none when it does not exist).
-pub(super) async fn read_entries(client: &Client, kind: GuardedKind, mode: Mode) -> Result<Vec<Entry>> {
+pub(super) async fn read_entries(client: &Client, kind: AppsKind, mode: Mode) -> Result<Vec<Entry>> {
     let found =
         policy_api(client).get_opt(&kind.policy_name(mode)).await.map_err(|e| policy_error(e, "get", POLICIES))?;
     Ok(found.map(|p| guard::entries_of(&serde_json::to_value(p).unwrap_or_default())).unwrap_or_default())
@@ -114,7 +115,7 @@ pub(super) async fn read_entries(client: &Client, kind: GuardedKind, mode: Mode)
 /// `change` again, at most [`POLICY_WRITE_ATTEMPTS`] times, then [`Error::Conflict`].
 pub(super) async fn update_entries(
     client: &Client,
-    kind: GuardedKind,
+    kind: AppsKind,
     mode: Mode,
     change: impl Fn(&[Entry]) -> Vec<Entry>,
 ) -> Result<()> {
@@ -135,7 +136,7 @@ pub(super) async fn update_entries(
 /// One attempt of [`update_entries`]: [`Attempt::Conflict`] when the policy moved since it was read.
 async fn write_entries(
     client: &Client,
-    kind: GuardedKind,
+    kind: AppsKind,
     mode: Mode,
     change: &impl Fn(&[Entry]) -> Vec<Entry>,
 ) -> Result<Attempt<()>> {
@@ -186,7 +187,7 @@ fn same_spec(stored: &Value, body: &ValidatingAdmissionPolicy) -> bool {
     stored.get("spec") == wanted.get("spec")
 }
 
-async fn ensure_binding(client: &Client, kind: GuardedKind, mode: Mode) -> Result<(), kube::Error> {
+async fn ensure_binding(client: &Client, kind: AppsKind, mode: Mode) -> Result<(), kube::Error> {
     let name = kind.policy_name(mode);
     if binding_api(client).get_opt(&name).await?.is_some() {
         return Ok(());
@@ -230,7 +231,7 @@ mod tests {
     use super::super::plan::{plan_guards, tests::web};
     use super::*;
 
-    fn stored(kind: GuardedKind, mode: Mode, entries: &[Entry]) -> (Value, ValidatingAdmissionPolicy) {
+    fn stored(kind: AppsKind, mode: Mode, entries: &[Entry]) -> (Value, ValidatingAdmissionPolicy) {
         let value = guard::policy(kind, mode, entries);
         (value.clone(), serde_json::from_value(value).unwrap())
     }
@@ -238,11 +239,11 @@ mod tests {
     #[test]
     fn a_policy_with_the_same_entries_needs_no_write_and_a_changed_one_does() {
         let one = [Entry { namespace: "shop".into(), name: "web".into(), floor: 3, autoscaler: None }];
-        let (value, body) = stored(GuardedKind::Deployment, Mode::Deny, &one);
+        let (value, body) = stored(AppsKind::Deployment, Mode::Deny, &one);
         assert!(same_spec(&value, &body));
-        let (_, two_floors) = stored(GuardedKind::Deployment, Mode::Deny, &[Entry { floor: 4, ..one[0].clone() }]);
+        let (_, two_floors) = stored(AppsKind::Deployment, Mode::Deny, &[Entry { floor: 4, ..one[0].clone() }]);
         assert!(!same_spec(&value, &two_floors));
-        let (_, statefulsets) = stored(GuardedKind::StatefulSet, Mode::Deny, &one);
+        let (_, statefulsets) = stored(AppsKind::StatefulSet, Mode::Deny, &one);
         assert!(!same_spec(&value, &statefulsets));
     }
 

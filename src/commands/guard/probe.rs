@@ -9,7 +9,8 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::plan::Guarded;
-use crate::core::guard::{self, GuardedKind, Mode};
+use crate::core::guard::{self, Mode};
+use crate::core::workload::AppsKind;
 use crate::error::{Error, Result};
 
 /// How long `guard on` waits for the API server to start refusing (its policy and param
@@ -59,7 +60,7 @@ fn from_the_guard(text: &str, target: &str) -> bool {
 
 /// Sends a server-side dry run that sets replicas to floor - 1 (dry runs go through admission
 /// and persist nothing) and reports whether the guard answered.
-async fn probe(client: &Client, kind: GuardedKind, namespace: &str, name: &str, replicas: i64) -> Result<Probe> {
+async fn probe(client: &Client, kind: AppsKind, namespace: &str, name: &str, replicas: i64) -> Result<Probe> {
     let target = format!("{}/{name}", kind.command_name());
     let url = format!("/apis/apps/v1/namespaces/{namespace}/{}", kind.plural());
     let params = PatchParams { dry_run: true, field_manager: Some(guard::FIELD_MANAGER.into()), ..Default::default() };
@@ -132,7 +133,7 @@ pub(super) async fn confirm_active(client: &Client, plan: &Guarded) -> Result<()
 
 /// Waits until a dry run dropping the workload to 0 replicas is no longer refused by the guard:
 /// the API server keeps enforcing a deleted or rewritten policy until its informer catches up.
-pub(super) async fn confirm_lifted(client: &Client, kind: GuardedKind, namespace: &str, name: &str) -> Result<()> {
+pub(super) async fn confirm_lifted(client: &Client, kind: AppsKind, namespace: &str, name: &str) -> Result<()> {
     let deadline = Instant::now() + ACTIVATION_TIMEOUT;
     loop {
         let answer = match probe(client, kind, namespace, name, 0).await {

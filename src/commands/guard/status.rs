@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use super::policy::{BINDINGS, POLICIES, binding_api, ensure_served, policy_api, policy_error};
 use crate::commands::check;
-use crate::core::guard::{self, Entry, GuardedKind, Mark, Mode};
+use crate::core::guard::{self, Entry, Mark, Mode};
+use crate::core::workload::AppsKind;
 use crate::error::Result;
 use crate::kubeio::{self, NamespaceScope};
 
@@ -26,7 +27,7 @@ pub struct StatusReport {
 #[serde(rename_all = "camelCase")]
 pub struct PolicyState {
     pub name: String,
-    pub kind: GuardedKind,
+    pub kind: AppsKind,
     pub mode: Mode,
     pub installed: bool,
     pub bound: bool,
@@ -40,7 +41,7 @@ pub struct PolicyState {
 #[serde(rename_all = "camelCase")]
 pub struct GuardedWorkload {
     pub namespace: String,
-    pub kind: GuardedKind,
+    pub kind: AppsKind,
     pub name: String,
     pub replicas: Option<i64>,
     /// What the policy enforces (null: no policy lists it).
@@ -61,7 +62,7 @@ pub struct EnforcedGuard {
 /// What one guarded kind looks like on the API server: its marked workloads in scope and, per
 /// mode, its policy with the entries the policy lists.
 struct KindState {
-    kind: GuardedKind,
+    kind: AppsKind,
     marked: Vec<GuardedWorkload>,
     policies: Vec<(PolicyState, Vec<Entry>)>,
 }
@@ -69,7 +70,7 @@ struct KindState {
 pub async fn status_report(client: &Client, scope: &NamespaceScope) -> Result<StatusReport> {
     ensure_served(client).await?;
     let mut kinds = Vec::new();
-    for kind in GuardedKind::ALL {
+    for kind in AppsKind::ALL {
         let marked = kubeio::list_workloads(client, &kind.workload_kind(), scope, Some(guard::GUARD_LABEL)).await?;
         let marked = marked
             .iter()
@@ -116,7 +117,7 @@ fn assemble(kinds: Vec<KindState>, namespace: Option<&str>) -> StatusReport {
 }
 
 /// One kind and mode's policy and binding as the API server has them, with the policy's entries.
-async fn policy_state(client: &Client, kind: GuardedKind, mode: Mode) -> Result<(PolicyState, Vec<Entry>)> {
+async fn policy_state(client: &Client, kind: AppsKind, mode: Mode) -> Result<(PolicyState, Vec<Entry>)> {
     let name = kind.policy_name(mode);
     let policy = policy_api(client).get_opt(&name).await.map_err(|e| policy_error(e, "get", POLICIES))?;
     let bound = binding_api(client).get_opt(&name).await.map_err(|e| policy_error(e, "get", BINDINGS))?.is_some();
@@ -136,7 +137,7 @@ async fn policy_state(client: &Client, kind: GuardedKind, mode: Mode) -> Result<
 }
 
 /// Records what a policy entry enforces on its workload, listing the workload if no mark did.
-fn add_enforced(workloads: &mut Vec<GuardedWorkload>, kind: GuardedKind, mode: Mode, entry: &Entry) {
+fn add_enforced(workloads: &mut Vec<GuardedWorkload>, kind: AppsKind, mode: Mode, entry: &Entry) {
     let enforced = EnforcedGuard { mode, floor: entry.floor, autoscaler: entry.autoscaler.clone() };
     match workloads.iter_mut().find(|w| w.kind == kind && w.namespace == entry.namespace && w.name == entry.name) {
         Some(w) => w.enforced = Some(enforced),
@@ -171,7 +172,7 @@ fn disagreement(w: &GuardedWorkload) -> Option<String> {
 pub(super) mod tests {
     use super::*;
 
-    fn workload(namespace: &str, kind: GuardedKind, name: &str, mark: Option<Mark>) -> GuardedWorkload {
+    fn workload(namespace: &str, kind: AppsKind, name: &str, mark: Option<Mark>) -> GuardedWorkload {
         GuardedWorkload {
             namespace: namespace.into(),
             kind,
@@ -190,7 +191,7 @@ pub(super) mod tests {
         Entry { namespace: namespace.into(), name: name.into(), floor, autoscaler: Some("hpa/web".into()) }
     }
 
-    fn policy(kind: GuardedKind, mode: Mode, bound: bool, entries: Vec<Entry>) -> (PolicyState, Vec<Entry>) {
+    fn policy(kind: AppsKind, mode: Mode, bound: bool, entries: Vec<Entry>) -> (PolicyState, Vec<Entry>) {
         let state = PolicyState {
             name: kind.policy_name(mode),
             kind,
@@ -209,27 +210,27 @@ pub(super) mod tests {
     fn cluster() -> Vec<KindState> {
         vec![
             KindState {
-                kind: GuardedKind::Deployment,
+                kind: AppsKind::Deployment,
                 marked: vec![
-                    workload("shop", GuardedKind::Deployment, "web", mark(Mode::Deny, 3)),
-                    workload("shop", GuardedKind::Deployment, "old", mark(Mode::Deny, 2)),
+                    workload("shop", AppsKind::Deployment, "web", mark(Mode::Deny, 3)),
+                    workload("shop", AppsKind::Deployment, "old", mark(Mode::Deny, 2)),
                 ],
                 policies: vec![
                     policy(
-                        GuardedKind::Deployment,
+                        AppsKind::Deployment,
                         Mode::Deny,
                         true,
                         vec![entry("other", "batch", 1), entry("shop", "api", 2), entry("shop", "web", 3)],
                     ),
-                    policy(GuardedKind::Deployment, Mode::Warn, false, vec![]),
+                    policy(AppsKind::Deployment, Mode::Warn, false, vec![]),
                 ],
             },
             KindState {
-                kind: GuardedKind::StatefulSet,
-                marked: vec![workload("shop", GuardedKind::StatefulSet, "db", mark(Mode::Warn, 2))],
+                kind: AppsKind::StatefulSet,
+                marked: vec![workload("shop", AppsKind::StatefulSet, "db", mark(Mode::Warn, 2))],
                 policies: vec![
-                    policy(GuardedKind::StatefulSet, Mode::Deny, false, vec![entry("shop", "db", 3)]),
-                    policy(GuardedKind::StatefulSet, Mode::Warn, false, vec![]),
+                    policy(AppsKind::StatefulSet, Mode::Deny, false, vec![entry("shop", "db", 3)]),
+                    policy(AppsKind::StatefulSet, Mode::Warn, false, vec![]),
                 ],
             },
         ]
@@ -311,7 +312,7 @@ pub(super) mod tests {
     fn a_mark_with_no_valid_floor_disagrees_with_any_policy() {
         let mut web = workload(
             "shop",
-            GuardedKind::Deployment,
+            AppsKind::Deployment,
             "web",
             Some(Mark { mode: Mode::Deny, floor: None, autoscaler: None }),
         );
@@ -326,13 +327,13 @@ pub(super) mod tests {
 
     #[test]
     fn an_entry_is_matched_to_the_marked_workload_of_its_own_kind() {
-        let mut workloads = vec![workload("shop", GuardedKind::StatefulSet, "web", mark(Mode::Deny, 3))];
-        add_enforced(&mut workloads, GuardedKind::Deployment, Mode::Deny, &entry("shop", "web", 3));
+        let mut workloads = vec![workload("shop", AppsKind::StatefulSet, "web", mark(Mode::Deny, 3))];
+        add_enforced(&mut workloads, AppsKind::Deployment, Mode::Deny, &entry("shop", "web", 3));
         assert_eq!(workloads.len(), 2, "a Deployment's entry is not a StatefulSet's");
         assert!(workloads[0].enforced.is_none());
         assert_eq!(
             (workloads[1].kind, workloads[1].replicas, workloads[1].mark.is_none()),
-            (GuardedKind::Deployment, None, true)
+            (AppsKind::Deployment, None, true)
         );
     }
 }

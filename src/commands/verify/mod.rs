@@ -12,8 +12,9 @@ use serde::Serialize;
 
 use crate::cli::{OutputFormat, VerifyArgs};
 use crate::commands::{check, parse_targets};
-use crate::core::timeline::{Drop, ScaledObjectSubject, Subjects, Timeline, WorkloadType};
+use crate::core::timeline::{Drop, ScaledObjectSubject, Subjects, Timeline};
 use crate::core::verdict::{Assessment, Verdict};
+use crate::core::workload::AppsKind;
 use crate::core::workload::WorkloadKind;
 use crate::error::{Error, ExitStatus, Result};
 use crate::inventory::Query;
@@ -171,12 +172,9 @@ pub async fn run(
 /// A workload by namespace, kind and name.
 type WorkloadKey = (String, WorkloadKind, String);
 
-fn workload_type(assessment: &Assessment) -> Option<WorkloadType> {
-    match (assessment.workload_kind.group.as_str(), assessment.kind.as_str()) {
-        ("apps", "Deployment") => Some(WorkloadType::Deployment),
-        ("apps", "StatefulSet") => Some(WorkloadType::StatefulSet),
-        _ => None,
-    }
+/// The kind verify replays the history of (`None`: a kind it cannot read the Events of).
+fn workload_type(assessment: &Assessment) -> Option<AppsKind> {
+    AppsKind::of(&assessment.workload_kind)
 }
 
 /// The HPAs and ScaledObjects whose events can explain a change of the workload, owned so that
@@ -214,7 +212,7 @@ impl Explainers {
     fn subjects<'a>(
         &'a self,
         assessment: &'a Assessment,
-        workload_type: WorkloadType,
+        workload_type: AppsKind,
         created: Option<Timestamp>,
     ) -> Subjects<'a> {
         Subjects {

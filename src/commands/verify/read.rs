@@ -13,8 +13,9 @@ use kube::api::{Api, ListParams};
 use super::judge::end_state;
 use super::{EndState, Explainers, History, WorkloadKey, workload_type};
 use crate::cli::VerifyArgs;
-use crate::core::timeline::{self, EventRecord, WorkloadType};
+use crate::core::timeline::{self, EventRecord};
 use crate::core::verdict::Assessment;
+use crate::core::workload::AppsKind;
 use crate::core::workload::Workload;
 use crate::error::{Error, Result};
 use crate::inventory::{self, Inventory, Query};
@@ -55,7 +56,7 @@ impl Evidence {
         let namespaces: std::collections::BTreeSet<&str> = assessments.iter().map(|a| a.namespace.as_str()).collect();
         let with_deployments: std::collections::BTreeSet<&str> = assessments
             .iter()
-            .filter(|a| workload_type(a) == Some(WorkloadType::Deployment))
+            .filter(|a| workload_type(a) == Some(AppsKind::Deployment))
             .map(|a| a.namespace.as_str())
             .collect();
         let events = futures::future::try_join_all(
@@ -93,15 +94,15 @@ async fn list_events(client: &Client, namespace: &str) -> Result<Vec<EventRecord
 /// The current size of each ReplicaSet the Deployment owns, or the StatefulSet's replicas.
 fn current_sizes(
     assessment: &Assessment,
-    kind: WorkloadType,
+    kind: AppsKind,
     uid: &str,
     replica_sets: &[ReplicaSet],
 ) -> BTreeMap<String, i64> {
     match kind {
-        WorkloadType::StatefulSet => {
+        AppsKind::StatefulSet => {
             BTreeMap::from([(assessment.name.clone(), assessment.replicas.status.unwrap_or_default())])
         }
-        WorkloadType::Deployment => replica_sets
+        AppsKind::Deployment => replica_sets
             .iter()
             .filter(|rs| rs.metadata.owner_references.iter().flatten().any(|o| o.uid == uid))
             .map(|rs| {

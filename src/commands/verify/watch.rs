@@ -16,8 +16,9 @@ use serde_json::Value;
 
 use super::{Explainers, Live, Minimum, workload_type};
 use crate::core::attribution::{self, Attribution, Decided, LiveDrop, Witness};
-use crate::core::timeline::{self, Cause, Drop, EventRecord, Subjects, WorkloadType};
+use crate::core::timeline::{self, Cause, Drop, EventRecord, Subjects};
 use crate::core::verdict::Assessment;
+use crate::core::workload::AppsKind;
 use crate::error::{Error, Result};
 use crate::kubeio::{self, NamespaceScope};
 use crate::output::{Printer, count};
@@ -79,7 +80,7 @@ impl<'a> WatchTarget<'a> {
     }
 
     fn subjects(&self) -> Subjects<'_> {
-        let kind = workload_type(self.assessment).unwrap_or(WorkloadType::Deployment);
+        let kind = workload_type(self.assessment).unwrap_or(AppsKind::Deployment);
         self.explainers.subjects(self.assessment, kind, None)
     }
 }
