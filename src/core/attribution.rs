@@ -490,8 +490,14 @@ mod tests {
         let (cause, decided) = unresolved(&drop, &witness, drop.seen + secs(40), Duration::from_secs(40));
         assert!(matches!(&cause, Cause::Unresolved { reason } if reason.contains("did not catch up")), "{cause:?}");
         assert_eq!(decided.by, Basis::WaitOver);
-        let as_drop =
-            timeline::Drop { time: drop.seen, from: 5, to: 1, cause, evidence: String::new(), decided: Some(decided) };
+        let as_drop = timeline::ReplicaDrop {
+            time: drop.seen,
+            from: 5,
+            to: 1,
+            cause,
+            evidence: String::new(),
+            decided: Some(decided),
+        };
         assert!(!as_drop.is_failure());
     }
 }

@@ -190,7 +190,7 @@ pub enum Action {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Drop {
+pub struct ReplicaDrop {
     pub time: Timestamp,
     pub from: i64,
     pub to: i64,
@@ -201,7 +201,7 @@ pub struct Drop {
     pub decided: Option<super::attribution::Decided>,
 }
 
-impl Drop {
+impl ReplicaDrop {
     pub fn is_failure(&self) -> bool {
         self.cause == Cause::Unordered
     }
@@ -487,7 +487,7 @@ impl Replay {
 pub const ATTRIBUTION_WINDOW: SignedDuration = SignedDuration::from_secs(10);
 
 /// Every step of the total from above `floor` to `floor` or below, with its cause.
-pub fn drops(timeline: &Timeline, floor: i64) -> Vec<Drop> {
+pub fn drops(timeline: &Timeline, floor: i64) -> Vec<ReplicaDrop> {
     let mut found = Vec::new();
     let mut previous = timeline.initial;
     for point in &timeline.points {
@@ -501,7 +501,7 @@ pub fn drops(timeline: &Timeline, floor: i64) -> Vec<Drop> {
                     && o.size == point.replicas
             });
             let cause = Cause::of(order);
-            found.push(Drop {
+            found.push(ReplicaDrop {
                 time: point.time,
                 from: before,
                 to: point.replicas,
@@ -616,7 +616,11 @@ mod tests {
         [ScaledObjectSubject { name: "web".into(), idle_size, paused_replicas }]
     }
 
-    fn keda_drops(events: &[EventRecord], current: &BTreeMap<String, i64>, so: &[ScaledObjectSubject]) -> Vec<Drop> {
+    fn keda_drops(
+        events: &[EventRecord],
+        current: &BTreeMap<String, i64>,
+        so: &[ScaledObjectSubject],
+    ) -> Vec<ReplicaDrop> {
         let subjects = Subjects { scaled_objects: so, ..subjects() };
         let (from, to) = window(events);
         drops(&rebuild(events, &subjects, current, from, to), 1)

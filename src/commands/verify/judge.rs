@@ -2,9 +2,9 @@
 //! Pure.
 
 use super::render::cause_text;
-use super::{EndState, History, Live, Outcome, WorkloadResult};
+use super::{EndState, History, Live, VerifyOutcome, WorkloadResult};
 use crate::cli::VerifyArgs;
-use crate::core::timeline::{Cause, Drop};
+use crate::core::timeline::{Cause, ReplicaDrop};
 use crate::core::verdict::{Assessment, Verdict};
 
 /// Each workload's result from its history and live watch (either may be absent) and its end state.
@@ -40,18 +40,18 @@ fn judge(
     let inconclusive = inconclusive_reasons(history.as_ref(), live.as_ref(), args);
     let (outcome, reason) = if let Some(first) = drops().find(|d| d.is_failure()) {
         (
-            Outcome::Drop,
+            VerifyOutcome::Drop,
             format!(
                 "replicas dropped from {} to {} at {}, and no autoscaler ordered it: {}",
                 first.from, first.to, first.time, first.evidence
             ),
         )
     } else if !end_state.ok {
-        (Outcome::AtRisk, end_state.problems.join("; "))
+        (VerifyOutcome::AtRisk, end_state.problems.join("; "))
     } else if !inconclusive.is_empty() {
-        (Outcome::Inconclusive, inconclusive.join("; "))
+        (VerifyOutcome::Inconclusive, inconclusive.join("; "))
     } else {
-        (Outcome::Pass, pass_reason(drops(), args.floor, &end_state))
+        (VerifyOutcome::Pass, pass_reason(drops(), args.floor, &end_state))
     };
     WorkloadResult {
         namespace: assessment.namespace.clone(),
@@ -103,7 +103,7 @@ fn inconclusive_reasons(history: Option<&History>, live: Option<&Live>, args: &V
 }
 
 /// A pass, in words: replicas never reached the floor, or only as an autoscaler ordered.
-fn pass_reason<'a>(drops: impl Iterator<Item = &'a Drop>, floor: i64, end_state: &EndState) -> String {
+fn pass_reason<'a>(drops: impl Iterator<Item = &'a ReplicaDrop>, floor: i64, end_state: &EndState) -> String {
     let ordered: Vec<String> =
         drops.map(|d| format!("{} -> {} at {}: {}", d.from, d.to, d.time, cause_text(&d.cause))).collect();
     let how = if ordered.is_empty() {
@@ -176,7 +176,7 @@ mod tests {
     fn live_with(cause: Cause) -> Live {
         let at = Timestamp::UNIX_EPOCH;
         let decided = Decided { at, by: Basis::HpaStatus, evidence: "status".into() };
-        let drop = Drop { time: at, from: 5, to: 1, cause, evidence: "watch".into(), decided: Some(decided) };
+        let drop = ReplicaDrop { time: at, from: 5, to: 1, cause, evidence: "watch".into(), decided: Some(decided) };
         Live {
             started: at,
             ended: at,
@@ -204,21 +204,21 @@ mod tests {
     #[test]
     fn an_unordered_live_drop_is_the_failure() {
         let result = judged(live_with(Cause::Unordered));
-        assert_eq!(result.outcome, Outcome::Drop);
+        assert_eq!(result.outcome, VerifyOutcome::Drop);
         assert!(result.reason.contains("no autoscaler ordered it"), "{}", result.reason);
     }
 
     #[test]
     fn a_drop_the_hpa_ordered_passes() {
         let result = judged(live_with(Cause::Autoscaler { hpa: "hpa/web".into(), reason: "desired 1".into() }));
-        assert_eq!(result.outcome, Outcome::Pass, "{}", result.reason);
+        assert_eq!(result.outcome, VerifyOutcome::Pass, "{}", result.reason);
         assert!(result.reason.contains("only as an autoscaler ordered"), "{}", result.reason);
     }
 
     #[test]
     fn an_unresolved_live_drop_is_inconclusive_never_a_pass_nor_a_drop() {
         let result = judged(live_with(Cause::Unresolved { reason: "the autoscaler's status did not catch up".into() }));
-        assert_eq!(result.outcome, Outcome::Inconclusive);
+        assert_eq!(result.outcome, VerifyOutcome::Inconclusive);
         assert!(result.reason.contains("is unresolved: the autoscaler's status did not catch up"), "{}", result.reason);
         assert_eq!(
             serde_json::to_value(&result.live.as_ref().unwrap().drops[0].cause).unwrap(),
@@ -233,7 +233,7 @@ mod tests {
         let mut live = live_with(Cause::Unordered);
         live.drops.clear();
         let result = judge(&a, None, Some(live), end_state(&a, args.floor), &args);
-        assert_eq!(result.outcome, Outcome::AtRisk, "{}", result.reason);
+        assert_eq!(result.outcome, VerifyOutcome::AtRisk, "{}", result.reason);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::cli::{OutputFormat, VerifyArgs};
 use crate::commands::{check, parse_targets};
-use crate::core::timeline::{Drop, ScaledObjectSubject, Subjects, Timeline};
+use crate::core::timeline::{ReplicaDrop, ScaledObjectSubject, Subjects, Timeline};
 use crate::core::verdict::{Assessment, Verdict};
 use crate::core::workload::AppsKind;
 use crate::core::workload::WorkloadKind;
@@ -31,7 +31,7 @@ use render::render_text;
 /// The documented result identifiers of `verify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Outcome {
+pub enum VerifyOutcome {
     /// No drop, the evidence covers the period, and the end state is sound.
     Pass,
     /// The evidence does not cover the period, or is missing: nothing is proven.
@@ -42,12 +42,12 @@ pub enum Outcome {
     Drop,
 }
 
-impl Outcome {
+impl VerifyOutcome {
     fn exit(self) -> ExitStatus {
         match self {
-            Outcome::Pass => ExitStatus::Success,
-            Outcome::Inconclusive => ExitStatus::Inconclusive,
-            Outcome::AtRisk | Outcome::Drop => ExitStatus::ActionNeeded,
+            VerifyOutcome::Pass => ExitStatus::Success,
+            VerifyOutcome::Inconclusive => ExitStatus::Inconclusive,
+            VerifyOutcome::AtRisk | VerifyOutcome::Drop => ExitStatus::ActionNeeded,
         }
     }
 }
@@ -63,7 +63,7 @@ pub struct History {
     pub evidence_from: Timestamp,
     pub covered: bool,
     pub timeline: Timeline,
-    pub drops: Vec<Drop>,
+    pub drops: Vec<ReplicaDrop>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -83,7 +83,7 @@ pub struct Live {
     /// Watch interruptions (410 Gone, broken connections) and whether they were ruled out.
     pub gaps: Vec<String>,
     pub unresolved_gaps: usize,
-    pub drops: Vec<Drop>,
+    pub drops: Vec<ReplicaDrop>,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,7 +102,7 @@ pub struct WorkloadResult {
     pub namespace: String,
     pub kind: String,
     pub name: String,
-    pub outcome: Outcome,
+    pub outcome: VerifyOutcome,
     pub reason: String,
     pub floor: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,7 +160,7 @@ pub async fn run(
             .collect::<Vec<_>>()
     });
     let results = judge_all(&assessments, histories, lives, end_states, args);
-    let exit = results.iter().map(|r| r.outcome).max().map(Outcome::exit).unwrap_or(ExitStatus::Success);
+    let exit = results.iter().map(|r| r.outcome).max().map(VerifyOutcome::exit).unwrap_or(ExitStatus::Success);
     let report = VerifyReport { api_version: check::REPORT_API_VERSION, kind: "VerifyReport", results };
     match args.output {
         OutputFormat::Text => printer.data(&render_text(&report))?,

@@ -1,6 +1,6 @@
 //! The text report of verify.
 
-use super::{Outcome, VerifyReport};
+use super::{VerifyOutcome, VerifyReport};
 use crate::core::timeline::Cause;
 use crate::output::count;
 
@@ -63,12 +63,12 @@ pub(super) fn render_text(report: &VerifyReport) -> String {
     out
 }
 
-fn outcome_name(outcome: Outcome) -> &'static str {
+fn outcome_name(outcome: VerifyOutcome) -> &'static str {
     match outcome {
-        Outcome::Pass => "pass",
-        Outcome::Inconclusive => "inconclusive",
-        Outcome::AtRisk => "at-risk",
-        Outcome::Drop => "drop",
+        VerifyOutcome::Pass => "pass",
+        VerifyOutcome::Inconclusive => "inconclusive",
+        VerifyOutcome::AtRisk => "at-risk",
+        VerifyOutcome::Drop => "drop",
     }
 }
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::{Explainers, Live, Minimum, workload_type};
 use crate::core::attribution::{self, Attribution, Decided, LiveDrop, Witness};
-use crate::core::timeline::{self, Cause, Drop, EventRecord, Subjects};
+use crate::core::timeline::{self, Cause, EventRecord, ReplicaDrop, Subjects};
 use crate::core::verdict::Assessment;
 use crate::core::workload::AppsKind;
 use crate::error::{Error, Result};
@@ -53,7 +53,7 @@ struct Watched {
     minimum: Minimum,
     gaps: Vec<String>,
     unresolved_gaps: usize,
-    drops: Vec<Drop>,
+    drops: Vec<ReplicaDrop>,
     /// When the connection broke and why, until the watch is back.
     open_gap: Option<(Timestamp, String)>,
     /// The object a re-list under way has returned so far.
@@ -130,7 +130,7 @@ impl Watched {
                 };
                 self.close_gap(&state_of(&object), target, client).await?;
                 // A failure always stops the watch, so one here is the Events' in the gap.
-                if self.drops.iter().any(Drop::is_failure) {
+                if self.drops.iter().any(ReplicaDrop::is_failure) {
                     return Ok(Flow::Stop);
                 }
                 object
@@ -317,7 +317,7 @@ impl Watched {
 
     /// Rules a gap in from the Events: a drop they show in it is reported like one seen live;
     /// without one the gap stays unresolved (Events are best effort).
-    fn rule_in(&mut self, drops: Vec<Drop>) {
+    fn rule_in(&mut self, drops: Vec<ReplicaDrop>) {
         if drops.is_empty() {
             self.unresolved_gaps += 1;
             self.gaps.push("not ruled out: the Events show no drop in the gap, but they are best effort".into());
@@ -503,9 +503,9 @@ async fn next_witnessed(
 }
 
 /// A drop seen live, with its decided cause.
-fn live_drop(assessment: &Assessment, drop: &LiveDrop, cause: Cause, decided: Decided) -> Drop {
+fn live_drop(assessment: &Assessment, drop: &LiveDrop, cause: Cause, decided: Decided) -> ReplicaDrop {
     let LiveDrop { seen, from, to } = *drop;
-    Drop {
+    ReplicaDrop {
         time: seen,
         from,
         to,
@@ -547,7 +547,7 @@ impl kube::runtime::utils::Backoff for ReconnectBackoff {
 /// The drops the Events show from `since` on (with the attribution window before it, so an
 /// order just before the gap still explains a drop in it). Events are written after the fact,
 /// so this waits up to the attribution window for them, returning as soon as a drop is seen.
-async fn drops_in_gap(client: &Client, target: &WatchTarget<'_>, since: Timestamp) -> Result<Vec<Drop>> {
+async fn drops_in_gap(client: &Client, target: &WatchTarget<'_>, since: Timestamp) -> Result<Vec<ReplicaDrop>> {
     let subjects = target.subjects();
     let from = since - timeline::ATTRIBUTION_WINDOW;
     let drops_in = |events: &[EventRecord]| {
