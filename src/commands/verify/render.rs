@@ -1,7 +1,7 @@
 //! The text report of verify.
 
 use super::{VerifyOutcome, VerifyReport};
-use crate::core::timeline::Cause;
+use crate::core::timeline::{Cause, ReplicaDrop};
 use crate::output::count;
 
 pub(super) fn render_text(report: &VerifyReport) -> String {
@@ -26,15 +26,7 @@ pub(super) fn render_text(report: &VerifyReport) -> String {
             for point in &h.timeline.points {
                 out.push_str(&format!("    {:<30} {:>4}  {}\n", point.time.to_string(), point.replicas, point.source));
             }
-            for drop in &h.drops {
-                out.push_str(&format!(
-                    "  drop {} -> {} at {}: {}\n",
-                    drop.from,
-                    drop.to,
-                    drop.time,
-                    cause_text(&drop.cause)
-                ));
-            }
+            h.drops.iter().for_each(|drop| out.push_str(&drop_line(drop)));
         }
         if let Some(l) = &r.live {
             out.push_str(&format!(
@@ -48,15 +40,7 @@ pub(super) fn render_text(report: &VerifyReport) -> String {
             for gap in &l.gaps {
                 out.push_str(&format!("    gap: {gap}\n"));
             }
-            for drop in &l.drops {
-                out.push_str(&format!(
-                    "  drop {} -> {} at {}: {}\n",
-                    drop.from,
-                    drop.to,
-                    drop.time,
-                    cause_text(&drop.cause)
-                ));
-            }
+            l.drops.iter().for_each(|drop| out.push_str(&drop_line(drop)));
         }
         out.push_str(&format!("  end state: {} ({})\n", r.end_state.verdict.as_str(), r.end_state.reason));
     }
@@ -72,7 +56,11 @@ fn outcome_name(outcome: VerifyOutcome) -> &'static str {
     }
 }
 
-pub(super) fn cause_text(cause: &Cause) -> String {
+pub(super) fn drop_line(drop: &ReplicaDrop) -> String {
+    format!("  drop {} -> {} at {}: {}\n", drop.from, drop.to, drop.time, cause_text(&drop.cause))
+}
+
+fn cause_text(cause: &Cause) -> String {
     match cause {
         Cause::Autoscaler { hpa, reason } => format!("ordered by {hpa} ({reason}); not a failure"),
         Cause::KedaIdle { scaled_object } => {
