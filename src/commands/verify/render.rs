@@ -56,11 +56,11 @@ fn outcome_name(outcome: VerifyOutcome) -> &'static str {
     }
 }
 
-pub(super) fn drop_line(drop: &ReplicaDrop) -> String {
+fn drop_line(drop: &ReplicaDrop) -> String {
     format!("  drop {} -> {} at {}: {}\n", drop.from, drop.to, drop.time, cause_text(&drop.cause))
 }
 
-fn cause_text(cause: &Cause) -> String {
+pub(super) fn cause_text(cause: &Cause) -> String {
     match cause {
         Cause::Autoscaler { hpa, reason } => format!("ordered by {hpa} ({reason}); not a failure"),
         Cause::KedaIdle { scaled_object } => {
