@@ -77,14 +77,6 @@ impl ReleaseRecords {
             ReleaseRecords::NotRead => Err("release records were not read".into()),
         }
     }
-
-    /// Why the records could not be read, if they could not.
-    pub fn problem(&self) -> Option<&str> {
-        match self {
-            ReleaseRecords::Unreadable(problem) => Some(problem),
-            _ => None,
-        }
-    }
 }
 
 /// A deployed release record, decoded.

@@ -14,11 +14,6 @@ pub const TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
 /// Names the client-side manager a server-side sync migrates (default `kubectl-client-side-apply`).
 pub const MIGRATION_MANAGER_ANNOTATION: &str = "argocd.argoproj.io/client-side-apply-migration-manager";
 
-/// Whether any of Argo CD's managers has an entry on the object.
-pub fn has_entry(object: &impl Traces) -> bool {
-    MANAGERS.iter().any(|m| object.has_manager(m))
-}
-
 /// The manager whose entries a server-side sync migrates into `argocd-controller`'s Apply entry
 /// before it applies (its client-side-apply migration, on by default): a patch as that manager,
 /// an unforced managed-fields upgrade, then the forced apply. Measured on the real Argo CD

@@ -81,7 +81,14 @@ pub fn detect(requested: Option<&Tool>, live: &impl Traces) -> Result<(Tool, Str
     if let Some(name) = live.label(flux::KUSTOMIZATION_NAME_LABEL) {
         return Ok((Tool::Flux, format!("label {}={name}", flux::KUSTOMIZATION_NAME_LABEL)));
     }
-    if live.has_entry(flux::KUSTOMIZE_MANAGER, "Apply") {
+    // Read once: a JSON object's managedFields are decoded on each read.
+    let entries = live.managed_fields();
+    let has = |manager: &str, operation: Option<&str>| {
+        entries.iter().any(|e| {
+            e.manager.as_deref() == Some(manager) && operation.is_none_or(|op| e.operation.as_deref() == Some(op))
+        })
+    };
+    if has(flux::KUSTOMIZE_MANAGER, Some("Apply")) {
         return Ok((Tool::Flux, format!("managedFields entry {} (Apply)", flux::KUSTOMIZE_MANAGER)));
     }
     if let Some(release) = live.annotation(helm::RELEASE_NAME_ANNOTATION) {
@@ -90,13 +97,13 @@ pub fn detect(requested: Option<&Tool>, live: &impl Traces) -> Result<(Tool, Str
     if live.annotation(argocd::TRACKING_ANNOTATION).is_some() {
         return Ok((Tool::Argocd, format!("annotation {}", argocd::TRACKING_ANNOTATION)));
     }
-    if let Some(manager) = argocd::MANAGERS.iter().find(|m| live.has_manager(m)) {
+    if let Some(manager) = argocd::MANAGERS.iter().find(|m| has(m, None)) {
         return Ok((Tool::Argocd, format!("managedFields entry {manager}")));
     }
-    if live.has_entry(TANKA_MANAGER, "Apply") {
+    if has(TANKA_MANAGER, Some("Apply")) {
         return Ok((Tool::Tanka, format!("managedFields entry {TANKA_MANAGER} (Apply)")));
     }
-    let applier = live.managed_fields().iter().find_map(|e| {
+    let applier = entries.iter().find_map(|e| {
         let manager = e.manager.as_deref()?;
         let known = manager.starts_with(PULUMI_MANAGER) || manager == TERRAFORM_MANAGER;
         (known && e.operation.as_deref() == Some("Apply")).then(|| manager.to_string())
@@ -105,7 +112,7 @@ pub fn detect(requested: Option<&Tool>, live: &impl Traces) -> Result<(Tool, Str
         return Ok((Tool::Manager(manager.clone()), format!("managedFields entry {manager} (Apply)")));
     }
     let client_side = live.annotation(kubectl::LAST_APPLIED_ANNOTATION).is_some();
-    let server_side = live.has_entry(kubectl::SERVER_SIDE_MANAGER, "Apply");
+    let server_side = has(kubectl::SERVER_SIDE_MANAGER, Some("Apply"));
     match (client_side, server_side) {
         (true, false) => Ok((Tool::Kubectl, format!("annotation {}", kubectl::LAST_APPLIED_ANNOTATION))),
         (false, true) => Ok((Tool::KubectlServerSide, "managedFields entry kubectl (Apply)".into())),

@@ -169,11 +169,6 @@ pub trait Traces {
             .iter()
             .any(|e| e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some(operation))
     }
-
-    /// Whether any entry of `manager` is there, whatever its operation.
-    fn has_manager(&self, manager: &str) -> bool {
-        self.managed_fields().iter().any(|e| e.manager.as_deref() == Some(manager))
-    }
 }
 
 impl Traces for Workload {
