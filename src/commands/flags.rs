@@ -2,8 +2,8 @@
 //! connection (kubectl's Complete and Validate before Run): a verb is handed only what it
 //! honours, and a flag it cannot honour is refused with a usage error, never dropped.
 
-use crate::cli::{CheckArgs, KubeArgs, MigrateArgs, StripArgs, Verb, VerifyArgs};
-use crate::commands::{Target, guard, parse_targets, preflight, restore, resume};
+use crate::cli::{CheckArgs, KubeArgs, MigrateArgs, Verb, VerifyArgs};
+use crate::commands::{Target, guard, parse_targets, preflight, restore, resume, strip};
 use crate::core::selector::{self, LabelSelector};
 use crate::error::{Error, Result};
 
@@ -80,7 +80,7 @@ pub fn refuse_kube_flags(verb: &str, kube: &KubeArgs) -> Result<()> {
 #[derive(Debug)]
 pub enum VerbOptions {
     Check(CheckArgs),
-    Strip(StripArgs),
+    Strip(strip::Options),
     Verify(VerifyArgs),
     Guard(guard::GuardOptions),
     Migrate(MigrateArgs),
@@ -95,7 +95,7 @@ impl VerbOptions {
         let named = |targets: &[String]| flags.refuse_named_across_all_namespaces(&parse_targets(targets)?);
         Ok(match verb {
             Verb::Check(args) => named(&args.targets).map(|()| Self::Check(args))?,
-            Verb::Strip(args) => named(&args.targets).map(|()| Self::Strip(args))?,
+            Verb::Strip(args) => Self::Strip(strip::Options::resolve(args, flags)?),
             Verb::Verify(args) => named(&args.targets).map(|()| Self::Verify(args))?,
             Verb::Migrate(args) => named(&args.targets).map(|()| Self::Migrate(args))?,
             Verb::Guard(args) => {

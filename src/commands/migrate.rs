@@ -13,7 +13,7 @@ use kube::Client;
 use kube::api::DynamicObject;
 use kube::runtime::{WatchStreamExt, watcher};
 
-use crate::cli::{MigrateArgs, OutputFormat, StripArgs, StripMethodArg};
+use crate::cli::MigrateArgs;
 use crate::commands::{Target, check, guard, parse_targets, strip, verify};
 use crate::core::tools::{self, Mechanism, flux};
 use crate::core::verdict::{Assessment, Verdict};
@@ -221,27 +221,27 @@ impl Flow<'_> {
         migrating: &[Assessment],
         pause: bool,
     ) -> Result<Step<Vec<std::path::PathBuf>>> {
-        let to_strip: Vec<String> = migrating
+        let to_strip: Vec<Assessment> = migrating
             .iter()
             .filter(|a| a.verdict == Verdict::StripNeeded || (pause && a.flux_owns_replicas()))
-            .map(Assessment::target)
+            .cloned()
             .collect();
         if to_strip.is_empty() {
             return Ok(Ok(Vec::new()));
         }
         self.heading("4. Strip");
-        let strip_args = StripArgs {
-            targets: to_strip,
-            method: StripMethodArg::Auto,
+        let strip_options = strip::StripOptions {
+            targets: targets_of(&to_strip),
+            method: None,
             field_managers: Vec::new(),
             dry_run: false,
             yes: false,
-            backups: self.args.backups.clone(),
-            pause_flux: pause,
+            backup_dir: self.backup_dir.clone(),
+            pause,
             force: false,
-            output: OutputFormat::Text,
+            plans_to_stdout: true,
         };
-        let stripped = strip::strip(self.client, scope, None, &strip_args, self.printer).await?;
+        let stripped = strip::strip(self.client, scope, None, &strip_options, self.printer).await?;
         self.printer.note(strip::render_results(&stripped, self.printer).trim_end());
         let status = strip::exit_status(&stripped.results);
         if status != ExitStatus::Success {

@@ -55,7 +55,7 @@ pub async fn dispatch(cli: Cli, printer: Printer) -> Result<ExitStatus> {
     let selector = flags.selector_text();
     match options {
         VerbOptions::Check(args) => check::run(client, &scope, selector, &args, &printer).await,
-        VerbOptions::Strip(args) => strip::run(client, &scope, selector, &args, &printer).await,
+        VerbOptions::Strip(options) => strip::run(client, &scope, selector, &options, &printer).await,
         VerbOptions::Verify(args) => verify::run(client, &scope, selector, &args, &printer).await,
         VerbOptions::Migrate(args) => migrate::run(client, &scope, selector, &args, &printer).await,
         VerbOptions::Restore(options) => restore::run(client, &options, &printer).await,
