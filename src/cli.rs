@@ -203,8 +203,9 @@ pub struct StripArgs {
     #[command(flatten)]
     pub backups: BackupArgs,
 
-    /// Also set kustomize.toolkit.fluxcd.io/reconcile=disabled on the objects Flux manages, so
-    /// Flux cannot re-take ownership
+    /// Also pause Flux, so it cannot re-take ownership: kustomize.toolkit.fluxcd.io/reconcile=disabled
+    /// on the objects a Kustomization applies, spec.suspend=true on the HelmRelease of those
+    /// helm-controller deploys (`resume` undoes both)
     #[arg(long)]
     pub pause_flux: bool,
 

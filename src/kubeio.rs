@@ -252,6 +252,18 @@ pub fn scaled_object_resource() -> ApiResource {
     }
 }
 
+/// Flux HelmReleases (`helm.toolkit.fluxcd.io/v2`), in `namespace`.
+pub fn helm_release_api(client: &Client, namespace: &str) -> Api<DynamicObject> {
+    let resource = ApiResource {
+        group: "helm.toolkit.fluxcd.io".into(),
+        version: "v2".into(),
+        api_version: "helm.toolkit.fluxcd.io/v2".into(),
+        kind: "HelmRelease".into(),
+        plural: "helmreleases".into(),
+    };
+    Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
 /// Lists KEDA ScaledObjects, reduced as [`list_scaled_objects_where`] does; `None` when KEDA's
 /// CRD is not installed, which is normal.
 pub async fn list_scaled_objects(client: &Client, scope: &NamespaceScope) -> Result<Option<Vec<ScaledObject>>> {

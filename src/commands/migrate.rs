@@ -15,7 +15,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::cli::MigrateArgs;
 use crate::commands::{Target, check, guard, parse_targets, strip, verify};
-use crate::core::tools::{self, Mechanism, flux};
+use crate::core::tools::pause::Pause;
+use crate::core::tools::{self, Mechanism};
 use crate::core::verdict::{Assessment, Verdict};
 use crate::error::{Error, ExitStatus, Result};
 use crate::inventory::Query;
@@ -85,7 +86,7 @@ pub async fn run(
         Err(status) => return Ok(status),
     };
     flow.heading("5. Change your source");
-    let now = flow.change_source(&scope, &migrating).await?;
+    let now = flow.change_source(&scope, &migrating, pause).await?;
     let lives = flow.watch_deploy(&now).await?;
     flow.heading("7. Summary");
     flow.summary(&scope, &migrating, &lives, &backups, guarded).await
@@ -201,16 +202,23 @@ impl Flow<'_> {
         }
     }
 
-    /// Step 3, Flux: pause first, so its next forced apply cannot take replicas back.
+    /// Step 3, Flux: pause first, so its next apply cannot take replicas back; the prompt names
+    /// each controller's own pause (the annotation for a Kustomization, the HelmRelease's
+    /// suspend).
     fn ask_pause_flux(&self, migrating: &[Assessment]) -> Result<bool> {
-        let unpaused = migrating.iter().filter(|a| a.flux_owns_replicas() && !a.flux_paused()).count();
-        if unpaused == 0 {
+        let unpaused: Vec<&Assessment> =
+            migrating.iter().filter(|a| a.flux_owns_replicas() && !a.flux_paused()).collect();
+        let mut pauses: Vec<String> = unpaused.iter().flat_map(|a| a.pauses()).map(|p| p.describe()).collect();
+        pauses.sort();
+        pauses.dedup();
+        if pauses.is_empty() {
             return Ok(false);
         }
         self.heading("3. Flux");
         self.confirm(&format!(
-            "Flux owns replicas of {unpaused} workload(s). Pause their reconciliation first ({}=disabled)?",
-            flux::RECONCILE_ANNOTATION
+            "Flux owns replicas of {} workload(s). Pause their reconciliation first ({})?",
+            unpaused.len(),
+            pauses.join("; ")
         ))
     }
 
@@ -254,7 +262,12 @@ impl Flow<'_> {
 
     /// Step 5: what to change in the source of each workload; with Flux paused, wait for the merge
     /// and resume it. Returns the report the deploy is watched from.
-    async fn change_source(&self, scope: &NamespaceScope, migrating: &[Assessment]) -> Result<check::CheckReport> {
+    async fn change_source(
+        &self,
+        scope: &NamespaceScope,
+        migrating: &[Assessment],
+        paused_here: bool,
+    ) -> Result<check::CheckReport> {
         for a in migrating {
             self.printer.note(&format!("{}/{}:", a.namespace, a.target()));
             for line in source_instructions(a) {
@@ -262,7 +275,10 @@ impl Flow<'_> {
             }
         }
         let now = check::report(self.client, &query(scope, &targets_of(migrating), &self.backup_dir)).await?;
-        let paused: Vec<&Assessment> = now.workloads.iter().filter(|a| a.flux_paused()).collect();
+        // A HelmRelease's suspend is not on the workload: those step 3 suspended are resumed too
+        // (resume leaves a HelmRelease it did not suspend as it is).
+        let suspended = |a: &Assessment| paused_here && a.pauses().iter().any(|p| matches!(p, Pause::HelmRelease(_)));
+        let paused: Vec<&Assessment> = now.workloads.iter().filter(|a| a.flux_paused() || suspended(a)).collect();
         if !paused.is_empty() {
             self.printer.note("Flux is paused for these objects: merge the change in Git, then come back here.");
             Confirm::with_theme(&self.theme)

@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::helm::{ReleaseKey, ReleaseRecord};
 use super::ownership::ReplicaOwner;
 use super::tools::kubectl::LAST_APPLIED_ANNOTATION;
+use super::tools::pause::HelmReleaseRef;
 use super::tools::{Mechanism, argocd, flux};
 use super::workload::Workload;
 
@@ -115,7 +116,7 @@ pub fn flux_info(workload: &Workload, owners: &[ReplicaOwner]) -> Option<FluxInf
     };
     let info = FluxInfo {
         kustomization: pair(flux::KUSTOMIZATION_NAME_LABEL, flux::KUSTOMIZATION_NAMESPACE_LABEL),
-        helm_release: pair(flux::HELMRELEASE_NAME_LABEL, flux::HELMRELEASE_NAMESPACE_LABEL),
+        helm_release: HelmReleaseRef::of(workload).map(|release| release.to_string()),
         reconcile_disabled: flux::is_paused(workload),
     };
     let managed_by_flux = owners.iter().any(|o| o.mechanism.is_flux());
@@ -249,7 +250,7 @@ pub fn covered_appliers(owners: &[ReplicaOwner]) -> Vec<&ReplicaOwner> {
 #[cfg(test)]
 mod tests {
     use crate::core::fixtures::{deployment, hpa};
-    use crate::core::tools::Mechanism;
+    use crate::core::tools::{Mechanism, pause};
     use crate::core::verdict::Verdict;
     use crate::core::{Cluster, analyze};
 
@@ -307,7 +308,9 @@ mod tests {
             let assessment = assess(&workload);
             assert_eq!(assessment.verdict, Verdict::StripNeeded, "{fixture}: {}", assessment.reason);
             assert!(assessment.hazards.iter().all(|h| h.mechanism == Mechanism::FluxHelm), "{:?}", assessment.hazards);
-            assert!(!assessment.next.contains("--pause-flux"), "{fixture}: {}", assessment.next);
+            assert!(assessment.next.ends_with("--pause-flux"), "{fixture}: {}", assessment.next);
+            let release = pause::HelmReleaseRef { namespace: workload.namespace().into(), name: "web".into() };
+            assert_eq!(assessment.pauses(), vec![pause::Pause::HelmRelease(release)], "{fixture}");
             let namespace = workload.namespace();
             let suspend = format!("flux suspend helmrelease web -n {namespace}");
             assert!(assessment.warnings.iter().any(|w| w.contains(&suspend)), "{fixture}: {:?}", assessment.warnings);

@@ -6,6 +6,7 @@ use super::autoscaler::Autoscaler;
 use super::deploy::{DeployInfo, Hazard, StripMethod};
 use super::ownership::ReplicaOwner;
 use super::tools::Mechanism;
+use super::tools::pause::{self, Pause};
 use super::workload::{Replicas, Workload, WorkloadKind};
 
 /// Stable identifiers, documented in README.md ("Verdicts").
@@ -65,11 +66,10 @@ impl Assessment {
         self.replica_owners.iter().any(|o| o.mechanism.is_flux())
     }
 
-    /// Whether Flux deploys the object: its Kustomization or HelmRelease labels, or a Flux owner
-    /// of replicas. Only those are paused by `--pause-flux`; the annotation means nothing elsewhere.
-    pub fn flux_manages(&self) -> bool {
-        self.deploy.flux.as_ref().is_some_and(|f| f.kustomization.is_some() || f.helm_release.is_some())
-            || self.flux_owns_replicas()
+    /// The pauses of the deploy tools that reconcile the object (`strip --pause-flux` writes
+    /// them, `resume` lifts them): one per Flux controller that deploys it.
+    pub fn pauses(&self) -> Vec<Pause> {
+        pause::pauses_of(self.deploy.flux.as_ref(), &self.replica_owners)
     }
 
     /// Whether this tool's Flux pause is on the object.
@@ -102,8 +102,8 @@ pub fn assess(
     // Entries Flux takes over before its next apply (a `kubectl patch` on an object it manages)
     // are Flux's hazards, and as much a reason to pause it.
     let owned_by = |m: Mechanism| owners.iter().any(|o| o.mechanism == m) || hazards.iter().any(|h| h.mechanism == m);
-    // Only kustomize-controller reads the pause annotation `--pause-flux` writes; helm-controller
-    // is paused by suspending its HelmRelease (measured: docs/measured/helm-controller.md).
+    // kustomize-controller is paused by an annotation on the object, helm-controller by its
+    // HelmRelease's suspend (measured: docs/measured/helm-controller.md); --pause-flux does both.
     let flux_owns = owned_by(Mechanism::FluxKustomize);
     let flux_paused = deploy.flux.as_ref().is_some_and(|f| f.reconcile_disabled);
     if flux_owns && !flux_paused {
@@ -113,13 +113,15 @@ pub fn assess(
                 .to_string(),
         );
     }
-    if owned_by(Mechanism::FluxHelm) {
+    let helm_controller_owns = owned_by(Mechanism::FluxHelm);
+    let helm_release_named = deploy.flux.as_ref().is_some_and(|f| f.helm_release.is_some());
+    if helm_controller_owns {
         let release = deploy.flux.as_ref().and_then(|f| f.helm_release.as_deref()).unwrap_or("NAMESPACE/NAME");
         let (release_namespace, release_name) = release.split_once('/').unwrap_or(("NAMESPACE", release));
         warnings.push(format!(
             "helm-controller owns replicas: suspend HelmRelease {release} before the strip (flux suspend helmrelease \
              {release_name} -n {release_namespace}) and resume it only once its values no longer render replicas; \
-             a reconcile in between upgrades replicas back (--pause-flux does not pause helm-controller)"
+             a reconcile in between upgrades replicas back (strip --pause-flux suspends it, resume puts back what it was)"
         ));
     }
     for applier in super::deploy::covered_appliers(&owners) {
@@ -172,7 +174,7 @@ pub fn assess(
             None if !hazards.is_empty() => {
                 let names: Vec<String> = hazards.iter().map(|h| h.owner.clone()).collect();
                 let mut command = format!("kubectl hpa-migrate strip -n {namespace} {target}");
-                if flux_owns && !flux_paused {
+                if (flux_owns && !flux_paused) || (helm_controller_owns && helm_release_named) {
                     command.push_str(" --pause-flux");
                 }
                 (

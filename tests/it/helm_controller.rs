@@ -27,6 +27,10 @@ const RELEASE: &str = "web";
 const FIELD_MANAGER: &str = "helm-controller";
 /// What helm-controller logs when the stored release no longer matches its digest in history.
 const UNMANAGED_LOG: &str = "release not managed by controller";
+/// kustomize-controller's pause, which helm-controller does not read.
+const PAUSE_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/reconcile";
+/// What `strip --pause-flux` leaves on a HelmRelease it suspended.
+const SUSPENDED_FROM: &str = "hpa-migrate.io/suspended-from";
 
 /// The chart directory as `helm package` lays it out: a tar.gz whose entries sit under
 /// `<chart>/`.
@@ -515,6 +519,63 @@ async fn install_and_strip(ns: &TestNamespace, spec: Value, suspend: bool) -> (F
     println!("strip (auto): exit {code}, {report:#}\n{stderr}");
     assert_eq!(code, 0, "{report:#}\n{stderr}");
     (release, report["results"][0]["methods"].clone())
+}
+
+/// `strip --pause-flux` on what a HelmRelease deploys suspends the HelmRelease (helm-controller
+/// ignores the annotation that pauses kustomize-controller); the values change that reaches it
+/// meanwhile is held back, and `resume` puts back the suspend it had (none), after which the
+/// toggle runs: every version of the Deployment stored from the strip on keeps the count.
+#[tokio::test]
+async fn pause_flux_suspends_the_helm_release_and_resume_puts_back_its_suspend() {
+    let ns = TestNamespace::new("hc-pause").await;
+    let release = FluxHelmRelease::install(&ns, json!({}), json!({})).await;
+    judged_hpa(&ns, &hpa_manifest(RELEASE, "Deployment", RELEASE, 2, 10)).await;
+    let before = ns.resource_version(RELEASE).await;
+    let (report, code, stderr) = strip_as(&ns, &admin_kubeconfig(), &[&format!("deploy/{RELEASE}"), "--pause-flux"]);
+    println!("strip --pause-flux: exit {code}, {report:#}\n{stderr}");
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    let message = report["results"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with(&format!("HelmRelease {}/{RELEASE} suspended", ns.name)), "{message}");
+    let suspended = release.object().await;
+    assert_eq!(suspended["spec"]["suspend"], true, "{:#}", suspended["spec"]);
+    let deployment = ns.deployment_value(RELEASE).await;
+    assert!(deployment["metadata"]["annotations"][PAUSE_ANNOTATION].is_null(), "no kustomize-controller pause");
+
+    release.patch_spec(json!({"values": {"autoscaling": {"enabled": true}}})).await;
+    let held_back = release.reconcile().await;
+    assert_eq!(versions(&held_back), vec![1], "suspended: no upgrade");
+
+    let output = ns.plugin(&admin_kubeconfig(), &["resume", &format!("deploy/{RELEASE}")]);
+    assert_success(&output, "resume");
+    println!("resume: {}", stdout(&output));
+    assert!(stdout(&output).contains(&format!("resumed HelmRelease {}/{RELEASE}", ns.name)), "{}", stdout(&output));
+    let resumed = release.wait_revision(2).await;
+    assert_eq!(resumed["spec"].get("suspend"), None, "put back as it was: unset");
+    assert!(resumed["metadata"]["annotations"][SUSPENDED_FROM].is_null(), "marker removed");
+    let stored = ns.replicas_stored_since(RELEASE, &before).await;
+    println!("strip, held-back toggle, resume: stored {stored:?}");
+    assert_kept(&stored, &ns.deployment_value(RELEASE).await, 5);
+}
+
+/// A HelmRelease someone suspended before the strip stays suspended through `strip
+/// --pause-flux` and `resume`: only who suspended it resumes it.
+#[tokio::test]
+async fn a_helm_release_suspended_before_the_strip_stays_suspended_after_resume() {
+    let ns = TestNamespace::new("hc-user-suspend").await;
+    let (release, _) = install_and_strip(&ns, json!({}), true).await;
+    let (report, code, stderr) = strip_as(&ns, &admin_kubeconfig(), &[&format!("deploy/{RELEASE}"), "--pause-flux"]);
+    let message = report["results"][0]["message"].as_str().unwrap_or_default();
+    println!("strip --pause-flux of a suspended release: exit {code}, {message}\n{stderr}");
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert!(message.contains("is suspended already: left as it is"), "{message}");
+
+    let output = ns.plugin(&admin_kubeconfig(), &["resume", &format!("deploy/{RELEASE}")]);
+    assert_success(&output, "resume");
+    println!("resume: {}", stdout(&output));
+    assert!(stdout(&output).contains("not by strip --pause-flux; left suspended"), "{}", stdout(&output));
+    let object = release.object().await;
+    assert_eq!(object["spec"]["suspend"], true);
+    assert!(object["metadata"]["annotations"][SUSPENDED_FROM].is_null());
 }
 
 /// A release installed by the Helm 3 CLI (a record without `apply_method`, as helm-controller

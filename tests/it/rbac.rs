@@ -48,6 +48,9 @@ fn the_strip_role_is_the_reader_role_plus_patch_on_what_strip_changes() {
         ("argoproj.io", "rollouts", "patch"),
         ("", "secrets", "patch"),
         ("", "configmaps", "patch"),
+        // --pause-flux reads and suspends the HelmRelease of what helm-controller deploys.
+        ("helm.toolkit.fluxcd.io", "helmreleases", "get"),
+        ("helm.toolkit.fluxcd.io", "helmreleases", "patch"),
     ]);
     assert_eq!(extra, expected);
 }

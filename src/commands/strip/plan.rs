@@ -9,6 +9,7 @@ use crate::core::helm::{ReleaseKey, ReleaseRecords};
 use crate::core::ownership;
 use crate::core::patch::{HelmChange, PlanError, WorkloadChange};
 use crate::core::tools::DEFAULT_HANDOVER_MANAGER;
+use crate::core::tools::pause::{HelmReleaseRef, Pause};
 use crate::core::verdict::{Assessment, Verdict};
 use crate::core::workload::{Workload, WorkloadKind};
 use crate::error::ExitStatus;
@@ -21,7 +22,10 @@ pub(super) struct ObjectPlan {
     pub before: Value,
     pub managers: Vec<String>,
     pub last_applied: bool,
+    /// Pause kustomize-controller: its annotation, in the workload's patch.
     pub pause_flux: bool,
+    /// Suspend the HelmRelease that deploys the workload, before anything else is written.
+    pub suspend: Option<HelmReleaseRef>,
     pub handover_manager: Option<String>,
     pub workload_change: Option<WorkloadChange>,
     pub helm_change: Option<HelmChange>,
@@ -73,7 +77,12 @@ pub(super) fn plan(
     helm_records: &ReleaseRecords,
 ) -> Result<ObjectPlan, Left> {
     let Chosen { methods, managers } = chosen;
-    let pause_flux = options.pause && assessment.flux_manages();
+    let pauses = if options.pause { assessment.pauses() } else { Vec::new() };
+    let pause_flux = pauses.contains(&Pause::FluxKustomization);
+    let suspend = pauses.into_iter().find_map(|pause| match pause {
+        Pause::HelmRelease(release) => Some(release),
+        Pause::FluxKustomization => None,
+    });
     let last_applied = methods.contains(&StripMethod::LastApplied);
     let workload_change = match WorkloadChange::plan(&before, &managers, last_applied, pause_flux) {
         Ok(change) => Some(change).filter(|c| !c.is_empty()),
@@ -86,15 +95,18 @@ pub(super) fn plan(
         unless_flux_leaves_it(manager)?;
     }
     let handover_needed = handover_manager.as_ref().is_some_and(|m| !owns_replicas(&before, m));
-    if workload_change.is_none() && helm_change.is_none() && !handover_needed {
+    if workload_change.is_none() && helm_change.is_none() && !handover_needed && suspend.is_none() {
         return Err(nothing_to_do(assessment, &methods));
     }
     let mut notes = Vec::new();
-    if options.pause && !pause_flux {
-        notes.push(
+    if options.pause && !pause_flux && suspend.is_none() {
+        notes.push(if assessment.flux_owns_replicas() {
+            "not paused for Flux: helm-controller owns replicas, but no helm.toolkit.fluxcd.io labels name its HelmRelease: suspend it yourself (flux suspend helmrelease)"
+                .to_string()
+        } else {
             "not paused for Flux: Flux does not manage it (no kustomize.toolkit.fluxcd.io or helm.toolkit.fluxcd.io labels, no Flux owner of replicas)"
-                .to_string(),
-        );
+                .to_string()
+        });
     }
     notes.extend(left_alone(assessment, &methods, &managers));
     Ok(ObjectPlan {
@@ -104,6 +116,7 @@ pub(super) fn plan(
         managers,
         last_applied,
         pause_flux,
+        suspend,
         handover_manager: handover_manager.filter(|_| handover_needed),
         workload_change,
         helm_change,
@@ -302,6 +315,18 @@ mod tests {
 
         let paused = planned("flux-real-owns-replicas", &StripOptions { pause: true, ..options() }).unwrap();
         assert!(paused.pause_flux && paused.workload_change.unwrap().pause_flux);
+    }
+
+    #[test]
+    fn a_helm_release_s_object_is_paused_by_suspending_the_helm_release_not_by_the_annotation() {
+        for fixture in ["helm-controller-deployment", "helm-controller-csa-deployment"] {
+            let paused = planned(fixture, &StripOptions { pause: true, ..options() }).unwrap();
+            let namespace = paused.assessment.namespace.clone();
+            assert_eq!(paused.suspend, Some(HelmReleaseRef { namespace, name: "web".into() }), "{fixture}");
+            assert!(!paused.pause_flux && !paused.workload_change.unwrap().pause_flux, "{fixture}");
+            assert!(paused.notes.is_empty(), "{fixture}: {:?}", paused.notes);
+            assert_eq!(planned(fixture, &options()).unwrap().suspend, None, "{fixture}: only when asked");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::plan::ObjectPlan;
 use super::{StripOutcome, StripReport};
+use crate::core::tools::Mechanism;
 use crate::core::tools::flux::RECONCILE_ANNOTATION as FLUX_RECONCILE_ANNOTATION;
 use crate::core::tools::kubectl::LAST_APPLIED_ANNOTATION;
 use crate::output::{self, Printer, yaml};
@@ -25,6 +26,10 @@ pub(super) fn render_plan(plan: &ObjectPlan, printer: &Printer, to_stdout: bool)
     let diff = |title: &str, before: &str, after: &str| -> String {
         format!("  {}\n{}", paint(Style::new().cyan(), title), output::diff_lines(before, after, paint))
     };
+    if let Some(release) = &plan.suspend {
+        let title = format!("HelmRelease {release} (left as it is if suspended already)");
+        out.push_str(&diff(&title, "", "spec:\n  suspend: true\n"));
+    }
     if let Some(change) = &plan.workload_change {
         if let Some(fields) = &change.managed_fields {
             for edit in &fields.edits {
@@ -63,11 +68,20 @@ pub(super) fn render_plan(plan: &ObjectPlan, printer: &Printer, to_stdout: bool)
             ),
         ));
     }
-    if plan.assessment.flux_owns_replicas() && !plan.assessment.flux_paused() && !plan.pause_flux {
+    let owned_by = |mechanism: Mechanism| plan.assessment.replica_owners.iter().any(|o| o.mechanism == mechanism);
+    let warning = paint(Style::new().yellow().bold(), "warning:");
+    if owned_by(Mechanism::FluxKustomize) && !plan.assessment.flux_paused() && !plan.pause_flux {
         out.push_str(&format!(
-            "  {} Flux owns replicas and this object is not paused: Flux's next forced apply re-takes ownership; \
-             add --pause-flux, or remove replicas from Git first\n",
-            paint(Style::new().yellow().bold(), "warning:")
+            "  {warning} Flux owns replicas and this object is not paused: Flux's next forced apply re-takes ownership; \
+             add --pause-flux, or remove replicas from Git first\n"
+        ));
+    }
+    if owned_by(Mechanism::FluxHelm) && plan.suspend.is_none() {
+        let release = plan.assessment.deploy.flux.as_ref().and_then(|f| f.helm_release.as_deref());
+        let release = release.map_or("its HelmRelease".to_string(), |r| format!("HelmRelease {r}"));
+        out.push_str(&format!(
+            "  {warning} helm-controller owns replicas: unless {release} is suspended, its next upgrade \
+             re-takes them; add --pause-flux (it suspends the HelmRelease), or stop rendering replicas first\n"
         ));
     }
     out.push('\n');

@@ -15,6 +15,7 @@ use crate::core::helm;
 use crate::core::patch::{self, EntryIdentity, HelmChange, Mismatch, WorkloadChange};
 use crate::core::tools::flux::RECONCILE_ANNOTATION as FLUX_RECONCILE_ANNOTATION;
 use crate::core::tools::kubectl::LAST_APPLIED_ANNOTATION;
+use crate::core::tools::pause::{self, HelmReleaseRef};
 use crate::core::workload::Workload;
 use crate::error::{Error, ExitStatus, Result};
 use crate::kubeio::{self, NamespaceScope};
@@ -30,6 +31,9 @@ pub(super) async fn ensure_permissions(client: &Client, plans: &[ObjectPlan]) ->
         }
         if let Some(change) = &plan.helm_change {
             needed.push(("patch".into(), String::new(), change.driver.resource().into(), change.namespace.clone()));
+        }
+        if let Some(release) = &plan.suspend {
+            needed.push(("patch".into(), HELM_RELEASE_GROUP.into(), "helmreleases".into(), release.namespace.clone()));
         }
     }
     needed.sort();
@@ -75,6 +79,10 @@ async fn execute_steps(
     result: &mut ObjectResult,
 ) -> Result<Vec<String>> {
     let mut messages = Vec::new();
+    // First, so that helm-controller upgrades nothing once replicas leaves its entry.
+    if let Some(release) = &plan.suspend {
+        messages.push(suspend_helm_release(client, release, dry_run).await?);
+    }
     if let Some(confirmed) = &plan.workload_change {
         messages.push(apply_workload_change(client, plan, confirmed, dry_run, backup_dir, result).await?);
     }
@@ -85,6 +93,41 @@ async fn execute_steps(
         messages.push(apply_handover(client, plan, manager, dry_run, result).await?);
     }
     Ok(messages)
+}
+
+const HELM_RELEASE_GROUP: &str = "helm.toolkit.fluxcd.io";
+
+/// Suspends the HelmRelease (`spec.suspend: true`, with the marker saying what it was, so that
+/// `resume` puts exactly that back), unless it is suspended already: then it is left as it is.
+/// No backup file: the marker on the HelmRelease is the record, and `resume` the undo.
+async fn suspend_helm_release(client: &Client, release: &HelmReleaseRef, dry_run: bool) -> Result<String> {
+    let api = kubeio::helm_release_api(client, &release.namespace);
+    let scope = NamespaceScope::Namespace(release.namespace.clone());
+    let resource = format!("helmreleases.{HELM_RELEASE_GROUP}");
+    let label = format!("HelmRelease {release}");
+    let (api, scope, resource, label) = (&api, &scope, &resource, &label);
+    retry::on_conflict(label, |_| async move {
+        let before = kubeio::get_object(api, &release.name)
+            .await
+            .map_err(|e| kubeio::classify_error(e, "get", resource, scope))?;
+        let plan = pause::plan_suspend(&before).map_err(|source| Error::Plan { target: label.clone(), source })?;
+        let Some(patch) = plan else {
+            return Ok(Attempt::Done(format!("{label} is suspended already: left as it is")));
+        };
+        match kubeio::json_patch(api, &release.name, patch, dry_run).await {
+            Ok(written) if pause::suspended_by_strip(&written) => {
+                let what = format!("{label} suspended");
+                Ok(Attempt::Done(if dry_run { format!("dry run: {what}") } else { what }))
+            }
+            Ok(_) => Err(Error::Unconfirmed {
+                target: label.clone(),
+                why: "spec.suspend is not true after the patch".into(),
+            }),
+            Err(error) if retry::is_conflict(&error) => Ok(Attempt::Conflict),
+            Err(error) => Err(kubeio::classify_error(error, "patch", resource, scope)),
+        }
+    })
+    .await
 }
 
 fn object_ref(plan: &ObjectPlan, object: &Value) -> ObjectRef {

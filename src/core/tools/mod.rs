@@ -9,6 +9,7 @@ pub mod argocd;
 mod detect;
 pub mod flux;
 pub mod kubectl;
+pub mod pause;
 
 use std::borrow::Cow;
 
