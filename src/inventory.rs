@@ -119,6 +119,29 @@ impl Inventory {
         })
     }
 
+    /// What surrounds workloads already read in `namespace`: the namespace's autoscalers and the
+    /// deployed release records of the workloads' releases (no backups). For `preflight`, which
+    /// reads the live objects of its manifests itself (as JSON, in the manifests' versions, and
+    /// those not created yet as absent).
+    pub async fn around(client: &Client, namespace: &str, mut workloads: Vec<Workload>) -> Result<Self> {
+        let scope = NamespaceScope::Namespace(namespace.to_string());
+        let (hpas, scaled_objects) =
+            futures::try_join!(kubeio::list_hpas(client, &scope), kubeio::list_scaled_objects(client, &scope))?;
+        workloads.sort_by(|a, b| (&a.kind.kind, a.name()).cmp(&(&b.kind.kind, b.name())));
+        let releases: BTreeSet<ReleaseKey> = workloads.iter().filter_map(helm::release_of).collect();
+        let helm_records = kubeio::helm_records(client, &releases, false).await;
+        Ok(Self {
+            scope,
+            workloads,
+            hpas,
+            keda_installed: scaled_objects.is_some(),
+            scaled_objects: scaled_objects.unwrap_or_default(),
+            helm_records,
+            backups: BTreeMap::new(),
+            warnings: Vec::new(),
+        })
+    }
+
     /// The analysis of every workload, sorted by namespace, kind and name; pure.
     /// `handover_managers` are extra managers to treat as handover owners.
     pub fn assess(&self, handover_managers: &[String]) -> Vec<Assessment> {

@@ -7,7 +7,7 @@
 //! the configuration they merge with, and the replicas they send are dry-run too, so defaulting
 //! and admission (the guard) are the server's. Nothing is persisted.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use comfy_table::{Cell, Table, presets};
@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 
 use crate::cli::{OutputFormat, PreflightArgs};
 use crate::commands::flags::{ScopeFlags, not_honoured};
-use crate::core::autoscaler::{self, Hpa, ScaledObject};
-use crate::core::helm::{self, ReleaseKey, ReleaseRecord, ReleaseRecords};
+use crate::core::autoscaler;
+use crate::core::helm::{self, ReleaseRecord};
 use crate::core::manifest::{self, Document};
 use crate::core::preflight::{
     self as logic, Applier, Apply, AutoscalerView, Forecast, Sends, Step, Takeover, after_server_side,
@@ -30,6 +30,7 @@ use crate::core::preflight::{
 use crate::core::tools::{self, Tool, Traces, flux};
 use crate::core::workload::{Workload, WorkloadKind};
 use crate::error::{Error, ExitStatus, Result, api_code};
+use crate::inventory::Inventory;
 use crate::kubeio::{self, NamespaceScope};
 use crate::output::Printer;
 
@@ -117,13 +118,14 @@ struct Item {
     resource: ApiResource,
     namespace: String,
     live: Option<Value>,
+    /// `live`, decoded.
+    workload: Option<Workload>,
 }
 
-/// The live autoscalers and release records of the manifests' namespaces.
+/// What the predictions read besides the live objects: per namespace of a live workload, the
+/// inventory around its workloads (the autoscalers, the release records).
 struct Context {
-    hpas: BTreeMap<String, Vec<Hpa>>,
-    scaled_objects: BTreeMap<String, Vec<ScaledObject>>,
-    helm_records: ReleaseRecords,
+    inventories: BTreeMap<String, Inventory>,
     requested: Option<Tool>,
     documents: Vec<Document>,
     default_namespace: String,
@@ -291,6 +293,7 @@ async fn resolve_items(client: &Client, documents: &[Document], default_namespac
             namespace: document.namespace(default_namespace).to_string(),
             document: document.clone(),
             live: None,
+            workload: None,
         });
     }
     Ok(items)
@@ -308,6 +311,13 @@ async fn read_live(client: &Client, items: Vec<Item>) -> Result<Vec<Item>> {
                     return Err(kubeio::classify_error(e, "get", &item.kind.plural, &scope));
                 }
             };
+            item.workload = match &item.live {
+                Some(live) => Some(Workload::from_object(item.kind.clone(), live.clone()).map_err(|e| {
+                    let target = format!("{}/{}", item.kind.command_name(), item.document.name());
+                    Error::Json { context: format!("{}/{target}", item.namespace), source: e }
+                })?),
+                None => None,
+            };
             Ok(item)
         })
         .buffered(REQUESTS_IN_FLIGHT)
@@ -322,34 +332,24 @@ async fn read_context(
     default_namespace: &str,
     requested: Option<Tool>,
 ) -> Result<Context> {
-    let namespaces: BTreeSet<&str> = items.iter().filter(|i| i.live.is_some()).map(|i| i.namespace.as_str()).collect();
-    let mut hpas = BTreeMap::new();
-    let mut scaled_objects = BTreeMap::new();
-    for namespace in namespaces {
-        let scope = NamespaceScope::Namespace(namespace.to_string());
-        let (listed_hpas, listed_scaled_objects) =
-            futures::try_join!(kubeio::list_hpas(client, &scope), kubeio::list_scaled_objects(client, &scope))?;
-        hpas.insert(namespace.to_string(), listed_hpas);
-        scaled_objects.insert(namespace.to_string(), listed_scaled_objects.unwrap_or_default());
+    let mut live: BTreeMap<&str, Vec<Workload>> = BTreeMap::new();
+    for item in items {
+        if let Some(workload) = &item.workload {
+            live.entry(item.namespace.as_str()).or_default().push(workload.clone());
+        }
     }
-    let releases: BTreeSet<ReleaseKey> =
-        items.iter().filter_map(|i| i.live.as_ref()).filter_map(helm::release_of).collect();
-    let helm_records = kubeio::helm_records(client, &releases, false).await;
-    Ok(Context {
-        hpas,
-        scaled_objects,
-        helm_records,
-        requested,
-        documents,
-        default_namespace: default_namespace.into(),
-    })
+    let mut inventories = BTreeMap::new();
+    for (namespace, workloads) in live {
+        inventories.insert(namespace.to_string(), Inventory::around(client, namespace, workloads).await?);
+    }
+    Ok(Context { inventories, requested, documents, default_namespace: default_namespace.into() })
 }
 
 impl Context {
-    fn helm_record(&self, live: &Value) -> std::result::Result<Option<&ReleaseRecord>, String> {
-        match helm::release_of(live) {
-            Some(release) => self.helm_records.find(&release),
-            None => Ok(None),
+    fn helm_record(&self, item: &Item, live: &Value) -> std::result::Result<Option<&ReleaseRecord>, String> {
+        match (helm::release_of(live), self.inventories.get(&item.namespace)) {
+            (Some(release), Some(inventory)) => inventory.helm_records.find(&release),
+            _ => Ok(None),
         }
     }
 
@@ -359,10 +359,9 @@ impl Context {
             (item.namespace.as_str(), item.kind.group.as_str(), item.kind.kind.as_str(), item.document.name());
         let from_manifests = logic::manifest_autoscalers(&self.documents, &self.default_namespace, identity);
         let live = workload
-            .map(|workload| {
-                let hpas = self.hpas.get(&item.namespace).map(Vec::as_slice).unwrap_or_default();
-                let scaled_objects = self.scaled_objects.get(&item.namespace).map(Vec::as_slice).unwrap_or_default();
-                autoscaler::autoscalers_for(workload, hpas, scaled_objects)
+            .zip(self.inventories.get(&item.namespace))
+            .map(|(workload, inventory)| {
+                autoscaler::autoscalers_for(workload, &inventory.hpas, &inventory.scaled_objects)
                     .into_iter()
                     .map(|a| AutoscalerView {
                         name: a.label(),
@@ -398,13 +397,11 @@ async fn predict(client: &Client, item: &Item, context: &Context) -> Result<Pred
         prediction.cause = "not live yet: the deploy creates it".into();
         return Ok(prediction);
     };
-    let workload = Workload::from_object(item.kind.clone(), live.clone())
-        .map_err(|e| Error::Json { context: format!("{}/{}", item.namespace, prediction.target), source: e })?;
-    prediction.current = workload.replicas.spec;
-    prediction.autoscalers = context.autoscalers(item, Some(&workload));
+    prediction.current = item.workload.as_ref().and_then(|w| w.replicas.spec);
+    prediction.autoscalers = context.autoscalers(item, item.workload.as_ref());
     let applier = tools::detect(context.requested.as_ref(), live)
         .map_err(logic::Undetermined::from)
-        .and_then(|(tool, evidence)| logic::applier(tool, evidence, live, context.helm_record(live)));
+        .and_then(|(tool, evidence)| logic::applier(tool, evidence, live, context.helm_record(item, live)));
     let applier = match applier {
         Ok(applier) => applier,
         Err(why) => {
@@ -517,7 +514,7 @@ async fn after_apply(
     match &applier.apply {
         Apply::ServerSide { manager, force, takeover } => dry_run.server_side(manager, *force, takeover).await,
         Apply::ClientSide { .. } | Apply::HelmThreeWay { .. } => {
-            dry_run.three_way(&applier.apply, context.helm_record(live).ok().flatten()).await
+            dry_run.three_way(&applier.apply, context.helm_record(item, live).ok().flatten()).await
         }
     }
 }
