@@ -171,9 +171,14 @@ async fn resume_helm_release(client: &Client, release: &HelmReleaseRef) -> Resul
     let label = format!("HelmRelease {release}");
     let (api, scope, label) = (&api, &scope, &label);
     retry::on_conflict(label, |_| async move {
-        let object = kubeio::get_object(api, &release.name)
-            .await
-            .map_err(|e| kubeio::classify_error(e, "get", resource, scope))?;
+        let object = match kubeio::get_object(api, &release.name).await {
+            Ok(object) => object,
+            // Its labels outlived it: there is nothing to resume.
+            Err(e) if api_code(&e) == Some(404) => {
+                return Ok(Attempt::Done(format!("unchanged {label}: not found\n")));
+            }
+            Err(e) => return Err(kubeio::classify_error(e, "get", resource, scope)),
+        };
         let plan = pause::plan_resume(&object).map_err(|source| Error::Plan { target: label.clone(), source })?;
         let patch = match plan {
             ResumePlan::NotSuspended => return Ok(Attempt::Done(format!("unchanged {label}: not suspended\n"))),
