@@ -292,3 +292,56 @@ pub fn exit_status(results: &[ObjectResult]) -> ExitStatus {
         Some(_) => ExitStatus::Failure,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Verb;
+
+    fn resolve(line: &str) -> Result<Options> {
+        let cli =
+            crate::cli::parse_from(line.split_whitespace().map(Into::into)).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let Some(Verb::Strip(args)) = cli.verb else { panic!("{line}: not strip") };
+        Options::resolve(args, &ScopeFlags::resolve(&cli.kube)?)
+    }
+
+    fn usage(line: &str) -> String {
+        let error = resolve(line).unwrap_err();
+        assert_eq!(error.exit_status(), ExitStatus::Usage, "{line}: {error}");
+        error.to_string()
+    }
+
+    #[test]
+    fn what_strip_cannot_honour_is_refused_before_connecting() {
+        assert!(usage("x strip").starts_with("name the workloads to strip"));
+        assert!(usage("x strip -A deploy/web").contains("cannot be named across all namespaces"));
+        assert!(
+            usage("x strip deploy/web --method last-applied --field-manager helm")
+                .starts_with("--field-manager does not apply to --method last-applied")
+        );
+        assert!(
+            usage("x strip deploy/web --method helm-release --field-manager helm").contains("--method helm-release")
+        );
+        assert!(
+            usage("x strip deploy/web --method handover --field-manager a --field-manager b").contains("takes one")
+        );
+    }
+
+    #[test]
+    fn the_engine_gets_typed_options() {
+        let options =
+            resolve("x strip -n shop deploy/web --method managed-fields --field-manager helm --pause-flux -o json")
+                .unwrap();
+        let strip = &options.strip;
+        assert_eq!(strip.targets, vec![Target { type_name: "deploy".into(), name: "web".into() }]);
+        assert_eq!(
+            (strip.method, strip.field_managers.as_slice()),
+            (Some(StripMethod::ManagedFields), ["helm".to_string()].as_slice())
+        );
+        assert!(strip.pause && !strip.plans_to_stdout && !strip.dry_run && !strip.force);
+        assert_eq!(options.output, OutputFormat::Json);
+
+        let selected = resolve("x strip -l app=web").unwrap();
+        assert!(selected.strip.targets.is_empty() && selected.strip.method.is_none() && selected.strip.plans_to_stdout);
+    }
+}
