@@ -79,6 +79,13 @@ impl ArgoApp {
         app
     }
 
+    /// An Application with `ServerSideApply=true` that has synced `documents` once.
+    pub async fn synced_server_side(ns: &TestNamespace, documents: &[Value]) -> ArgoApp {
+        let app = Self::new(ns, json!({"syncPolicy": {"syncOptions": ["ServerSideApply=true"]}}), documents).await;
+        app.sync().await;
+        app
+    }
+
     /// Commits `documents` as `manifests.yaml` (the whole repository); returns the commit id.
     pub fn commit(&self, documents: &[Value]) -> String {
         let text: Vec<String> = documents.iter().map(Value::to_string).collect();
@@ -244,9 +251,7 @@ async fn default_sync_applies_client_side_as_argocd_controller() {
 #[tokio::test]
 async fn server_side_sync_is_a_forced_apply_as_argocd_controller() {
     let ns = TestNamespace::new("argo-ssa").await;
-    let options = json!({"syncPolicy": {"syncOptions": ["ServerSideApply=true"]}});
-    let app = ArgoApp::new(&ns, options, &[deployment_manifest("web", Some(5))]).await;
-    app.sync().await;
+    let app = ArgoApp::synced_server_side(&ns, &[deployment_manifest("web", Some(5))]).await;
     let web = ns.deployment_value("web").await;
     capture_fixture("argocd-server-side-deployment", &web);
     assert_eq!(managers(&web), vec![owner(FIELD_MANAGER, "Apply")], "{web:#}");
