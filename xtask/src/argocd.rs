@@ -96,11 +96,7 @@ pub fn ensure_running(paths: &Paths) -> Result<()> {
         cluster::kubectl(paths, &["apply", "--server-side", "-f"], Some(&crds.join(crd)))?;
     }
     for crd in ["applications.argoproj.io", "appprojects.argoproj.io"] {
-        cluster::kubectl(
-            paths,
-            &["wait", "--for=condition=Established", &format!("crd/{crd}"), "--timeout=60s"],
-            None,
-        )?;
+        await_established(paths, crd)?;
     }
     controller::apply_stdin(paths, SETTINGS)?;
     let token = cluster::kubectl(paths, &["create", "token", CONTROLLER, "-n", NAMESPACE, "--duration=87600h"], None)?;
@@ -166,6 +162,21 @@ fn await_listening(paths: &Paths, component: &str, child: &mut Child, mut ready:
             let _ = child.kill();
             let _ = child.wait();
             bail!("timed out waiting for {component}\n{}", cluster::log_tail(paths, component));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Ok(())
+}
+
+/// Waits up to 60 s for the CRD's `Established` condition. Not `kubectl wait`: right after a
+/// create, before the API server has written any status, it fails ("`.status.conditions`
+/// accessor error") instead of waiting; measured on the first `cluster up` with Argo CD.
+fn await_established(paths: &Paths, crd: &str) -> Result<()> {
+    let jsonpath = "-o=jsonpath={.status.conditions[?(@.type==\"Established\")].status}";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster::kubectl(paths, &["get", &format!("crd/{crd}"), jsonpath], None)?.trim() != "True" {
+        if Instant::now() > deadline {
+            bail!("CRD {crd} was not established within 60 s");
         }
         std::thread::sleep(Duration::from_millis(250));
     }
