@@ -201,6 +201,7 @@ async fn argocd_commit_story(label: &str, prefix: &str, spec: Value) {
     })
     .await;
     assert_eq!(prediction(&report, "safe")["tool"], "argocd", "{report:#}");
+    eprintln!("{label}: steps {}", prediction(&report, "safe")["steps"]);
 }
 
 #[tokio::test]
@@ -212,6 +213,50 @@ async fn argocd_client_side_commit_that_adds_the_hpa() {
 async fn argocd_server_side_commit_that_adds_the_hpa() {
     let spec = json!({"syncPolicy": {"syncOptions": ["ServerSideApply=true"]}});
     argocd_commit_story("Argo CD (real), ServerSideApply=true", "pf-argo-ssa", spec).await;
+}
+
+/// Deployments created by `kubectl apply` (5, an HPA at 3..10 in charge), then adopted by an
+/// Application with `ServerSideApply=true` whose Git leaves replicas out: its first sync
+/// migrates kubectl's client-side entry into `argocd-controller`'s and drops the control to 1
+/// (tests/it/argocd.rs measures the chain); `preflight --as argocd` predicts the drop, and the
+/// twin that follows its steps, with the Application's creation and first sync as the deploy,
+/// keeps 5.
+#[tokio::test]
+async fn argocd_server_side_adoption_of_kubectl_applied_objects() {
+    let ns = TestNamespace::new("pf-argo-adopt").await;
+    for name in ["web", "safe"] {
+        kubectl_apply(&ns, &[], &[deployment_manifest(name, Some(5))]);
+        judged_hpa(&ns, &hpa_manifest(name, "Deployment", name, 3, 10)).await;
+    }
+    let next: Vec<Value> = ["web", "safe"]
+        .iter()
+        .flat_map(|n| [deployment_manifest(n, None), hpa_manifest(n, "Deployment", n, 3, 10)])
+        .collect();
+    let manifests = Manifests::new(&next);
+    let (report, code) = preflight(&ns, &manifests, &["--as", "argocd"]);
+    assert_eq!(code, 1, "{report:#}");
+    for name in ["web", "safe"] {
+        assert_eq!(predicted(&report, name), (1, "drops".into()), "{report:#}");
+    }
+    eprintln!("steps {}", prediction(&report, "safe")["steps"]);
+    let since = (ns.resource_version("web").await, ns.resource_version("safe").await);
+    let spec = json!({"syncPolicy": {"syncOptions": ["ServerSideApply=true"]}});
+    let mut adopted = None;
+    let verified = follow(prediction(&report, "safe"), async || {
+        let app = ArgoApp::new(&ns, spec, &next).await;
+        app.sync().await;
+        adopted = Some(app);
+    })
+    .await;
+    let control = lowest_since(&ns, "web", &since.0).await;
+    assert_eq!(control, 1, "the control dropped as predicted");
+    ns.assert_kept_since("safe", &since.1, 5).await;
+    matrix_row(
+        "Argo CD (real), ServerSideApply=true adopting kubectl-applied objects",
+        (1, "drops"),
+        control,
+        &format!("kept 5 (verify {verified})"),
+    );
 }
 
 /// KEDA: the ScaledObject arrives with the change; the real operator creates its HPA only after
