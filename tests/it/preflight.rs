@@ -215,6 +215,16 @@ async fn argocd_server_side_commit_that_adds_the_hpa() {
     argocd_commit_story("Argo CD (real), ServerSideApply=true", "pf-argo-ssa", spec).await;
 }
 
+/// `ignoreDifferences` on /spec/replicas without `RespectIgnoreDifferences=true` changes only
+/// Argo CD's diff: the sync still sends `replicas: null`, and preflight, which reads the object,
+/// predicts it.
+#[tokio::test]
+async fn argocd_ignore_differences_alone_commit_that_adds_the_hpa() {
+    let rule = json!({"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]});
+    let spec = json!({"ignoreDifferences": [rule]});
+    argocd_commit_story("Argo CD (real), ignoreDifferences alone", "pf-argo-ignore", spec).await;
+}
+
 /// Deployments created by `kubectl apply` (5, an HPA at 3..10 in charge), then adopted by an
 /// Application with `ServerSideApply=true` whose Git leaves replicas out: its first sync
 /// migrates kubectl's client-side entry into `argocd-controller`'s and drops the control to 1
