@@ -450,7 +450,13 @@ async fn self_heal_with_replicas_in_git_fights_the_hpa() {
         (reverts.len() >= 4).then_some(reverts)
     })
     .await;
+    capture_fixture("argocd-application-self-heal", &app.application().await);
+    let warned = |report: &Value| report["workloads"][0]["warnings"].to_string().contains("with selfHeal");
+    let (report, _) = plugin_json(&ns, &admin_kubeconfig(), &["check", "deploy/web"]);
+    assert!(warned(&report), "check warns of the fight: {report:#}");
     app.set_spec(json!({"syncPolicy": null})).await;
+    let (report, _) = plugin_json(&ns, &admin_kubeconfig(), &["check", "deploy/web"]);
+    assert!(!warned(&report), "automated sync off, no warning: {report:#}");
     let gaps: Vec<i64> = reverts.windows(2).map(|w| w[1].as_second() - w[0].as_second()).collect();
     eprintln!("selfHeal against an HPA at 5 with 7 in Git: reverts to 7 at {reverts:?}, {gaps:?} s apart");
     // The self-heal backoff, 2 s x 3^n (the times are to the second): measured 2, 6, 18.
