@@ -27,7 +27,7 @@ use crate::core::preflight::{
     self as logic, Applier, Apply, AutoscalerView, Forecast, Sends, Step, Takeover, after_server_side,
     after_server_side_locally,
 };
-use crate::core::tools::{self, Tool, Traces, flux};
+use crate::core::tools::{self, Tool, Traces, argocd, flux};
 use crate::core::workload::{Workload, WorkloadKind};
 use crate::error::{Error, ExitStatus, Result, api_code};
 use crate::kubeio::{self, NamespaceScope};
@@ -111,6 +111,7 @@ pub struct Prediction {
 }
 
 /// One workload of the manifests, resolved and read.
+#[derive(Clone)]
 struct Item {
     document: Document,
     kind: WorkloadKind,
@@ -124,6 +125,8 @@ struct Context {
     hpas: BTreeMap<String, Vec<Hpa>>,
     scaled_objects: BTreeMap<String, Vec<ScaledObject>>,
     helm_records: ReleaseRecords,
+    /// Argo CD's Applications, read when a live object carries Argo CD's tracking id.
+    argocd_applications: Vec<argocd::Application>,
     requested: Option<Tool>,
     documents: Vec<Document>,
     default_namespace: String,
@@ -335,10 +338,15 @@ async fn read_context(
     let releases: BTreeSet<ReleaseKey> =
         items.iter().filter_map(|i| i.live.as_ref()).filter_map(helm::release_of).collect();
     let helm_records = kubeio::helm_records(client, &releases, false).await;
+    let argo_tracked =
+        items.iter().filter_map(|i| i.live.as_ref()).any(|l| l.annotation(argocd::TRACKING_ANNOTATION).is_some());
+    let argocd_applications =
+        if argo_tracked { kubeio::list_argocd_applications(client).await?.unwrap_or_default() } else { Vec::new() };
     Ok(Context {
         hpas,
         scaled_objects,
         helm_records,
+        argocd_applications,
         requested,
         documents,
         default_namespace: default_namespace.into(),
@@ -346,6 +354,12 @@ async fn read_context(
 }
 
 impl Context {
+    /// The Argo CD Application whose tracking id `live` carries.
+    fn argocd_application(&self, live: &Value) -> Option<&argocd::Application> {
+        let tracking_id = live.annotation(argocd::TRACKING_ANNOTATION)?;
+        self.argocd_applications.iter().find(|a| a.tracks(tracking_id))
+    }
+
     fn helm_record(&self, live: &Value) -> std::result::Result<Option<&ReleaseRecord>, String> {
         match helm::release_of(live) {
             Some(release) => self.helm_records.find(&release),
@@ -405,12 +419,36 @@ async fn predict(client: &Client, item: &Item, context: &Context) -> Result<Pred
     let applier = tools::detect(context.requested.as_ref(), live)
         .map_err(logic::Undetermined::from)
         .and_then(|(tool, evidence)| logic::applier(tool, evidence, live, context.helm_record(live)));
-    let applier = match applier {
+    let mut applier = match applier {
         Ok(applier) => applier,
         Err(why) => {
             prediction.cause = format!("cannot tell which tool applies it: {why}");
             return Ok(prediction);
         }
+    };
+    let application = (applier.tool == Tool::Argocd).then(|| context.argocd_application(live)).flatten();
+    let respected;
+    let item = match application {
+        Some(application) => {
+            applier = logic::under_application(applier, application, live);
+            let (group, namespace) = (item.kind.group.as_str(), item.namespace.as_str());
+            if application.keeps_live_replicas(group, &item.kind.kind, namespace, item.document.name()) {
+                applier
+                    .evidence
+                    .push_str(" (RespectIgnoreDifferences=true, /spec/replicas ignored: the live count is applied)");
+                respected = Item {
+                    document: Document {
+                        object: logic::with_live_replicas(&item.document.object, live),
+                        ..item.document.clone()
+                    },
+                    ..item.clone()
+                };
+                &respected
+            } else {
+                item
+            }
+        }
+        None => item,
     };
     prediction.tool = Some(applier.tool.label());
     prediction.evidence = Some(applier.evidence.clone());

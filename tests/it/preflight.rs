@@ -225,6 +225,56 @@ async fn argocd_ignore_differences_alone_commit_that_adds_the_hpa() {
     argocd_commit_story("Argo CD (real), ignoreDifferences alone", "pf-argo-ignore", spec).await;
 }
 
+/// An Application Argo CD synced client-side, switched to `ServerSideApply=true` in the same
+/// change that removes replicas and adds the HPA: preflight reads the Application, predicts a
+/// server-side sync (whose migration of the client-side entry drops the control), and the
+/// steps keep the twin.
+#[tokio::test]
+async fn argocd_switch_to_server_side_with_the_commit_that_adds_the_hpa() {
+    let ns = TestNamespace::new("pf-argo-switch").await;
+    let app =
+        ArgoApp::new(&ns, json!({}), &[deployment_manifest("web", Some(5)), deployment_manifest("safe", Some(5))])
+            .await;
+    app.sync().await;
+    app.set_spec(json!({"syncPolicy": {"syncOptions": ["ServerSideApply=true"]}})).await;
+    let next: Vec<Value> = ["web", "safe"].iter().flat_map(|n| autoscaled(n)).collect();
+    let label = "Argo CD (real), switched to ServerSideApply=true: replicas out + HPA in";
+    let report = drop_predicted_and_kept_by_the_steps(&ns, label, &next, async || {
+        app.commit(&next);
+        app.sync().await;
+    })
+    .await;
+    let safe = prediction(&report, "safe");
+    assert!(safe["evidence"].as_str().unwrap().ends_with("(ServerSideApply=true)"), "{safe:#}");
+    assert!(safe["apply"].as_str().unwrap().contains("migrating argocd-controller"), "{safe:#}");
+}
+
+/// An Application with `RespectIgnoreDifferences=true` and an `ignoreDifferences` rule for
+/// /spec/replicas (`group: apps`): the commit that removes replicas keeps the HPA's 7, and
+/// preflight, reading the Application, predicts it.
+#[tokio::test]
+async fn argocd_respect_ignore_differences_keeps_the_count_as_predicted() {
+    let ns = TestNamespace::new("pf-argo-respect").await;
+    let rule = json!({"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]});
+    let spec = json!({"ignoreDifferences": [rule], "syncPolicy": {"syncOptions": ["RespectIgnoreDifferences=true"]}});
+    let app = ArgoApp::new(&ns, spec, &[deployment_manifest("web", Some(5))]).await;
+    app.sync().await;
+    let autoscaler = hpa_manifest("web", "Deployment", "web", 7, 10);
+    rescaling_hpa(&ns, &autoscaler, "web", 7).await;
+    let next = [deployment_manifest("web", None), autoscaler];
+    let (report, code) = preflight(&ns, &Manifests::new(&next), &[]);
+    assert_eq!((code, predicted(&report, "web")), (0, (7, "keeps".into())), "{report:#}");
+    assert!(
+        prediction(&report, "web")["evidence"].as_str().unwrap().contains("RespectIgnoreDifferences"),
+        "{report:#}"
+    );
+    let since = ns.resource_version("web").await;
+    app.commit(&next);
+    app.sync().await;
+    ns.assert_kept_since("web", &since, 7).await;
+    matrix_row("Argo CD (real), RespectIgnoreDifferences=true, replicas ignored", (7, "keeps"), 7, "");
+}
+
 /// Deployments created by `kubectl apply` (5, an HPA at 3..10 in charge), then adopted by an
 /// Application with `ServerSideApply=true` whose Git leaves replicas out: its first sync
 /// migrates kubectl's client-side entry into `argocd-controller`'s and drops the control to 1
