@@ -16,6 +16,7 @@ use crate::backup::{self, Backup};
 use crate::commands::Target;
 use crate::core::autoscaler::{self, Hpa, ScaledObject};
 use crate::core::helm::{self, ReleaseKey, ReleaseRecords};
+use crate::core::tools::{Mechanism, argocd};
 use crate::core::verdict::Assessment;
 use crate::core::workload::{Workload, WorkloadKind};
 use crate::core::{self, Cluster};
@@ -49,6 +50,9 @@ pub struct Inventory {
     pub helm_records: ReleaseRecords,
     /// The latest backup of each workload, by uid.
     pub backups: BTreeMap<String, (Backup, PathBuf)>,
+    /// Argo CD's Applications, read when a workload carries Argo CD's tracking id (empty
+    /// otherwise, and when they cannot be read).
+    pub argocd_applications: Vec<argocd::Application>,
     /// Findings of no workload: autoscalers whose target does not exist.
     pub warnings: Vec<String>,
 }
@@ -100,6 +104,7 @@ impl Inventory {
         workloads.sort_by(|a, b| (a.namespace(), &a.kind.kind, a.name()).cmp(&(b.namespace(), &b.kind.kind, b.name())));
         let releases: BTreeSet<ReleaseKey> = workloads.iter().filter_map(helm::release_of).collect();
         let helm_records = kubeio::helm_records(client, &releases, *query.scope == NamespaceScope::All).await;
+        let argocd_applications = argocd_applications_of(client, &workloads).await?;
         let backups = backup::latest_of(
             query.backup_dir,
             workloads.iter().filter_map(|w| {
@@ -115,6 +120,7 @@ impl Inventory {
             keda_installed,
             helm_records,
             backups,
+            argocd_applications,
             warnings,
         })
     }
@@ -130,6 +136,7 @@ impl Inventory {
         workloads.sort_by(|a, b| (&a.kind.kind, a.name()).cmp(&(&b.kind.kind, b.name())));
         let releases: BTreeSet<ReleaseKey> = workloads.iter().filter_map(helm::release_of).collect();
         let helm_records = kubeio::helm_records(client, &releases, false).await;
+        let argocd_applications = argocd_applications_of(client, &workloads).await?;
         Ok(Self {
             scope,
             workloads,
@@ -138,6 +145,7 @@ impl Inventory {
             scaled_objects: scaled_objects.unwrap_or_default(),
             helm_records,
             backups: BTreeMap::new(),
+            argocd_applications,
             warnings: Vec::new(),
         })
     }
@@ -204,8 +212,32 @@ impl Analysis<'_> {
         {
             assessment.warnings.push(reclaimed_warning(&assessment, backup, path));
         }
+        if let Some(application) = self.self_healing_application(&assessment) {
+            assessment.warnings.push(application.self_heal_warning());
+        }
         assessment
     }
+}
+
+impl Analysis<'_> {
+    /// The Argo CD Application that syncs the workload with selfHeal, when Argo CD owns its
+    /// replicas and an autoscaler targets it: measured, selfHeal then reverts every scale.
+    fn self_healing_application(&self, assessment: &Assessment) -> Option<&argocd::Application> {
+        let tracking_id = assessment.deploy.argocd_tracking_id.as_deref()?;
+        let argo_owns = assessment.replica_owners.iter().any(|o| o.mechanism == Mechanism::ArgoCd);
+        if !argo_owns || assessment.autoscalers.is_empty() {
+            return None;
+        }
+        self.inventory.argocd_applications.iter().find(|a| a.self_heal && a.tracks(tracking_id))
+    }
+}
+
+/// Argo CD's Applications, listed only when one of `workloads` carries Argo CD's tracking id.
+async fn argocd_applications_of(client: &Client, workloads: &[Workload]) -> Result<Vec<argocd::Application>> {
+    if !workloads.iter().any(|w| w.annotation(argocd::TRACKING_ANNOTATION).is_some()) {
+        return Ok(Vec::new());
+    }
+    Ok(kubeio::list_argocd_applications(client).await?.unwrap_or_default())
 }
 
 fn reclaimed_warning(assessment: &Assessment, backup: &Backup, path: &Path) -> String {

@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::core::autoscaler::{Hpa, ScaledObject};
 use crate::core::helm::{self, Driver, ReleaseKey, ReleaseRecord, ReleaseRecords};
 use crate::core::ownership;
+use crate::core::tools::argocd;
 use crate::core::workload::{Workload, WorkloadKind};
 use crate::error::{Error, Result, api_code};
 
@@ -287,6 +288,26 @@ pub async fn list_scaled_objects_where(
         Ok(objects) => Ok(Some(objects)),
         Err(e) if api_code(&e) == Some(404) => Ok(None),
         Err(e) => Err(classify_error(e, "list", "scaledobjects.keda.sh", scope)),
+    }
+}
+
+/// Lists Argo CD's Applications in every namespace, each reduced to an
+/// [`argocd::Application`]; `None` when Argo CD's CRD is not installed or listing them is not
+/// allowed (what needs them is then not checked).
+pub async fn list_argocd_applications(client: &Client) -> Result<Option<Vec<argocd::Application>>> {
+    let resource = ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Application".into(),
+        plural: "applications".into(),
+    };
+    let api = dynamic_api(client, &resource, &NamespaceScope::All);
+    let reduce = |object: DynamicObject| argocd::Application::from_value(&to_value(object));
+    match list_reduced(&api, &ListParams::default(), reduce).await {
+        Ok(applications) => Ok(Some(applications)),
+        Err(e) if matches!(api_code(&e), Some(403 | 404)) => Ok(None),
+        Err(e) => Err(classify_error(e, "list", "applications.argoproj.io", &NamespaceScope::All)),
     }
 }
 

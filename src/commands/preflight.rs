@@ -27,7 +27,7 @@ use crate::core::preflight::{
     self as logic, Applier, Apply, AutoscalerView, Forecast, Sends, Step, Takeover, after_server_side,
     after_server_side_locally,
 };
-use crate::core::tools::{self, Tool, Traces, flux};
+use crate::core::tools::{self, Tool, Traces, argocd, flux};
 use crate::core::workload::{Workload, WorkloadKind};
 use crate::error::{Error, ExitStatus, Result, api_code};
 use crate::inventory::Inventory;
@@ -112,6 +112,7 @@ pub struct Prediction {
 }
 
 /// One workload of the manifests, resolved and read.
+#[derive(Clone)]
 struct Item {
     document: Document,
     kind: WorkloadKind,
@@ -346,6 +347,12 @@ async fn read_context(
 }
 
 impl Context {
+    /// The Argo CD Application whose tracking id `live` carries.
+    fn argocd_application(&self, item: &Item, live: &Value) -> Option<&argocd::Application> {
+        let tracking_id = live.annotation(argocd::TRACKING_ANNOTATION)?;
+        self.inventories.get(&item.namespace)?.argocd_applications.iter().find(|a| a.tracks(tracking_id))
+    }
+
     fn helm_record(&self, item: &Item, live: &Value) -> std::result::Result<Option<&ReleaseRecord>, String> {
         match (helm::release_of(live), self.inventories.get(&item.namespace)) {
             (Some(release), Some(inventory)) => inventory.helm_records.find(&release),
@@ -402,12 +409,36 @@ async fn predict(client: &Client, item: &Item, context: &Context) -> Result<Pred
     let applier = tools::detect(context.requested.as_ref(), live)
         .map_err(logic::Undetermined::from)
         .and_then(|(tool, evidence)| logic::applier(tool, evidence, live, context.helm_record(item, live)));
-    let applier = match applier {
+    let mut applier = match applier {
         Ok(applier) => applier,
         Err(why) => {
             prediction.cause = format!("cannot tell which tool applies it: {why}");
             return Ok(prediction);
         }
+    };
+    let application = (applier.tool == Tool::Argocd).then(|| context.argocd_application(item, live)).flatten();
+    let respected;
+    let item = match application {
+        Some(application) => {
+            applier = logic::under_application(applier, application, live);
+            let (group, namespace) = (item.kind.group.as_str(), item.namespace.as_str());
+            if application.keeps_live_replicas(group, &item.kind.kind, namespace, item.document.name()) {
+                applier
+                    .evidence
+                    .push_str(" (RespectIgnoreDifferences=true, /spec/replicas ignored: the live count is applied)");
+                respected = Item {
+                    document: Document {
+                        object: logic::with_live_replicas(&item.document.object, live),
+                        ..item.document.clone()
+                    },
+                    ..item.clone()
+                };
+                &respected
+            } else {
+                item
+            }
+        }
+        None => item,
     };
     prediction.tool = Some(applier.tool.label());
     prediction.evidence = Some(applier.evidence.clone());

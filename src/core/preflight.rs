@@ -151,6 +151,37 @@ pub fn applier(
     Ok(Applier { tool, apply, evidence })
 }
 
+/// How Argo CD syncs `live` under `application`, the Application that tracks it: with
+/// `ServerSideApply=true` a sync is a forced apply as `argocd-controller` even if the object was
+/// last synced client-side, and kubectl's apply code it runs first migrates the Update owners of
+/// the last-applied annotation into that entry and applies again (measured on v3.2.11, with
+/// and without `ClientSideApplyMigration=false`: 5 -> 1 in that one sync).
+pub fn under_application(applier: Applier, application: &argocd::Application, live: &Value) -> Applier {
+    let named = format!("{}, Application {}/{}", applier.evidence, application.namespace, application.name);
+    match applier.apply {
+        Apply::ClientSide { .. } if application.server_side() => {
+            let managers = kubectl::client_side_managers(live);
+            let takeover = if managers.is_empty() { Takeover::None } else { Takeover::KubectlClientSide { managers } };
+            Applier {
+                apply: Apply::ServerSide { manager: argocd::CONTROLLER_MANAGER.into(), force: true, takeover },
+                evidence: format!("{named} (ServerSideApply=true)"),
+                ..applier
+            }
+        }
+        _ => Applier { evidence: named, ..applier },
+    }
+}
+
+/// The manifest as Argo CD applies it when its Application keeps the live replicas
+/// ([`argocd::Application::keeps_live_replicas`]): the live value copied in.
+pub fn with_live_replicas(manifest: &Value, live: &Value) -> Value {
+    let mut applied = manifest.clone();
+    if let Some(replicas) = live.pointer("/spec/replicas") {
+        applied["spec"]["replicas"] = replicas.clone();
+    }
+    applied
+}
+
 /// What a three-way merge sends for `.spec.replicas`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sends {
@@ -415,6 +446,25 @@ mod tests {
             object["spec"]["replicas"] = n.into();
         }
         object
+    }
+
+    #[test]
+    fn an_application_with_server_side_apply_syncs_a_client_side_object_server_side() {
+        // Captured after a default (client-side) sync of the real Argo CD v3.2.11.
+        let live = load("argocd-client-side-deployment");
+        let detected = applier(Tool::Argocd, "tracking id".into(), &live, Ok(None)).unwrap();
+        assert_eq!(detected.apply, Apply::ClientSide { manager: argocd::CONTROLLER_MANAGER.into() });
+        let mut application = load("argocd-application-self-heal");
+        let plain = argocd::Application::from_value(&application).unwrap();
+        assert_eq!(under_application(detected.clone(), &plain, &live).apply, detected.apply);
+        application["spec"]["syncPolicy"]["syncOptions"] = json!(["ServerSideApply=true"]);
+        let server_side = argocd::Application::from_value(&application).unwrap();
+        let switched = under_application(detected, &server_side, &live);
+        let takeover = Takeover::KubectlClientSide { managers: vec![argocd::CONTROLLER_MANAGER.into()] };
+        let expected = Apply::ServerSide { manager: argocd::CONTROLLER_MANAGER.into(), force: true, takeover };
+        assert_eq!(switched.apply, expected);
+        assert!(switched.evidence.ends_with("(ServerSideApply=true)"), "{}", switched.evidence);
+        assert_eq!(with_live_replicas(&manifest(None), &json!({"spec": {"replicas": 7}})), manifest(Some(7)));
     }
 
     #[test]

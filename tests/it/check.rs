@@ -137,7 +137,8 @@ async fn a_custom_scale_resource_is_resolved_through_discovery() {
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
         "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}
     });
-    ns.apply("argocd-controller", &rollout).await;
+    // Deployed by the real Argo CD (server-side), as Rollouts are.
+    let _app = crate::argocd::ArgoApp::synced_server_side(&ns, &[rollout]).await;
     let mut hpa = hpa_manifest("web", "Rollout", "web", 2, 6);
     hpa["spec"]["scaleTargetRef"]["apiVersion"] = json!("argoproj.io/v1alpha1");
     ns.apply("kubectl", &hpa).await;

@@ -129,22 +129,31 @@ impl TestNamespace {
     /// since then, so a drop to 1 that the HPA (which enforces minReplicas at every sync)
     /// corrected before a GET could see it is still here.
     pub async fn replicas_stored_since(&self, name: &str, since: &str) -> Vec<i64> {
+        self.stored_since(name, since)
+            .await
+            .iter()
+            .map(|d| spec_replicas(d).expect("the API server defaults replicas"))
+            .collect()
+    }
+
+    /// Every version of the Deployment stored after resourceVersion `since`, up to the current
+    /// one (see [`Self::replicas_stored_since`]).
+    pub async fn stored_since(&self, name: &str, since: &str) -> Vec<Value> {
         use futures::StreamExt;
         use kube::api::{WatchEvent, WatchParams};
         let current = self.resource_version(name).await;
         let params = WatchParams::default().fields(&format!("metadata.name={name}")).timeout(60);
-        let mut replicas = Vec::new();
+        let mut versions = Vec::new();
         if since == current {
-            return replicas;
+            return versions;
         }
         let mut stream = self.deployments().watch(&params, since).await.expect("watching the deployment").boxed();
         loop {
             match stream.next().await {
                 Some(Ok(WatchEvent::Added(d) | WatchEvent::Modified(d))) => {
-                    replicas.push(
-                        d.spec.and_then(|s| s.replicas).map(i64::from).expect("the API server defaults replicas"),
-                    );
-                    if d.metadata.resource_version.as_deref() == Some(current.as_str()) {
+                    let last = d.metadata.resource_version.as_deref() == Some(current.as_str());
+                    versions.push(serde_json::to_value(d).unwrap());
+                    if last {
                         break;
                     }
                 }
@@ -152,7 +161,7 @@ impl TestNamespace {
                 other => panic!("watching {name} from {since} to {current}: {other:?}"),
             }
         }
-        replicas
+        versions
     }
 
     /// Checks that the Deployment went down to 1 in a version stored after resourceVersion

@@ -884,8 +884,8 @@ async fn every_bad_input_gets_one_line_its_own_exit_code_and_changes_nothing() {
 async fn field_manager_narrows_the_default_strip_to_the_named_applier() {
     let ns = TestNamespace::new("faults-field-manager").await;
     flux_workload(&ns, "d", 3, 2).await;
-    // Argo CD in SSA mode applies the same count: both own replicas.
-    ns.apply("argocd-controller", &deployment_manifest("d", Some(3))).await;
+    // The real Argo CD in SSA mode applies the same count: both own replicas.
+    let _app = crate::argocd::ArgoApp::synced_server_side(&ns, &[deployment_manifest("d", Some(3))]).await;
     let before = ns.deployment_value("d").await;
     let owners: Vec<String> = replica_managers(&before).into_iter().map(|(m, _, _)| m).collect();
     assert_eq!(owners.len(), 2, "two appliers own replicas: {owners:?}");

@@ -2,6 +2,7 @@
 //! One binary, so the crate links once; each test works in a namespace of its own.
 
 mod apiserver;
+mod argocd;
 mod background;
 mod check;
 mod cli;

@@ -10,6 +10,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
+use crate::argocd::ArgoApp;
 use crate::common::*;
 use crate::gitops::FluxRepo;
 use crate::tools::{Helm, chart};
@@ -128,34 +129,30 @@ fn hpa(name: &str) -> Value {
     hpa_manifest(name, "Deployment", name, 2, 10)
 }
 
-/// kubectl (server-side or client-side) or Argo CD's client-side sync (gitops-engine runs
-/// kubectl's apply with field manager argocd-controller and the tracking annotation: the
-/// imitation is that apply itself), each deploying the change that removes replicas and adds
+/// kubectl (server-side or client-side), deploying the change that removes replicas and adds
 /// the HPA: the control drops to 1, the twin that follows the steps keeps 5.
-async fn same_change_story(
-    label: &str,
-    prefix: &str,
-    apply_flags: &[&str],
-    annotate: Option<(&str, &str)>,
-    autoscaler: fn(&str) -> Value,
-) {
+async fn same_change_story(label: &str, prefix: &str, apply_flags: &[&str], autoscaler: fn(&str) -> Value) {
     let ns = TestNamespace::new(prefix).await;
-    let with_annotation = |mut d: Value| {
-        if let Some((key, value)) = annotate {
-            d["metadata"]["annotations"] = json!({key: value});
-        }
-        d
-    };
     for name in ["web", "safe"] {
-        kubectl_apply(&ns, apply_flags, &[with_annotation(deployment_manifest(name, Some(5)))]);
+        kubectl_apply(&ns, apply_flags, &[deployment_manifest(name, Some(5))]);
     }
-    let next: Vec<Value> = ["web", "safe"]
-        .iter()
-        .flat_map(|n| [deployment_manifest(n, None), autoscaler(n)])
-        .map(with_annotation)
-        .collect();
-    let manifests = Manifests::new(&next);
-    let (report, code) = preflight(&ns, &manifests, &[]);
+    let next: Vec<Value> = ["web", "safe"].iter().flat_map(|n| [deployment_manifest(n, None), autoscaler(n)]).collect();
+    let label = format!("{label}: replicas out + HPA in, one change");
+    drop_predicted_and_kept_by_the_steps(&ns, &label, &next, async || kubectl_apply(&ns, apply_flags, &next)).await;
+}
+
+/// `next` removes replicas from `web` and `safe` (at 5) and adds their autoscaler: preflight
+/// predicts both drop (the server's dry run, and the reader's local computation), the control
+/// `web` drops when `deploy` deploys it, and `safe`, whose steps are followed with `deploy` as
+/// the deploy step, keeps 5. Appends the row; returns the first prediction.
+async fn drop_predicted_and_kept_by_the_steps(
+    ns: &TestNamespace,
+    label: &str,
+    next: &[Value],
+    deploy: impl AsyncFnOnce(),
+) -> Value {
+    let manifests = Manifests::new(next);
+    let (report, code) = preflight(ns, &manifests, &[]);
     assert_eq!(code, 1, "{report:#}");
     for name in ["web", "safe"] {
         assert_eq!(predicted(&report, name), (1, "drops".into()), "{report:#}");
@@ -163,46 +160,163 @@ async fn same_change_story(
         assert_eq!(prediction(&report, name)["autoscalers"][0]["live"], false, "{report:#}");
     }
     // The reader role cannot send dry runs: the prediction is made locally, and is the same.
-    let (as_viewer, viewer_code) = preflight_as(&ns, &viewer_kubeconfig(), &manifests, &[]);
+    let (as_viewer, viewer_code) = preflight_as(ns, &viewer_kubeconfig(), &manifests, &[]);
     assert_eq!((viewer_code, predicted(&as_viewer, "safe")), (1, (1, "drops".into())), "{as_viewer:#}");
     assert!(prediction(&as_viewer, "safe")["computedBy"].as_str().unwrap().starts_with("locally"), "{as_viewer:#}");
 
     let since = (ns.resource_version("web").await, ns.resource_version("safe").await);
-    let verified = follow(prediction(&report, "safe"), async || kubectl_apply(&ns, apply_flags, &next)).await;
-    let (control, twin) = (lowest_since(&ns, "web", &since.0).await, lowest_since(&ns, "safe", &since.1).await);
+    let verified = follow(prediction(&report, "safe"), deploy).await;
+    let (control, twin) = (lowest_since(ns, "web", &since.0).await, lowest_since(ns, "safe", &since.1).await);
     assert_eq!(control, 1, "the control dropped as predicted");
     ns.assert_kept_since("safe", &since.1, 5).await;
-    matrix_row(
-        &format!("{label}: replicas out + HPA in, one change"),
-        (1, "drops"),
-        control,
-        &format!("kept {twin} (verify {verified})"),
-    );
-    let (again, code) = preflight(&ns, &manifests, &[]);
+    matrix_row(label, (1, "drops"), control, &format!("kept {twin} (verify {verified})"));
+    let (again, code) = preflight(ns, &manifests, &[]);
     assert_eq!((code, predicted(&again, "safe")), (0, (5, "keeps".into())), "{again:#}");
+    report
 }
 
 #[tokio::test]
 async fn kubectl_server_side_change_that_adds_the_hpa() {
-    same_change_story("kubectl --server-side", "pf-ssa", &["--server-side"], None, hpa).await;
+    same_change_story("kubectl --server-side", "pf-ssa", &["--server-side"], hpa).await;
 }
 
 #[tokio::test]
 async fn kubectl_client_side_change_that_adds_the_hpa() {
-    same_change_story("kubectl (client-side)", "pf-csa", &[], None, hpa).await;
+    same_change_story("kubectl (client-side)", "pf-csa", &[], hpa).await;
+}
+
+/// The real Argo CD syncing one commit that removes replicas and adds the HPA for the two
+/// Deployments of one Application (with `spec`'s sync options): the control drops to 1; for the
+/// twin, the printed steps, with the commit and its sync as the deploy, keep 5.
+async fn argocd_commit_story(label: &str, prefix: &str, spec: Value) {
+    let ns = TestNamespace::new(prefix).await;
+    let app =
+        ArgoApp::new(&ns, spec, &[deployment_manifest("web", Some(5)), deployment_manifest("safe", Some(5))]).await;
+    app.sync().await;
+    let next: Vec<Value> = ["web", "safe"].iter().flat_map(|n| autoscaled(n)).collect();
+    let label = format!("{label}: replicas out + HPA in, one commit");
+    let report = drop_predicted_and_kept_by_the_steps(&ns, &label, &next, async || {
+        app.commit(&next);
+        app.sync().await;
+    })
+    .await;
+    assert_eq!(prediction(&report, "safe")["tool"], "argocd", "{report:#}");
+    eprintln!("{label}: steps {}", prediction(&report, "safe")["steps"]);
 }
 
 #[tokio::test]
-async fn argocd_client_side_sync_that_adds_the_hpa() {
-    let tracking = ("argocd.argoproj.io/tracking-id", "shop:apps/Deployment:shop/web");
-    same_change_story(
-        "Argo CD client-side (imitated)",
-        "pf-argo",
-        &["--field-manager=argocd-controller"],
-        Some(tracking),
-        hpa,
-    )
+async fn argocd_client_side_commit_that_adds_the_hpa() {
+    argocd_commit_story("Argo CD (real), default sync", "pf-argo-csa", json!({})).await;
+}
+
+#[tokio::test]
+async fn argocd_server_side_commit_that_adds_the_hpa() {
+    let spec = json!({"syncPolicy": {"syncOptions": ["ServerSideApply=true"]}});
+    argocd_commit_story("Argo CD (real), ServerSideApply=true", "pf-argo-ssa", spec).await;
+}
+
+/// `ignoreDifferences` on /spec/replicas without `RespectIgnoreDifferences=true` changes only
+/// Argo CD's diff: the sync still sends `replicas: null`, and preflight, which reads the object,
+/// predicts it.
+#[tokio::test]
+async fn argocd_ignore_differences_alone_commit_that_adds_the_hpa() {
+    let rule = json!({"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]});
+    let spec = json!({"ignoreDifferences": [rule]});
+    argocd_commit_story("Argo CD (real), ignoreDifferences alone", "pf-argo-ignore", spec).await;
+}
+
+/// An Application Argo CD synced client-side, switched to `ServerSideApply=true` in the same
+/// change that removes replicas and adds the HPA: preflight reads the Application, predicts a
+/// server-side sync (whose migration of the client-side entry drops the control), and the
+/// steps keep the twin.
+#[tokio::test]
+async fn argocd_switch_to_server_side_with_the_commit_that_adds_the_hpa() {
+    let ns = TestNamespace::new("pf-argo-switch").await;
+    let app =
+        ArgoApp::new(&ns, json!({}), &[deployment_manifest("web", Some(5)), deployment_manifest("safe", Some(5))])
+            .await;
+    app.sync().await;
+    app.set_spec(json!({"syncPolicy": {"syncOptions": ["ServerSideApply=true"]}})).await;
+    let next: Vec<Value> = ["web", "safe"].iter().flat_map(|n| autoscaled(n)).collect();
+    let label = "Argo CD (real), switched to ServerSideApply=true: replicas out + HPA in";
+    let report = drop_predicted_and_kept_by_the_steps(&ns, label, &next, async || {
+        app.commit(&next);
+        app.sync().await;
+    })
     .await;
+    let safe = prediction(&report, "safe");
+    assert!(safe["evidence"].as_str().unwrap().ends_with("(ServerSideApply=true)"), "{safe:#}");
+    assert!(safe["apply"].as_str().unwrap().contains("migrating argocd-controller"), "{safe:#}");
+}
+
+/// An Application with `RespectIgnoreDifferences=true` and an `ignoreDifferences` rule for
+/// /spec/replicas (`group: apps`): the commit that removes replicas keeps the HPA's 7, and
+/// preflight, reading the Application, predicts it.
+#[tokio::test]
+async fn argocd_respect_ignore_differences_keeps_the_count_as_predicted() {
+    let ns = TestNamespace::new("pf-argo-respect").await;
+    let rule = json!({"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]});
+    let spec = json!({"ignoreDifferences": [rule], "syncPolicy": {"syncOptions": ["RespectIgnoreDifferences=true"]}});
+    let app = ArgoApp::new(&ns, spec, &[deployment_manifest("web", Some(5))]).await;
+    app.sync().await;
+    let autoscaler = hpa_manifest("web", "Deployment", "web", 7, 10);
+    rescaling_hpa(&ns, &autoscaler, "web", 7).await;
+    let next = [deployment_manifest("web", None), autoscaler];
+    let (report, code) = preflight(&ns, &Manifests::new(&next), &[]);
+    assert_eq!((code, predicted(&report, "web")), (0, (7, "keeps".into())), "{report:#}");
+    assert!(
+        prediction(&report, "web")["evidence"].as_str().unwrap().contains("RespectIgnoreDifferences"),
+        "{report:#}"
+    );
+    let since = ns.resource_version("web").await;
+    app.commit(&next);
+    app.sync().await;
+    ns.assert_kept_since("web", &since, 7).await;
+    matrix_row("Argo CD (real), RespectIgnoreDifferences=true, replicas ignored", (7, "keeps"), 7, "");
+}
+
+/// Deployments created by `kubectl apply` (5, an HPA at 3..10 in charge), then adopted by an
+/// Application with `ServerSideApply=true` whose Git leaves replicas out: its first sync
+/// migrates kubectl's client-side entry into `argocd-controller`'s and drops the control to 1
+/// (tests/it/argocd.rs measures the chain); `preflight --as argocd` predicts the drop, and the
+/// twin that follows its steps, with the Application's creation and first sync as the deploy,
+/// keeps 5.
+#[tokio::test]
+async fn argocd_server_side_adoption_of_kubectl_applied_objects() {
+    let ns = TestNamespace::new("pf-argo-adopt").await;
+    for name in ["web", "safe"] {
+        kubectl_apply(&ns, &[], &[deployment_manifest(name, Some(5))]);
+        judged_hpa(&ns, &hpa_manifest(name, "Deployment", name, 3, 10)).await;
+    }
+    let next: Vec<Value> = ["web", "safe"]
+        .iter()
+        .flat_map(|n| [deployment_manifest(n, None), hpa_manifest(n, "Deployment", n, 3, 10)])
+        .collect();
+    let manifests = Manifests::new(&next);
+    let (report, code) = preflight(&ns, &manifests, &["--as", "argocd"]);
+    assert_eq!(code, 1, "{report:#}");
+    for name in ["web", "safe"] {
+        assert_eq!(predicted(&report, name), (1, "drops".into()), "{report:#}");
+    }
+    eprintln!("steps {}", prediction(&report, "safe")["steps"]);
+    let since = (ns.resource_version("web").await, ns.resource_version("safe").await);
+    let spec = json!({"syncPolicy": {"syncOptions": ["ServerSideApply=true"]}});
+    let mut adopted = None;
+    let verified = follow(prediction(&report, "safe"), async || {
+        let app = ArgoApp::new(&ns, spec, &next).await;
+        app.sync().await;
+        adopted = Some(app);
+    })
+    .await;
+    let control = lowest_since(&ns, "web", &since.0).await;
+    assert_eq!(control, 1, "the control dropped as predicted");
+    ns.assert_kept_since("safe", &since.1, 5).await;
+    matrix_row(
+        "Argo CD (real), ServerSideApply=true adopting kubectl-applied objects",
+        (1, "drops"),
+        control,
+        &format!("kept 5 (verify {verified})"),
+    );
 }
 
 /// KEDA: the ScaledObject arrives with the change; the real operator creates its HPA only after
@@ -212,14 +326,8 @@ async fn keda_scaled_object_in_the_same_change() {
     crate::keda::require_operator();
     install_keda_crd().await;
     let scaled_object = |name: &str| crate::keda::scaled_object(name, name, 2, 10);
-    same_change_story(
-        "KEDA (real operator), kubectl --server-side",
-        "pf-keda",
-        &["--server-side"],
-        None,
-        scaled_object,
-    )
-    .await;
+    same_change_story("KEDA (real operator), kubectl --server-side", "pf-keda", &["--server-side"], scaled_object)
+        .await;
 }
 
 /// A chart whose `autoscaling.enabled` toggle drops replicas and adds the HPA in one upgrade:

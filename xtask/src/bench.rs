@@ -231,10 +231,10 @@ fn bash(script: &str) -> Command {
 /// only those missing, and waits for the HPA controller to judge every HPA. The Deployments are
 /// at 0 replicas: the HPA controller then reports ScalingDisabled without fetching metrics, and
 /// no pod runs, so thousands of HPAs do not load the two cores the measurement runs on (the
-/// commands read and analyse the same objects either way). The imitation of Flux's apply is
-/// enough here, not the real controller: the bench measures reading and stripping, which only
-/// need an Apply entry named kustomize-controller; Flux's takeover is tested with the real
-/// controller in tests/it/flux.rs.
+/// commands read and analyse the same objects either way). Not the real controller: the bench
+/// measures reading and stripping, which only need an Apply entry named kustomize-controller,
+/// and is not evidence of what Flux does; Flux's takeover is tested with the real controller in
+/// tests/it/flux.rs.
 fn seed(paths: &Paths, out_dir: &Path, namespace: &str, size: usize) -> Result<()> {
     let existing = cluster::kubectl(paths, &["get", "namespace", namespace, "--ignore-not-found", "-o", "name"], None)?;
     if existing.trim().is_empty() {

@@ -52,10 +52,13 @@ pub fn control_plane_module(paths: &Paths) -> Result<GoModule<'static>> {
 /// little and each fills the other's idle time (the long single-threaded links). The
 /// controllers build one after another: KEDA, kustomize-controller and helm-controller use the
 /// same client-go and controller-runtime, and each reuses what the one before left in the Go
-/// build cache instead of compiling it a second time at the same moment.
+/// build cache instead of compiling it a second time at the same moment. Argo CD builds after
+/// the plane in the plane's thread: its Kubernetes modules (v0.34) are neither the plane's nor
+/// the controllers' either, and the controllers' thread is the longer one without it.
 pub fn build(paths: &Paths) -> Result<()> {
     std::thread::scope(|scope| {
-        let plane = scope.spawn(|| control_plane_module(paths)?.ensure_built());
+        let plane =
+            scope.spawn(|| control_plane_module(paths)?.ensure_built().and_then(|()| crate::argocd::build(paths)));
         let controllers = crate::keda::build(paths)
             .and_then(|()| crate::flux::build(paths))
             .and_then(|()| crate::helm_controller::build(paths));
@@ -93,6 +96,7 @@ pub fn up(paths: &Paths) -> Result<bool> {
             crate::keda::ensure_running(paths)?;
             crate::flux::ensure_running(paths)?;
             crate::helm_controller::ensure_running(paths)?;
+            crate::argocd::ensure_running(paths)?;
             return Ok(false);
         }
         // Token users are read at start: a plane started before the `stripper` user existed
@@ -112,6 +116,7 @@ pub fn up(paths: &Paths) -> Result<bool> {
             crate::keda::ensure_running(paths)?;
             crate::flux::ensure_running(paths)?;
             crate::helm_controller::ensure_running(paths)?;
+            crate::argocd::ensure_running(paths)?;
             Ok(!was_up)
         }
         Err(error) => {
@@ -387,6 +392,7 @@ pub fn kubectl(paths: &Paths, args: &[&str], file: Option<&Path>) -> Result<Stri
 pub fn down(paths: &Paths) -> Result<()> {
     crate::keda::stop(paths);
     crate::flux::stop(paths);
+    crate::argocd::stop(paths);
     crate::helm_controller::stop(paths);
     let mut stopped = 0;
     for component in COMPONENTS.iter().rev() {

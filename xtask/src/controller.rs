@@ -30,10 +30,15 @@ pub fn is_running(paths: &Paths, component: &str) -> bool {
 
 /// controller-runtime's `/readyz` on the health address answers 200.
 pub fn ready(port: u16) -> bool {
+    answers(port, "/readyz")
+}
+
+/// A GET of `path` on 127.0.0.1:`port` answers 200.
+pub fn answers(port: u16, path: &str) -> bool {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream.write_all(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+    if stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).is_err() {
         return false;
     }
     let mut response = String::new();

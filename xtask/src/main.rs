@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's own automation (control plane, test suite, fixtures).
 
+mod argocd;
 mod bench;
 mod cluster;
 mod controller;

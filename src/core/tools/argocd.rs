@@ -27,3 +27,166 @@ pub fn migration_manager(object: &impl Traces) -> String {
 pub fn migrates(owner: &ReplicaOwner, migration_manager: &str) -> bool {
     owner.operation == "Update" && owner.subresource.is_none() && owner.manager == migration_manager
 }
+
+/// What `check` reads of an Argo CD Application (`applications.argoproj.io`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Application {
+    pub namespace: String,
+    pub name: String,
+    /// Automated sync is on (`spec.syncPolicy.automated`, unless its `enabled` is false) with
+    /// `selfHeal`: the controller re-syncs whenever a live object differs from Git.
+    pub self_heal: bool,
+    /// `spec.syncPolicy.syncOptions` (argocd-server's sync and the automated sync both use
+    /// them), e.g. `ServerSideApply=true`.
+    pub sync_options: Vec<String>,
+    /// `spec.ignoreDifferences` rules whose `jsonPointers` name `/spec/replicas`.
+    pub replicas_ignored_for: Vec<IgnoreRule>,
+}
+
+/// Which objects an `ignoreDifferences` rule covers; an empty name or namespace matches any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoreRule {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+    pub namespace: String,
+}
+
+impl IgnoreRule {
+    /// Argo CD compares the group as written: a rule without `group` does not match `apps`
+    /// Deployments (measured on v3.2.11, tests/it/argocd.rs).
+    pub fn covers(&self, group: &str, kind: &str, namespace: &str, name: &str) -> bool {
+        self.group == group
+            && self.kind == kind
+            && (self.name.is_empty() || self.name == name)
+            && (self.namespace.is_empty() || self.namespace == namespace)
+    }
+}
+
+impl Application {
+    pub fn from_value(object: &serde_json::Value) -> Option<Self> {
+        let automated = object.pointer("/spec/syncPolicy/automated").filter(|a| a.is_object());
+        let enabled = automated.is_some_and(|a| a.get("enabled").and_then(serde_json::Value::as_bool) != Some(false));
+        let self_heal = automated.and_then(|a| a.get("selfHeal")).and_then(serde_json::Value::as_bool) == Some(true);
+        let text = |rule: &serde_json::Value, key: &str| {
+            rule.get(key).and_then(serde_json::Value::as_str).unwrap_or_default().to_string()
+        };
+        let strings = |value: Option<&serde_json::Value>| -> Vec<String> {
+            value
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        let rules = object.pointer("/spec/ignoreDifferences").and_then(serde_json::Value::as_array);
+        let replicas_ignored_for = rules
+            .into_iter()
+            .flatten()
+            .filter(|rule| strings(rule.get("jsonPointers")).iter().any(|p| p == "/spec/replicas"))
+            .map(|rule| IgnoreRule {
+                group: text(rule, "group"),
+                kind: text(rule, "kind"),
+                name: text(rule, "name"),
+                namespace: text(rule, "namespace"),
+            })
+            .collect();
+        Some(Self {
+            namespace: object.pointer("/metadata/namespace")?.as_str()?.to_string(),
+            name: object.pointer("/metadata/name")?.as_str()?.to_string(),
+            self_heal: enabled && self_heal,
+            sync_options: strings(object.pointer("/spec/syncPolicy/syncOptions")),
+            replicas_ignored_for,
+        })
+    }
+
+    fn has_option(&self, option: &str) -> bool {
+        self.sync_options.iter().any(|o| o == option)
+    }
+
+    /// `ServerSideApply=true`: its syncs apply server-side, forced, as `argocd-controller`.
+    pub fn server_side(&self) -> bool {
+        self.has_option("ServerSideApply=true")
+    }
+
+    /// Whether its syncs copy the live `.spec.replicas` of this object into what they apply:
+    /// `RespectIgnoreDifferences=true` and an `ignoreDifferences` rule for `/spec/replicas`
+    /// that covers it (measured: the count was kept, client-side and server-side).
+    pub fn keeps_live_replicas(&self, group: &str, kind: &str, namespace: &str, name: &str) -> bool {
+        self.has_option("RespectIgnoreDifferences=true")
+            && self.replicas_ignored_for.iter().any(|rule| rule.covers(group, kind, namespace, name))
+    }
+
+    /// Whether a tracking id names this Application. Its first part is the Application's name
+    /// when the Application lives in Argo CD's own namespace, `NAMESPACE_NAME` otherwise
+    /// (argo-cd v3.2.11 `util/argo.AppInstanceName`); Argo CD's namespace is not known here, so
+    /// a bare name matches an Application of that name in any namespace.
+    pub fn tracks(&self, tracking_id: &str) -> bool {
+        let instance = tracking_id.split(':').next().unwrap_or_default();
+        instance == self.name
+            || instance.strip_prefix(self.namespace.as_str()).and_then(|rest| rest.strip_prefix('_'))
+                == Some(self.name.as_str())
+    }
+
+    /// The warning of a workload this Application syncs with selfHeal while Argo CD owns its
+    /// replicas and an autoscaler is in charge.
+    pub fn self_heal_warning(&self) -> String {
+        format!(
+            "Argo CD Application {}/{} syncs automatically with selfHeal while Argo CD owns replicas: it puts Git's \
+             count back after every scale of the autoscaler (measured on Argo CD v3.2.11: 2, 6, 18 s apart); turn its \
+             automated sync off for the handover",
+            self.namespace, self.name
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::fixtures::load;
+
+    #[test]
+    fn self_heal_is_read_from_a_real_application() {
+        // Captured from the real Argo CD v3.2.11 (tests/it/argocd.rs, selfHeal against an HPA).
+        let app = Application::from_value(&load("argocd-application-self-heal")).unwrap();
+        assert!(app.self_heal, "{app:?}");
+        assert_eq!(app.namespace, "argocd");
+        let mut off = load("argocd-application-self-heal");
+        off["spec"]["syncPolicy"]["automated"]["enabled"] = false.into();
+        assert!(!Application::from_value(&off).unwrap().self_heal);
+        off["spec"]["syncPolicy"] = serde_json::json!({"automated": {"prune": true}});
+        assert!(!Application::from_value(&off).unwrap().self_heal);
+    }
+
+    #[test]
+    fn ignore_rules_for_replicas_count_with_respect_ignore_differences_only() {
+        let mut object = load("argocd-application-self-heal");
+        object["spec"]["ignoreDifferences"] = serde_json::json!([
+            {"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]},
+            {"kind": "StatefulSet", "jsonPointers": ["/spec/replicas"]},
+            {"group": "apps", "kind": "Deployment", "name": "other", "jsonPointers": ["/spec/template"]}
+        ]);
+        let app = Application::from_value(&object).unwrap();
+        assert!(!app.keeps_live_replicas("apps", "Deployment", "shop", "web"), "without the sync option");
+        object["spec"]["syncPolicy"]["syncOptions"] = serde_json::json!(["RespectIgnoreDifferences=true"]);
+        let app = Application::from_value(&object).unwrap();
+        assert!(app.keeps_live_replicas("apps", "Deployment", "shop", "web"));
+        assert!(!app.keeps_live_replicas("apps", "StatefulSet", "shop", "web"), "no group, no match");
+        assert!(!app.server_side());
+    }
+
+    #[test]
+    fn tracking_ids_name_applications_with_or_without_their_namespace() {
+        let app = Application {
+            namespace: "team".into(),
+            name: "shop".into(),
+            self_heal: true,
+            sync_options: Vec::new(),
+            replicas_ignored_for: Vec::new(),
+        };
+        assert!(app.tracks("shop:apps/Deployment:prod/web"));
+        assert!(app.tracks("team_shop:apps/Deployment:prod/web"));
+        assert!(!app.tracks("other_shop:apps/Deployment:prod/web"));
+        assert!(!app.tracks("shopping:apps/Deployment:prod/web"));
+    }
+}
