@@ -273,6 +273,12 @@ impl<'a> Plane<'a> {
             format!("--audit-log-path={}", self.paths.state.join("audit.log").display()),
             "--audit-log-format=json".into(),
             "--profiling=false".into(),
+            // The tests judge every stored version of a Deployment by watching from the
+            // resourceVersion read before a deploy. The watch cache keeps only a short window
+            // (a loaded run got 410 "too old resource version"), and etcd forgets what it
+            // compacts: Deployments are watched from etcd, which keeps its whole history.
+            "--watch-cache-sizes=deployments.apps#0".into(),
+            "--etcd-compaction-interval=0".into(),
         ]
         .into()
     }
