@@ -209,7 +209,7 @@ impl<'a> Restore<'a> {
         let build = |object: &Value| Ok(patch::restore_managed_fields_patch(&version_of(object)?, entries));
         let object = self.send(object, build).await?;
         let restored = object.pointer("/metadata/managedFields").cloned().unwrap_or(Value::Null);
-        if !patch::same_entries(&restored, entries) {
+        if !patch::same_entries_but_status(&restored, entries) {
             return Err(unconfirmed(
                 &self.label,
                 "the API server did not take the backed-up managedFields; nothing else was changed by this step",

@@ -652,13 +652,27 @@ pub fn restore_managed_fields_patch(resource_version: &str, entries: &Value) -> 
 
 /// Two managedFields lists hold the same entries, whatever their order.
 pub fn same_entries(a: &Value, b: &Value) -> bool {
-    let sorted = |v: &Value| {
-        let mut items: Vec<String> =
-            v.as_array().into_iter().flatten().map(|e| serde_json::to_string(e).unwrap_or_default()).collect();
-        items.sort();
-        items
-    };
-    sorted(a) == sorted(b)
+    sorted_entries(a, |_| true) == sorted_entries(b, |_| true)
+}
+
+/// As [`same_entries`], leaving out the entries of the `/status` subresource: a controller's
+/// status write (the Deployment controller writes one after most changes) can land between a
+/// write of managedFields and its re-read, and a patch of the object cannot write `/status`.
+pub fn same_entries_but_status(a: &Value, b: &Value) -> bool {
+    let not_status = |e: &Value| e.get("subresource").and_then(Value::as_str) != Some("status");
+    sorted_entries(a, not_status) == sorted_entries(b, not_status)
+}
+
+fn sorted_entries(entries: &Value, keep: impl Fn(&Value) -> bool) -> Vec<String> {
+    let mut items: Vec<String> = entries
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| keep(e))
+        .map(|e| serde_json::to_string(e).unwrap_or_default())
+        .collect();
+    items.sort();
+    items
 }
 
 #[cfg(test)]
@@ -672,6 +686,24 @@ mod tests {
 
     fn entries_of(object: &Value) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry> {
         serde_json::from_value(Value::Array(managed_fields(object).to_vec())).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_status_entry_written_after_a_restore_does_not_unconfirm_it() {
+        let restored = json!([
+            {"manager": "kubectl-client-side-apply", "operation": "Update", "time": "2026-12-03T10:00:00Z"},
+            {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status", "time": "2026-12-03T10:00:00Z"},
+        ]);
+        let reread = json!([
+            {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status", "time": "2026-12-03T10:00:01Z"},
+            {"manager": "kubectl-client-side-apply", "operation": "Update", "time": "2026-12-03T10:00:00Z"},
+        ]);
+        assert!(!same_entries(&restored, &reread));
+        assert!(same_entries_but_status(&restored, &reread));
+        let object_entry_moved = json!([
+            {"manager": "kubectl-client-side-apply", "operation": "Update", "time": "2026-12-03T10:00:02Z"},
+        ]);
+        assert!(!same_entries_but_status(&restored, &object_entry_moved));
     }
 
     #[test]
