@@ -184,7 +184,7 @@ fn record(kube: &mut KubeArgs, arg: &Arg, value: &str) {
     let value = Some(value.to_string());
     match arg.get_id().as_str() {
         "kubeconfig" => kube.kubeconfig = value.map(Into::into),
-        "context" => kube.context = value,
+        "context" => kube.context = value.into_iter().collect(),
         "cluster" => kube.cluster = value,
         "user" => kube.user = value,
         "namespace" => kube.namespace = value,
@@ -616,7 +616,7 @@ mod tests {
         let analysis = analyse(&root, &typed);
         assert_eq!(analysis.kube.kubeconfig.as_deref(), Some(std::path::Path::new("/k")));
         assert_eq!(analysis.kube.namespace.as_deref(), Some("shop"));
-        assert_eq!(analysis.kube.context.as_deref(), Some("dev"));
+        assert_eq!(analysis.kube.context, ["dev"]);
         match &analysis.position {
             Position::Value { arg, earlier } => {
                 assert_eq!(arg.get_id().as_str(), "targets");

@@ -103,6 +103,83 @@ pub async fn strip(
     args: &StripArgs,
     printer: &Printer,
 ) -> Result<StripReport> {
+    let planned = plan(client, scope, selector, args).await?;
+    if planned.plans.is_empty() {
+        return Ok(report_of(args, planned.results));
+    }
+    planned.show(args, printer, "")?;
+    if !args.dry_run {
+        printer.confirm(args.yes, &format!("Apply these changes to {} object(s)?", planned.changes()))?;
+    }
+    Ok(planned.execute(client, args, printer).await)
+}
+
+/// A strip planned and allowed (the API server said every change may be made), not yet shown
+/// nor confirmed: what [`Planned::execute`] will change, and the objects it leaves alone.
+pub struct Planned {
+    plans: Vec<ObjectPlan>,
+    results: Vec<ObjectResult>,
+}
+
+impl Planned {
+    /// How many objects the strip changes.
+    pub fn changes(&self) -> usize {
+        self.plans.len()
+    }
+
+    /// Shows the diffs (stdout; stderr with `-o json|yaml`), after `heading` when there are any.
+    pub fn show(&self, args: &StripArgs, printer: &Printer, heading: &str) -> Result<()> {
+        if self.plans.is_empty() {
+            return Ok(());
+        }
+        let diff_to_stdout = args.output == OutputFormat::Text;
+        let diffs: String = heading.to_string()
+            + &self.plans.iter().map(|p| render_plan(p, printer, diff_to_stdout)).collect::<String>();
+        if diff_to_stdout {
+            printer.data(&diffs)
+        } else {
+            printer.note(diffs.trim_end());
+            Ok(())
+        }
+    }
+
+    /// Carries out the plans (a server-side dry run with `--dry-run`), up to
+    /// [`kubeio::IN_FLIGHT`] objects at once; what happened per object.
+    pub async fn execute(self, client: &Client, args: &StripArgs, printer: &Printer) -> StripReport {
+        let Planned { plans, mut results } = self;
+        let backup_dir = args.backups.dir();
+        let progress = progress_bar(printer, plans.len());
+        let executed: Vec<ObjectResult> = futures::stream::iter(plans)
+            .map(|plan| {
+                let backup_dir = backup_dir.clone();
+                let progress = progress.clone();
+                async move {
+                    let result = execute(client, plan, args.dry_run, &backup_dir).await;
+                    if let Some(bar) = &progress {
+                        bar.inc(1);
+                    }
+                    result
+                }
+            })
+            .buffer_unordered(kubeio::IN_FLIGHT)
+            .collect()
+            .await;
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
+        }
+        results.extend(executed);
+        report_of(args, results)
+    }
+}
+
+/// Plans the strip of what `args` name and asks the API server whether each change may be made
+/// (exit 5 before anything is shown if not); changes nothing.
+pub async fn plan(
+    client: &Client,
+    scope: &NamespaceScope,
+    selector: Option<&str>,
+    args: &StripArgs,
+) -> Result<Planned> {
     let targets = parse_targets(&args.targets)?;
     if targets.is_empty() && selector.is_none() {
         return Err(Error::Usage(
@@ -129,43 +206,10 @@ pub async fn strip(
             Err(result) => results.push(result),
         }
     }
-    if plans.is_empty() {
-        return Ok(report_of(args, results));
+    if !plans.is_empty() {
+        ensure_permissions(client, &plans).await?;
     }
-    ensure_permissions(client, &plans).await?;
-
-    let diff_to_stdout = args.output == OutputFormat::Text;
-    let diffs: String = plans.iter().map(|p| render_plan(p, printer, diff_to_stdout)).collect();
-    if diff_to_stdout {
-        printer.data(&diffs)?;
-    } else {
-        printer.note(diffs.trim_end());
-    }
-    if !args.dry_run {
-        printer.confirm(args.yes, &format!("Apply these changes to {} object(s)?", plans.len()))?;
-    }
-
-    let progress = progress_bar(printer, plans.len());
-    let executed: Vec<ObjectResult> = futures::stream::iter(plans)
-        .map(|plan| {
-            let backup_dir = backup_dir.clone();
-            let progress = progress.clone();
-            async move {
-                let result = execute(client, plan, args.dry_run, &backup_dir).await;
-                if let Some(bar) = &progress {
-                    bar.inc(1);
-                }
-                result
-            }
-        })
-        .buffer_unordered(kubeio::IN_FLIGHT)
-        .collect()
-        .await;
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
-    results.extend(executed);
-    Ok(report_of(args, results))
+    Ok(Planned { plans, results })
 }
 
 /// `--field-manager` narrows managed-fields to the named managers and names the handover

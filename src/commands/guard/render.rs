@@ -29,7 +29,7 @@ fn autoscaler_or_none(autoscaler: Option<String>) -> String {
     autoscaler.unwrap_or_else(|| "<none>".into())
 }
 
-pub(super) fn render_on(guarded: &[Guarded]) -> String {
+pub fn render_on(guarded: &[Guarded]) -> String {
     let rows = guarded
         .iter()
         .map(|g| {
@@ -58,7 +58,7 @@ pub(super) fn render_on(guarded: &[Guarded]) -> String {
     out
 }
 
-pub(super) fn render_off(lifted: &Lifted) -> String {
+pub fn render_off(lifted: &Lifted) -> String {
     let mut out = String::new();
     for name in &lifted.unguarded {
         out.push_str(&format!("unguarded {name}\n"));
@@ -72,7 +72,7 @@ pub(super) fn render_off(lifted: &Lifted) -> String {
     out
 }
 
-pub(super) fn render_status(report: &StatusReport) -> String {
+pub fn render_status(report: &StatusReport) -> String {
     let mut out = String::new();
     if report.workloads.is_empty() {
         out.push_str("No guarded workloads in scope.\n");

@@ -26,7 +26,7 @@ pub use watch::{LiveLines, watch};
 
 use judge::judge_all;
 use read::{Evidence, end_states, history, read_verifiable};
-use render::render_text;
+pub use render::render_text;
 
 /// The documented result identifiers of `verify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -127,6 +127,29 @@ pub async fn run(
     args: &VerifyArgs,
     printer: &Printer,
 ) -> Result<ExitStatus> {
+    let report = report(client, scope, selector, args, printer).await?;
+    match args.output {
+        OutputFormat::Text => printer.data(&render_text(&report))?,
+        format => printer.document(format, &report)?,
+    }
+    Ok(report.exit_status())
+}
+
+impl VerifyReport {
+    /// The exit status of the worst outcome (none: success).
+    pub fn exit_status(&self) -> ExitStatus {
+        self.results.iter().map(|r| r.outcome).max().map(VerifyOutcome::exit).unwrap_or(ExitStatus::Success)
+    }
+}
+
+/// Judges the workloads `args` name, printing only the live lines of `--watch` on a terminal.
+pub async fn report(
+    client: &Client,
+    scope: &NamespaceScope,
+    selector: Option<&str>,
+    args: &VerifyArgs,
+    printer: &Printer,
+) -> Result<VerifyReport> {
     let targets = parse_targets(&args.targets)?;
     if targets.is_empty() && selector.is_none() {
         return Err(Error::Usage("name the workloads to verify (TARGET...), or select them with -l SELECTOR".into()));
@@ -160,13 +183,7 @@ pub async fn run(
             .collect::<Vec<_>>()
     });
     let results = judge_all(&assessments, histories, lives, end_states, args);
-    let exit = results.iter().map(|r| r.outcome).max().map(VerifyOutcome::exit).unwrap_or(ExitStatus::Success);
-    let report = VerifyReport { api_version: check::REPORT_API_VERSION, kind: "VerifyReport", results };
-    match args.output {
-        OutputFormat::Text => printer.data(&render_text(&report))?,
-        format => printer.document(format, &report)?,
-    }
-    Ok(exit)
+    Ok(VerifyReport { api_version: check::REPORT_API_VERSION, kind: "VerifyReport", results })
 }
 
 /// A workload by namespace, kind and name.

@@ -1,0 +1,187 @@
+//! The writing verbs across contexts (`strip`, `guard on`, `guard off`), as an SRE changing a
+//! fleet expects:
+//!
+//! - every context is planned first, at once (its reads, `check`'s analysis, the permission
+//!   checks), and nothing is written anywhere unless every context planned, or `--keep-going`
+//!   lets the others go on;
+//! - `strip` shows every context's diff, then asks once (`--yes` without a terminal;
+//!   `--dry-run` asks nothing and persists nothing); `guard` asks nothing, as in one context;
+//! - contexts are written one after another in the kubeconfig's order, so a failure stops the
+//!   rollout where it happened: the contexts after the first that fails are not run (and say
+//!   so) unless `--keep-going`.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use super::merge::{headings_in_context, under_heading};
+use super::read::{print_document, texts};
+use super::{Cluster, Context, Fleet, Outcome, worst_of};
+use crate::cli::{OutputFormat, StripArgs};
+use crate::commands::guard::{self, GuardOptions};
+use crate::commands::strip;
+use crate::error::{Error, ExitStatus, Result};
+
+/// Every context planned: each context's connection and plan, or the error that ended it.
+type Planned<'c, P> = Vec<Outcome<'c, (Cluster, P)>>;
+
+/// The contexts written (or not run), in the contexts' order, and the worst exit status.
+struct Written<'c, T> {
+    outcomes: Vec<Outcome<'c, T>>,
+    exit: ExitStatus,
+}
+
+/// Why a context was not written.
+fn not_run(context: &Context, reason: &str) -> Error {
+    Error::Usage(format!("not run: {reason}; nothing was changed in context {}", context.name))
+}
+
+/// Writes the planned contexts one after another with `apply` (see the module's doc); prints
+/// the failures and the contexts not run on stderr.
+async fn in_turn<'c, P, T, F, Fut>(
+    fleet: &Fleet<'_>,
+    planned: Planned<'c, P>,
+    keep_going: bool,
+    apply: F,
+    exit: impl Fn(&T) -> ExitStatus,
+) -> Written<'c, T>
+where
+    F: Fn(&'c Context, Cluster, P) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let unplanned: Vec<String> = planned.iter().filter(|o| o.result.is_err()).map(|o| o.context.name.clone()).collect();
+    let mut stopped_by = (!unplanned.is_empty() && !keep_going)
+        .then(|| format!("context {} could not be planned (--keep-going writes the others)", unplanned.join(", ")));
+    let mut outcomes = Vec::new();
+    let mut not_run_contexts = BTreeSet::new();
+    for outcome in planned {
+        let context = outcome.context;
+        let result = match (outcome.result, &stopped_by) {
+            (Err(error), _) => Err(error),
+            (Ok(_), Some(reason)) => {
+                not_run_contexts.insert(context.name.clone());
+                Err(not_run(context, reason))
+            }
+            (Ok((cluster, plan)), None) => {
+                let result = apply(context, cluster, plan).await;
+                let failed = result.as_ref().map_or(true, |report| exit(report) != ExitStatus::Success);
+                if failed && !keep_going {
+                    stopped_by = Some(format!("context {} failed first (--keep-going goes on after it)", context.name));
+                }
+                result
+            }
+        };
+        outcomes.push(Outcome { context, result });
+    }
+    let run = outcomes.iter().filter(|o| !not_run_contexts.contains(&o.context.name));
+    let worst = worst_of(run, fleet.printer, &exit);
+    for outcome in outcomes.iter().filter(|o| not_run_contexts.contains(&o.context.name)) {
+        if let Err(error) = &outcome.result {
+            fleet.printer.note(&format!("context {}: {error}", outcome.context.name));
+        }
+    }
+    Written { outcomes, exit: worst }
+}
+
+pub(super) async fn strip(fleet: &Fleet<'_>, args: &StripArgs, keep_going: bool) -> Result<ExitStatus> {
+    let planned = fleet
+        .each(|_, cluster| async move {
+            let selector = fleet.flags.selector_text();
+            let plan = strip::plan(&cluster.connection.client, &cluster.scope, selector, args).await?;
+            Ok((cluster, plan))
+        })
+        .await;
+    let ready: Vec<(&Context, &strip::Planned)> =
+        planned.iter().filter_map(|o| o.result.as_ref().ok().map(|(_, plan)| (o.context, plan))).collect();
+    let all_planned = ready.len() == planned.len();
+    let changes: usize = ready.iter().map(|(_, plan)| plan.changes()).sum();
+    if all_planned || keep_going {
+        for (context, plan) in &ready {
+            plan.show(args, fleet.printer, &format!("context {} ({}):\n", context.name, context.server))?;
+        }
+        if !args.dry_run && changes > 0 {
+            let contexts = ready.iter().filter(|(_, plan)| plan.changes() > 0).count();
+            let question = format!("Apply these changes to {changes} object(s) in {contexts} context(s)?");
+            fleet.printer.confirm(args.yes, &question)?;
+        }
+    }
+    let written = in_turn(
+        fleet,
+        planned,
+        keep_going,
+        |_, cluster, plan: strip::Planned| async move {
+            Ok(plan.execute(&cluster.connection.client, args, fleet.printer).await)
+        },
+        |report: &strip::StripReport| strip::exit_status(&report.results),
+    )
+    .await;
+    match args.output {
+        OutputFormat::Text => {
+            let text = texts(&written.outcomes, |report, context| {
+                headings_in_context(&strip::render_results(report, fleet.printer), &context.name)
+            });
+            fleet.printer.data(&text)?;
+        }
+        format => print_document(fleet, format, "StripReport", &written.outcomes)?,
+    }
+    Ok(written.exit)
+}
+
+/// What `guard on` or `guard off` does in one context, once planned.
+enum GuardChange {
+    On(Vec<guard::Guarded>),
+    Off(guard::Lifted),
+}
+
+pub(super) async fn guard(fleet: &Fleet<'_>, options: &GuardOptions, keep_going: bool) -> Result<ExitStatus> {
+    let selector = fleet.flags.selector_text();
+    let planned = fleet
+        .each(|_, cluster| async move {
+            let client = &cluster.connection.client;
+            let scope = &cluster.scope;
+            let workloads = match options {
+                GuardOptions::On { targets, floor, .. } => {
+                    guard::ensure_served(client).await?;
+                    let workloads = guard::assessed(client, scope, selector, targets, floor.is_some()).await?;
+                    if workloads.is_empty() {
+                        return Err(Error::Usage(format!("no workload matches {}", selector.unwrap_or_default())));
+                    }
+                    workloads
+                }
+                GuardOptions::Off { targets, .. } if targets.is_empty() && selector.is_none() => Vec::new(),
+                GuardOptions::Off { targets, .. } => guard::assessed(client, scope, selector, targets, true).await?,
+                GuardOptions::Status { .. } => unreachable!("guard status is a read"),
+            };
+            Ok((cluster, workloads))
+        })
+        .await;
+    let written = in_turn(
+        fleet,
+        planned,
+        keep_going,
+        |_, cluster, workloads| async move {
+            let client = &cluster.connection.client;
+            match options {
+                GuardOptions::On { floor, mode, .. } => {
+                    guard::protect(client, &workloads, *floor, *mode).await.map(GuardChange::On)
+                }
+                GuardOptions::Off { uninstall, .. } => {
+                    guard::lift(client, &workloads, *uninstall).await.map(GuardChange::Off)
+                }
+                GuardOptions::Status { .. } => unreachable!("guard status is a read"),
+            }
+        },
+        |_| ExitStatus::Success,
+    )
+    .await;
+    let text = texts(&written.outcomes, |change, context| match change {
+        GuardChange::On(guarded) => under_heading(&guard::render_on(guarded), context),
+        GuardChange::Off(lifted) => {
+            for warning in &lifted.warnings {
+                fleet.printer.warn(&format!("{}: {warning}", context.name));
+            }
+            headings_in_context(&guard::render_off(lifted), &context.name)
+        }
+    });
+    fleet.printer.data(&text)?;
+    Ok(written.exit)
+}
