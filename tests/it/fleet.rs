@@ -254,7 +254,16 @@ async fn guard_on_and_off_across_contexts() {
     let on = fleet.plugin(&["guard", "on", "deploy/web", "--context", "fleet-a,fleet-b"]);
     assert_success(&on, "guard on in two contexts");
     let text = stdout(&on);
-    assert!(text.starts_with("context fleet-a (https://") && text.contains("\ncontext fleet-b ("), "{text}");
+    let table: Vec<&str> = text.lines().take(3).collect();
+    assert!(table[0].starts_with(" CONTEXT  NAMESPACE"), "{text}");
+    assert!(table[1].starts_with(&format!(" fleet-a  {}  deployment/web", fleet.ns(0).name)), "{text}");
+    assert!(table[2].starts_with(&format!(" fleet-b  {}  deployment/web", fleet.ns(1).name)), "{text}");
+    assert!(text.contains(&format!("\nfleet-b: guarded {}/deployment/web: a server-side dry run", fleet.ns(1).name)));
+
+    let status = fleet.plugin(&["guard", "status", "--context", "fleet-a,fleet-b"]);
+    let text = stdout(&status);
+    assert!(text.starts_with(" CONTEXT  NAMESPACE"), "{text}");
+    assert!(text.contains("\nfleet-b: policy hpa-migrate-guard-"), "{text}");
 
     let (status, code, _) = fleet.json(&["guard", "status", "--context", "fleet-a,fleet-b"]);
     assert_eq!(code, 0, "{status:#}");
@@ -271,7 +280,7 @@ async fn guard_on_and_off_across_contexts() {
     assert_eq!(
         stdout(&off),
         format!(
-            "fleet-a: unguarded {}/deployment/web\n\nfleet-b: unguarded {}/deployment/web\n",
+            "fleet-a: unguarded {}/deployment/web\nfleet-b: unguarded {}/deployment/web\n",
             fleet.ns(0).name,
             fleet.ns(1).name
         )

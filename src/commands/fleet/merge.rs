@@ -87,9 +87,14 @@ pub(super) fn headings_in_context(text: &str, context: &str) -> String {
         .collect()
 }
 
-/// A context's own text report (a table of its own), under a heading that names the context.
-pub(super) fn under_heading(text: &str, context: &super::Context) -> String {
-    format!("context {} ({}):\n{text}", context.name, context.server)
+/// One table of every context's rows (`header` without the context), led by a CONTEXT column.
+pub(super) fn table<'a>(header: &[&str], rows: impl IntoIterator<Item = (&'a str, Vec<String>)>) -> String {
+    let header: Vec<&str> = std::iter::once("CONTEXT").chain(header.iter().copied()).collect();
+    let rows: Vec<Vec<String>> =
+        rows.into_iter().map(|(context, cells)| std::iter::once(context.to_string()).chain(cells).collect()).collect();
+    let mut out = Vec::new();
+    crate::output::write_columns(&mut out, &header, &rows).expect("writing to memory");
+    String::from_utf8(out).expect("the table is text")
 }
 
 /// A command `check` or `preflight` prints for a workload, to run in its context: every
@@ -146,6 +151,16 @@ mod tests {
         );
         let keys: Vec<&String> = merged.as_object().unwrap().keys().collect();
         assert_eq!(keys[..3], ["apiVersion", "kind", "contexts"], "the contexts lead the document");
+    }
+
+    #[test]
+    fn one_table_leads_with_the_context() {
+        let rows =
+            [("dev-a", vec!["shop".to_string(), "deploy".into()]), ("prod-eu", vec!["web".into(), "sts".into()])];
+        assert_eq!(
+            table(&["NAMESPACE", "KIND"], rows),
+            " CONTEXT  NAMESPACE  KIND\n dev-a    shop       deploy\n prod-eu  web        sts\n"
+        );
     }
 
     #[test]

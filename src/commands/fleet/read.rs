@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::merge::{self, command_in_context, headings_in_context, under_heading};
+use super::merge::{self, command_in_context, headings_in_context};
 use super::{Fleet, Outcome, worst_of};
 use crate::cli::{CheckArgs, OutputFormat, VerifyArgs};
 use crate::commands::{check, guard, parse_targets, preflight, verify};
@@ -83,9 +83,16 @@ pub(super) async fn preflight(fleet: &Fleet<'_>, options: &preflight::Options) -
     let exit = worst_of(&outcomes, fleet.printer, preflight::PreflightReport::exit_status);
     match options.output() {
         OutputFormat::Text => {
-            let text = texts(&outcomes, |report, context| {
-                under_heading(&preflight::render_text(report, fleet.printer), context)
-            });
+            let reports = succeeded(&outcomes);
+            let mut text = merge::table(
+                &preflight::COLUMNS,
+                reports.iter().flat_map(|(context, report)| {
+                    preflight::table_rows(report, fleet.printer).into_iter().map(|row| (context.as_str(), row))
+                }),
+            );
+            for (context, report) in &reports {
+                text.push_str(&headings_in_context(&preflight::render_sections(report, fleet.printer), context));
+            }
             fleet.printer.data(&text)?;
         }
         format => print_document(fleet, format, "PreflightReport", &outcomes)?,
@@ -100,12 +107,27 @@ pub(super) async fn guard_status(fleet: &Fleet<'_>, output: OutputFormat) -> Res
     let exit = worst_of(&outcomes, fleet.printer, guard::StatusReport::exit_status);
     match output {
         OutputFormat::Text => {
-            let text = texts(&outcomes, |report, context| under_heading(&guard::render_status(report), context));
+            let reports = succeeded(&outcomes);
+            let rows: Vec<(&str, Vec<String>)> = reports
+                .iter()
+                .flat_map(|(context, report)| guard::status_rows(report).into_iter().map(|row| (context.as_str(), row)))
+                .collect();
+            let mut text =
+                if rows.is_empty() { guard::NOTHING_GUARDED.to_string() } else { merge::table(&guard::COLUMNS, rows) };
+            for (context, report) in &reports {
+                text.push('\n');
+                text.push_str(&headings_in_context(&guard::status_notes(report), context));
+            }
             fleet.printer.data(&text)?;
         }
         format => print_document(fleet, format, "GuardStatus", &outcomes)?,
     }
     Ok(exit)
+}
+
+/// The reports of the contexts whose run succeeded, with the context's name.
+pub(super) fn succeeded<'o, T>(outcomes: &'o [Outcome<'_, T>]) -> Vec<(&'o String, &'o T)> {
+    outcomes.iter().filter_map(|o| o.result.as_ref().ok().map(|report| (&o.context.name, report))).collect()
 }
 
 /// The text of every context whose run succeeded, one after another, a blank line between.

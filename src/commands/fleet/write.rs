@@ -13,8 +13,8 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 
-use super::merge::{headings_in_context, under_heading};
-use super::read::{print_document, texts};
+use super::merge::{self, headings_in_context};
+use super::read::{print_document, succeeded, texts};
 use super::{Cluster, Context, Fleet, Outcome, worst_of};
 use crate::cli::{OutputFormat, StripArgs};
 use crate::commands::guard::{self, GuardOptions};
@@ -173,15 +173,30 @@ pub(super) async fn guard(fleet: &Fleet<'_>, options: &GuardOptions, keep_going:
         |_| ExitStatus::Success,
     )
     .await;
-    let text = texts(&written.outcomes, |change, context| match change {
-        GuardChange::On(guarded) => under_heading(&guard::render_on(guarded), context),
-        GuardChange::Off(lifted) => {
-            for warning in &lifted.warnings {
-                fleet.printer.warn(&format!("{}: {warning}", context.name));
-            }
-            headings_in_context(&guard::render_off(lifted), &context.name)
-        }
+    let changes = succeeded(&written.outcomes);
+    let guarded = changes.iter().filter_map(|(context, change)| match change {
+        GuardChange::On(guarded) => Some((context, guarded)),
+        GuardChange::Off(_) => None,
     });
+    let rows = guarded
+        .clone()
+        .flat_map(|(context, guarded)| guard::on_rows(guarded).into_iter().map(|row| (context.as_str(), row)));
+    let mut text = if matches!(options, GuardOptions::On { .. }) && !changes.is_empty() {
+        merge::table(&guard::COLUMNS, rows) + "\n"
+    } else {
+        String::new()
+    };
+    for (context, guarded) in guarded {
+        text.push_str(&headings_in_context(&guard::on_notes(guarded), context));
+    }
+    for (context, change) in &changes {
+        if let GuardChange::Off(lifted) = change {
+            for warning in &lifted.warnings {
+                fleet.printer.warn(&format!("{context}: {warning}"));
+            }
+            text.push_str(&headings_in_context(&guard::render_off(lifted), context));
+        }
+    }
     fleet.printer.data(&text)?;
     Ok(written.exit)
 }

@@ -24,7 +24,7 @@ pub use self::off::{Lifted, lift};
 pub use self::on::protect;
 pub use self::plan::Guarded;
 pub use self::policy::ensure_served;
-pub use self::render::{render_off, render_on, render_status};
+pub use self::render::{COLUMNS, NOTHING_GUARDED, on_notes, on_rows, render_off, status_notes, status_rows};
 pub use self::status::{EnforcedGuard, GuardedWorkload, PolicyState, StatusReport, status_report};
 use crate::cli::OutputFormat;
 use crate::commands::{Target, parse_targets};
