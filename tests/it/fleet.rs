@@ -286,3 +286,43 @@ async fn guard_on_and_off_across_contexts() {
         )
     );
 }
+
+#[tokio::test]
+async fn verify_and_preflight_name_the_context_of_every_result() {
+    let fleet = Fleet::new("fleet-verify").await;
+    fleet.web(&[0, 1]).await;
+
+    let (report, code, errors) = fleet.json(&["verify", "deploy/web", "--context", "fleet-a,fleet-b,fleet-down"]);
+    assert_eq!(code, 6, "unreachable is worse than any verdict: {errors}");
+    let results: Vec<(&str, &str)> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["context"].as_str().unwrap(), r["namespace"].as_str().unwrap()))
+        .collect();
+    assert_eq!(results, [("fleet-a", fleet.ns(0).name.as_str()), ("fleet-b", fleet.ns(1).name.as_str())]);
+    assert!(contexts(&report)[2].1.as_deref().unwrap().contains("cannot reach the API server"), "{report:#}");
+    assert_eq!(errors.lines().count(), 1, "{errors}");
+
+    let text = stdout(&fleet.plugin(&["verify", "deploy/web", "--context", "fleet-a,fleet-b"]));
+    assert!(text.starts_with(&format!("fleet-a: {}/deployment/web: ", fleet.ns(0).name)), "{text}");
+    assert!(text.contains(&format!("\nfleet-b: {}/deployment/web: ", fleet.ns(1).name)), "{text}");
+
+    // The same manifest, without replicas, against both: each prediction's steps name its context.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("web.json");
+    std::fs::write(&manifest, deployment_manifest("web", None).to_string()).unwrap();
+    let args = ["preflight", "-f", manifest.to_str().unwrap(), "--as", "flux", "--context", "fleet-a,fleet-b"];
+    let (report, code, errors) = fleet.json(&args);
+    assert_eq!(code, 1, "the drop: {errors}");
+    assert_eq!(report["summary"]["drops"], 2, "{report:#}");
+    for (workload, letter) in report["workloads"].as_array().unwrap().iter().zip(["a", "b"]) {
+        assert_eq!(workload["context"], format!("fleet-{letter}"));
+        assert_eq!(workload["outcome"], "drops");
+        let first_step = workload["steps"][0].to_string();
+        assert!(first_step.contains(&format!("strip --context fleet-{letter} -n ")), "{first_step}");
+    }
+    let text = stdout(&fleet.plugin(&args));
+    assert!(text.starts_with(" CONTEXT  NAMESPACE"), "{text}");
+    assert!(text.contains(&format!("\nfleet-b: {}/deployment/web: drops", fleet.ns(1).name)), "{text}");
+}
