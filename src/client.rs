@@ -92,7 +92,7 @@ async fn load_config(args: &KubeArgs) -> Result<Config> {
 
 /// An error as one line: the innermost cause (kube's outer messages quote paths in Debug form),
 /// of a multi-line parser message the first line (the rest quotes the input).
-fn one_line(error: &dyn std::error::Error) -> String {
+pub(crate) fn one_line(error: &dyn std::error::Error) -> String {
     let mut messages = vec![error.to_string()];
     let mut current = error;
     while let Some(next) = current.source() {

@@ -44,7 +44,7 @@ pub fn resolve(kube: &KubeArgs, fleet: &FleetArgs) -> Result<Contexts> {
         Some(path) => Kubeconfig::read_from(path),
         None => Kubeconfig::read(),
     }
-    .map_err(|e| Error::Kubeconfig { path: kube.kubeconfig.clone(), message: e.to_string() })?;
+    .map_err(|e| Error::Kubeconfig { path: kube.kubeconfig.clone(), message: crate::client::one_line(&e) })?;
     let selected = select(&kube.context, fleet.all_contexts, &known(&kubeconfig))?;
     Ok(match <[Context; 1]>::try_from(selected) {
         Ok([only]) => Contexts::One(Some(only.name)),
