@@ -229,3 +229,44 @@ fn report_failure(context: &Context, error: &Error, printer: &Printer) {
     printer.note(&format!("{label} context {} ({}): {error}", context.name, context.server));
     tracing::debug!("context {}: {}", context.name, error.detail());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(line: &str) -> (VerbOptions, KubeArgs, FleetArgs) {
+        let cli = crate::cli::parse_from(line.split_whitespace().map(Into::into)).unwrap_or_else(|e| panic!("{e}"));
+        let flags = ScopeFlags::resolve(&cli.kube).unwrap();
+        (VerbOptions::resolve(cli.verb.unwrap(), &flags).unwrap(), cli.kube, cli.fleet)
+    }
+
+    fn refused(line: &str, contexts: &Contexts) -> Option<String> {
+        let (options, kube, fleet) = options(line);
+        refuse(&options, &kube, &fleet, contexts).err().map(|e| {
+            assert_eq!(e.exit_status(), ExitStatus::Usage, "{e}");
+            e.to_string()
+        })
+    }
+
+    #[test]
+    fn what_cannot_run_in_several_contexts_is_refused_before_connecting() {
+        let context = |name: &str| Context { name: name.into(), cluster: "c".into(), server: String::new() };
+        let many = Contexts::Many(vec![context("a"), context("b")]);
+        let one = Contexts::One(Some("a".into()));
+        assert_eq!(refused("hpa-migrate check --all-contexts", &many), None);
+        assert_eq!(refused("hpa-migrate strip deploy/web --keep-going", &many), None);
+        assert_eq!(refused("hpa-migrate strip deploy/web --keep-going", &one), None);
+        assert_eq!(
+            refused("hpa-migrate check --keep-going", &many).unwrap(),
+            "check does not take --keep-going: a read runs in every context whatever another does; drop it"
+        );
+        assert_eq!(
+            refused("hpa-migrate --cluster c check", &many).unwrap(),
+            "--cluster would point every context at one cluster: drop it with several contexts, or give one --context"
+        );
+        assert_eq!(refused("hpa-migrate --cluster c check", &one), None);
+        assert!(refused("hpa-migrate resume deploy/web", &many).unwrap().starts_with("resume runs in one context"));
+        assert!(refused("hpa-migrate guard status --keep-going", &one).unwrap().contains("--keep-going"));
+        assert!(refuse_fleet_flags("completion", &FleetArgs { all_contexts: true, keep_going: false }).is_err());
+    }
+}
