@@ -256,8 +256,11 @@ async fn guard_on_and_off_across_contexts() {
     let text = stdout(&on);
     let table: Vec<&str> = text.lines().take(3).collect();
     assert!(table[0].starts_with(" CONTEXT  NAMESPACE"), "{text}");
-    assert!(table[1].starts_with(&format!(" fleet-a  {}  deployment/web", fleet.ns(0).name)), "{text}");
-    assert!(table[2].starts_with(&format!(" fleet-b  {}  deployment/web", fleet.ns(1).name)), "{text}");
+    for (line, letter) in table[1..].iter().zip([0, 1]) {
+        let cells: Vec<&str> = line.split_whitespace().take(3).collect();
+        let context = format!("fleet-{}", ["a", "b"][letter]);
+        assert_eq!(cells, [context.as_str(), fleet.ns(letter).name.as_str(), "deployment/web"], "{text}");
+    }
     assert!(text.contains(&format!("\nfleet-b: guarded {}/deployment/web: a server-side dry run", fleet.ns(1).name)));
 
     let status = fleet.plugin(&["guard", "status", "--context", "fleet-a,fleet-b"]);

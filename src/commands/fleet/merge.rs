@@ -4,6 +4,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+#[cfg(test)]
+use super::Failure;
 use super::{ContextEntry, Outcome};
 use crate::commands::check::REPORT_API_VERSION;
 use crate::error::{Error, Result};
@@ -127,7 +129,7 @@ mod tests {
             Outcome { context: &a, result: Ok(report("a", 1, false)) },
             Outcome {
                 context: &down,
-                result: Err(Error::Usage("cannot reach the API server: Connection refused".into())),
+                result: Err(Failure::Error(Error::Usage("cannot reach the API server: Connection refused".into()))),
             },
             Outcome { context: &b, result: Ok(report("b", 0, true)) },
         ];

@@ -178,7 +178,7 @@ impl Fleet<'_> {
                     Ok(cluster) => work(context, cluster).await,
                     Err(error) => Err(error),
                 };
-                Outcome { context, result }
+                Outcome { context, result: result.map_err(Failure::Error) }
             })
             .buffered(CONTEXTS_IN_FLIGHT)
             .collect()
@@ -189,7 +189,18 @@ impl Fleet<'_> {
 /// What one context's run came to.
 struct Outcome<'c, T> {
     context: &'c Context,
-    result: Result<T>,
+    result: std::result::Result<T, Failure>,
+}
+
+/// Why a context has no report.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// Its run failed: its exit status counts.
+    #[error("{0}")]
+    Error(Error),
+    /// A writing verb did not run it, because another context failed first.
+    #[error("not run: {0}")]
+    NotRun(String),
 }
 
 /// A context as `-o json|yaml` lists it, with the error that ended its run.
@@ -208,7 +219,8 @@ impl<'c, T> Outcome<'c, T> {
 }
 
 /// Prints each failed context's error as one line on stderr (its detail with `-v` goes to the
-/// logs) and returns the worst exit status of all, `exit` giving a report's own.
+/// logs), and each context not run, and returns the worst exit status of the contexts run,
+/// `exit` giving a report's own.
 fn worst_of<'a, 'c: 'a, T: 'a>(
     outcomes: impl IntoIterator<Item = &'a Outcome<'c, T>>,
     printer: &Printer,
@@ -216,9 +228,13 @@ fn worst_of<'a, 'c: 'a, T: 'a>(
 ) -> ExitStatus {
     outcomes.into_iter().fold(ExitStatus::Success, |worst, outcome| match &outcome.result {
         Ok(report) => worst.worst(exit(report)),
-        Err(error) => {
+        Err(Failure::Error(error)) => {
             report_failure(outcome.context, error, printer);
             worst.worst(error.exit_status())
+        }
+        Err(not_run @ Failure::NotRun(_)) => {
+            printer.note(&format!("context {}: {not_run}", outcome.context.name));
+            worst
         }
     })
 }

@@ -10,12 +10,11 @@
 //!   rollout where it happened: the contexts after the first that fails are not run (and say
 //!   so) unless `--keep-going`.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 
 use super::merge::{self, headings_in_context};
 use super::read::{print_document, succeeded, texts};
-use super::{Cluster, Context, Fleet, Outcome, worst_of};
+use super::{Cluster, Context, Failure, Fleet, Outcome, worst_of};
 use crate::cli::{OutputFormat, StripArgs};
 use crate::commands::guard::{self, GuardOptions};
 use crate::commands::strip;
@@ -30,13 +29,9 @@ struct Written<'c, T> {
     exit: ExitStatus,
 }
 
-/// Why a context was not written.
-fn not_run(context: &Context, reason: &str) -> Error {
-    Error::Usage(format!("not run: {reason}; nothing was changed in context {}", context.name))
-}
-
 /// Writes the planned contexts one after another with `apply` (see the module's doc); prints
-/// the failures and the contexts not run on stderr.
+/// the failures and the contexts not run on stderr. The exit status is the worst of the
+/// contexts that failed to plan or were written.
 async fn in_turn<'c, P, T, F, Fut>(
     fleet: &Fleet<'_>,
     planned: Planned<'c, P>,
@@ -52,17 +47,15 @@ where
     let mut stopped_by = (!unplanned.is_empty() && !keep_going)
         .then(|| format!("context {} could not be planned (--keep-going writes the others)", unplanned.join(", ")));
     let mut outcomes = Vec::new();
-    let mut not_run_contexts = BTreeSet::new();
     for outcome in planned {
         let context = outcome.context;
         let result = match (outcome.result, &stopped_by) {
-            (Err(error), _) => Err(error),
+            (Err(failure), _) => Err(failure),
             (Ok(_), Some(reason)) => {
-                not_run_contexts.insert(context.name.clone());
-                Err(not_run(context, reason))
+                Err(Failure::NotRun(format!("{reason}; nothing was changed in context {}", context.name)))
             }
             (Ok((cluster, plan)), None) => {
-                let result = apply(context, cluster, plan).await;
+                let result = apply(context, cluster, plan).await.map_err(Failure::Error);
                 let failed = result.as_ref().map_or(true, |report| exit(report) != ExitStatus::Success);
                 if failed && !keep_going {
                     stopped_by = Some(format!("context {} failed first (--keep-going goes on after it)", context.name));
@@ -72,14 +65,8 @@ where
         };
         outcomes.push(Outcome { context, result });
     }
-    let run = outcomes.iter().filter(|o| !not_run_contexts.contains(&o.context.name));
-    let worst = worst_of(run, fleet.printer, &exit);
-    for outcome in outcomes.iter().filter(|o| not_run_contexts.contains(&o.context.name)) {
-        if let Err(error) = &outcome.result {
-            fleet.printer.note(&format!("context {}: {error}", outcome.context.name));
-        }
-    }
-    Written { outcomes, exit: worst }
+    let exit = worst_of(&outcomes, fleet.printer, &exit);
+    Written { outcomes, exit }
 }
 
 pub(super) async fn strip(fleet: &Fleet<'_>, args: &StripArgs, keep_going: bool) -> Result<ExitStatus> {
