@@ -14,7 +14,8 @@
 //!    server, timeouts and namespace default; `-n`/`-A`/`-l` apply to every context) and its own
 //!    run of the verb, which keeps its per-cluster request bound ([`crate::kubeio::IN_FLIGHT`]).
 //!    Read verbs (`check`, `verify`, `preflight`, `guard status`) run every context at once,
-//!    [`CONTEXTS_IN_FLIGHT`] at most ([`read`]); each verb hands back its report value instead of
+//!    [`CONTEXTS_IN_FLIGHT`] at most (`verify --watch`: all, so each watches the same window)
+//!    ([`read`]); each verb hands back its report value instead of
 //!    printing it.
 //! 4. The reports are merged for rendering ([`merge`]): text leads the table with a CONTEXT
 //!    column (`check`) or names the context in each workload's heading; `-o json|yaml` puts
@@ -123,7 +124,12 @@ pub async fn run(
     options: VerbOptions,
     printer: &Printer,
 ) -> Result<ExitStatus> {
-    let fleet_run = Fleet { contexts, kube, flags, printer };
+    // A watch window is the same period in every context: every context watches at once.
+    let in_flight = match &options {
+        VerbOptions::Verify(args) if args.watch.is_some() => contexts.len(),
+        _ => CONTEXTS_IN_FLIGHT,
+    };
+    let fleet_run = Fleet { contexts, kube, flags, printer, in_flight };
     match options {
         VerbOptions::Check(args) => read::check(&fleet_run, &args).await,
         VerbOptions::Verify(args) => read::verify(&fleet_run, &args).await,
@@ -143,6 +149,8 @@ struct Fleet<'a> {
     kube: &'a KubeArgs,
     flags: &'a ScopeFlags,
     printer: &'a Printer,
+    /// Contexts run at once.
+    in_flight: usize,
 }
 
 /// One context's connection, and the namespaces the verb looks at there.
@@ -164,7 +172,7 @@ impl Fleet<'_> {
         Ok(Cluster { connection, scope })
     }
 
-    /// Runs `work` in every context, [`CONTEXTS_IN_FLIGHT`] at a time; the outcomes in the
+    /// Runs `work` in every context, `in_flight` at a time; the outcomes in the
     /// contexts' order.
     async fn each<'c, T, F, Fut>(&'c self, work: F) -> Vec<Outcome<'c, T>>
     where
@@ -180,7 +188,7 @@ impl Fleet<'_> {
                 };
                 Outcome { context, result: result.map_err(Failure::Error) }
             })
-            .buffered(CONTEXTS_IN_FLIGHT)
+            .buffered(self.in_flight)
             .collect()
             .await
     }
