@@ -24,13 +24,20 @@ pub(super) async fn check(fleet: &Fleet<'_>, args: &CheckArgs) -> Result<ExitSta
             for assessment in &mut report.workloads {
                 assessment.next = command_in_context(&assessment.next, &context.name);
             }
-            if report.workloads.is_empty() {
-                let empty = check::empty_message(scope, args.all_workloads);
-                fleet.printer.note(&format!("{}: {empty}", context.name));
-            }
-            Ok(report)
+            let empty = report.workloads.is_empty().then(|| check::empty_message(scope, args.all_workloads));
+            Ok((report, empty))
         })
         .await;
+    // Said in the contexts' order, not as they finish.
+    for outcome in &outcomes {
+        if let Ok((_, Some(empty))) = &outcome.result {
+            fleet.printer.note(&format!("{}: {empty}", outcome.context.name));
+        }
+    }
+    let outcomes: Vec<Outcome<'_, check::CheckReport>> = outcomes
+        .into_iter()
+        .map(|o| Outcome { context: o.context, result: o.result.map(|(report, _)| report) })
+        .collect();
     let exit = worst_of(&outcomes, fleet.printer, check::CheckReport::exit_status);
     match args.output {
         OutputFormat::Text => {
