@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::backup::{Backup, ObjectRef};
 use crate::cli::{OutputFormat, StripArgs, StripMethodArg};
-use crate::commands::{check, parse_targets};
+use crate::commands::{Target, check, parse_targets};
 use crate::core::deploy::{HazardSource, StripMethod};
 use crate::core::helm::{self, ReleaseKey};
 use crate::core::ownership;
@@ -180,14 +180,7 @@ pub async fn plan(
     selector: Option<&str>,
     args: &StripArgs,
 ) -> Result<Planned> {
-    let targets = parse_targets(&args.targets)?;
-    if targets.is_empty() && selector.is_none() {
-        return Err(Error::Usage(
-            "name the workloads to strip (TARGET...), or select them with -l SELECTOR; `check` lists what needs it"
-                .into(),
-        ));
-    }
-    refuse_flags_that_do_not_apply(args)?;
+    let targets = targets(args, selector)?;
     let backup_dir = args.backups.dir();
     let query = Query { scope, selector, targets: &targets, all_workloads: false, backup_dir: &backup_dir };
     let inventory = Inventory::collect(client, &query).await?;
@@ -210,6 +203,20 @@ pub async fn plan(
         ensure_permissions(client, &plans).await?;
     }
     Ok(Planned { plans, results })
+}
+
+/// The workloads `args` name, once the input is checked (a strip names its workloads, and its
+/// flags apply to its method); nothing is read.
+pub fn targets(args: &StripArgs, selector: Option<&str>) -> Result<Vec<Target>> {
+    let targets = parse_targets(&args.targets)?;
+    if targets.is_empty() && selector.is_none() {
+        return Err(Error::Usage(
+            "name the workloads to strip (TARGET...), or select them with -l SELECTOR; `check` lists what needs it"
+                .into(),
+        ));
+    }
+    refuse_flags_that_do_not_apply(args)?;
+    Ok(targets)
 }
 
 /// `--field-manager` narrows managed-fields to the named managers and names the handover

@@ -237,6 +237,10 @@ async fn strip_plans_everywhere_then_writes_in_turn_and_stops_at_the_first_failu
     assert!(text.contains(&format!("fleet-b: refused {}/deployment/web", fleet.ns(1).name)), "{text}");
     assert!(!owned_by_flux(&fleet.ns(2).deployment_value("web").await));
 
+    let nothing_named = fleet.plugin(&["strip", "--yes", "--context", "fleet-a,fleet-b"]);
+    assert_eq!(nothing_named.status.code(), Some(2));
+    assert_eq!(stderr(&nothing_named).lines().count(), 1, "refused once, not per context: {}", stderr(&nothing_named));
+
     let refused = fleet.plugin(&["resume", "deploy/web", "--context", "fleet-a,fleet-b"]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(stderr(&refused).starts_with("error: resume runs in one context"), "{}", stderr(&refused));

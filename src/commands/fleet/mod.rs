@@ -129,6 +129,16 @@ pub async fn run(
         VerbOptions::Verify(args) if args.watch.is_some() => contexts.len(),
         _ => CONTEXTS_IN_FLIGHT,
     };
+    // Input every context would refuse alike is refused once, before connecting.
+    match &options {
+        VerbOptions::Strip(args) => {
+            crate::commands::strip::targets(args, flags.selector_text())?;
+        }
+        VerbOptions::Verify(args) => {
+            crate::commands::verify::targets(args, flags.selector_text())?;
+        }
+        _ => {}
+    }
     let fleet_run = Fleet { contexts, kube, flags, printer, in_flight };
     match options {
         VerbOptions::Check(args) => read::check(&fleet_run, &args).await,

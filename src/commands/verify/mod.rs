@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::cli::{OutputFormat, VerifyArgs};
-use crate::commands::{check, parse_targets};
+use crate::commands::{Target, check, parse_targets};
 use crate::core::timeline::{ReplicaDrop, ScaledObjectSubject, Subjects, Timeline};
 use crate::core::verdict::{Assessment, Verdict};
 use crate::core::workload::AppsKind;
@@ -150,10 +150,7 @@ pub async fn report(
     args: &VerifyArgs,
     printer: &Printer,
 ) -> Result<VerifyReport> {
-    let targets = parse_targets(&args.targets)?;
-    if targets.is_empty() && selector.is_none() {
-        return Err(Error::Usage("name the workloads to verify (TARGET...), or select them with -l SELECTOR".into()));
-    }
+    let targets = targets(args, selector)?;
     let backup_dir = args.backups.dir();
     let query = Query { scope, selector, targets: &targets, all_workloads: false, backup_dir: &backup_dir };
     let (assessments, workloads) = read_verifiable(client, &query).await?;
@@ -184,6 +181,16 @@ pub async fn report(
     });
     let results = judge_all(&assessments, histories, lives, end_states, args);
     Ok(VerifyReport { api_version: check::REPORT_API_VERSION, kind: "VerifyReport", results })
+}
+
+/// The workloads `args` name, once the input is checked (verify names its workloads); nothing
+/// is read.
+pub fn targets(args: &VerifyArgs, selector: Option<&str>) -> Result<Vec<Target>> {
+    let targets = parse_targets(&args.targets)?;
+    if targets.is_empty() && selector.is_none() {
+        return Err(Error::Usage("name the workloads to verify (TARGET...), or select them with -l SELECTOR".into()));
+    }
+    Ok(targets)
 }
 
 /// A workload by namespace, kind and name.
