@@ -5,25 +5,27 @@
 //! The fan-out sits at the connect seam, after the options are resolved (and a bad flag
 //! refused) once for every context:
 //!
-//! 1. [`contexts::resolve`] turns the flags into the contexts, matched against the kubeconfig's
+//! 1. [`resolve`] turns the flags into the contexts, matched against the kubeconfig's
 //!    (a pattern matching nothing is a usage error, exit 2). One context, however it was named,
 //!    is [`Contexts::One`] and runs exactly as without this module, byte for byte.
 //! 2. [`refuse`] refuses, before anything connects, what cannot run in several contexts
-//!    (`--cluster`, `--user`; `migrate`, `resume`, `restore`).
+//!    (`--cluster`, `--user`; `migrate`, `resume`, `restore`), and [`run`] the input every
+//!    context would refuse alike (a `strip` or `verify` that names no workload), once.
 //! 3. Each context gets its own connection ([`crate::client::open`]: its own credentials,
 //!    server, timeouts and namespace default; `-n`/`-A`/`-l` apply to every context) and its own
 //!    run of the verb, which keeps its per-cluster request bound ([`crate::kubeio::IN_FLIGHT`]).
 //!    Read verbs (`check`, `verify`, `preflight`, `guard status`) run every context at once,
 //!    [`CONTEXTS_IN_FLIGHT`] at most (`verify --watch`: all, so each watches the same window)
-//!    ([`read`]); each verb hands back its report value instead of
-//!    printing it.
-//! 4. The reports are merged for rendering ([`merge`]): text leads the table with a CONTEXT
-//!    column (`check`) or names the context in each workload's heading; `-o json|yaml` puts
+//!    (`read.rs`); each verb hands back its report value instead of printing it.
+//! 4. The reports are merged for rendering (`merge.rs`): text leads one table with a CONTEXT
+//!    column (`check`, `preflight`, `guard on`, `guard status`) and names the context on every
+//!    line about a workload below it (and on `verify`'s, `strip`'s and `guard off`'s lines, which
+//!    have no table); `-o json|yaml` puts
 //!    `context` on every workload/result and a top-level `contexts: [{name, cluster, server,
 //!    error?}]`. A context that fails (unreachable, 401/403, a timeout) is reported there and in
 //!    one line on stderr; the others are still run. The exit code is the worst of the
 //!    contexts' ([`ExitStatus::worst`]).
-//! 5. Writing verbs ([`write`]: `strip`, `guard on/off`) plan in every context first and write
+//! 5. Writing verbs (`write.rs`: `strip`, `guard on/off`) plan in every context first and write
 //!    nothing anywhere unless every context planned (or `--keep-going`); `strip` then shows
 //!    every context's diff under one confirmation (`--yes` without a terminal). They write one
 //!    context after another, in the kubeconfig's order, and stop at the first context that
