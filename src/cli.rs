@@ -46,6 +46,9 @@ pub struct Cli {
     #[command(flatten)]
     pub ui: UiArgs,
 
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+
     /// Without a command, on a terminal: the guided migration (`migrate`)
     #[command(subcommand)]
     pub verb: Option<Verb>,
@@ -58,9 +61,10 @@ pub struct KubeArgs {
     #[arg(long, global = true, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
 
-    /// The name of the kubeconfig context to use
-    #[arg(long, global = true, value_name = "NAME")]
-    pub context: Option<String>,
+    /// The kubeconfig context to use; several (repeat it, or a comma list) and shell-style
+    /// globs ('prod-*') run the command in each (see "Many clusters" in README)
+    #[arg(long, global = true, value_name = "NAME", value_delimiter = ',')]
+    pub context: Vec<String>,
 
     /// The name of the kubeconfig cluster to use
     #[arg(long, global = true, value_name = "NAME")]
@@ -81,6 +85,18 @@ pub struct KubeArgs {
     /// Label selector to filter workloads, as kubectl's -l (e.g. app=web,tier!=cache)
     #[arg(short = 'l', long, global = true, value_name = "SELECTOR")]
     pub selector: Option<String>,
+}
+
+/// Running one command in several kubeconfig contexts (`crate::commands::fleet`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct FleetArgs {
+    /// Run the command in every context of the kubeconfig
+    #[arg(long, global = true, conflicts_with = "context")]
+    pub all_contexts: bool,
+
+    /// strip, guard on/off across several contexts: go on with the next context after one fails
+    #[arg(long, global = true)]
+    pub keep_going: bool,
 }
 
 #[derive(Debug, Clone, Default, Args)]

@@ -8,7 +8,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use crate::cli::KubeArgs;
-use crate::error::{Error, Result};
+use crate::error::{Endpoint, Error, Result};
 
 pub const USER_AGENT: &str = concat!("kubectl-hpa-migrate/", env!("CARGO_PKG_VERSION"));
 
@@ -16,26 +16,42 @@ pub struct Connection {
     pub client: Client,
     /// The namespace commands work in when neither `-n` nor `-A` is given.
     pub namespace: String,
+    /// The context and server connected to.
+    pub endpoint: Endpoint,
 }
 
+/// The process's one connection: errors about credentials and connections name its endpoint.
+/// `args.context` holds at most one context here (several are run by `commands::fleet`).
 pub async fn connect(args: &KubeArgs) -> Result<Connection> {
+    let connection = open(args).await?;
+    crate::error::set_endpoint(connection.endpoint.clone());
+    Ok(connection)
+}
+
+/// A connection to the one context `args` names (or the current one), leaving the process's
+/// endpoint alone: `commands::fleet` opens one per context and names each in its own messages.
+pub async fn open(args: &KubeArgs) -> Result<Connection> {
     let mut config = load_config(args).await?;
     // Plugins must not weaken what kubectl enforces.
     config.accept_invalid_certs = false;
     config.headers.push((http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT)));
     let namespace = args.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
-    crate::error::set_endpoint(crate::error::Endpoint {
+    let endpoint = Endpoint {
         context: context_name(args),
         server: config.cluster_url.to_string().trim_end_matches('/').to_string(),
-    });
+    };
     let client = Client::try_from(config).map_err(|e| Error::Kubeconfig { path: None, message: e.to_string() })?;
-    Ok(Connection { client, namespace })
+    Ok(Connection { client, namespace, endpoint })
+}
+
+fn requested_context(args: &KubeArgs) -> Option<String> {
+    args.context.first().cloned()
 }
 
 /// The context in use, as kubectl names it: `--context`, else the kubeconfig's current one.
 fn context_name(args: &KubeArgs) -> Option<String> {
-    if args.context.is_some() {
-        return args.context.clone();
+    if let Some(context) = requested_context(args) {
+        return Some(context);
     }
     let kubeconfig = match &args.kubeconfig {
         Some(path) => Kubeconfig::read_from(path).ok(),
@@ -46,10 +62,10 @@ fn context_name(args: &KubeArgs) -> Option<String> {
 
 async fn load_config(args: &KubeArgs) -> Result<Config> {
     let options =
-        KubeConfigOptions { context: args.context.clone(), cluster: args.cluster.clone(), user: args.user.clone() };
+        KubeConfigOptions { context: requested_context(args), cluster: args.cluster.clone(), user: args.user.clone() };
     let has_kubeconfig = std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
         || home::home_dir().is_some_and(|home| home.join(".kube/config").is_file());
-    if args.kubeconfig.is_none() && !has_kubeconfig && args.context.is_none() {
+    if args.kubeconfig.is_none() && !has_kubeconfig && args.context.is_empty() {
         return Config::incluster().map_err(|e| Error::Kubeconfig {
             path: None,
             message: format!(
@@ -76,7 +92,7 @@ async fn load_config(args: &KubeArgs) -> Result<Config> {
 
 /// An error as one line: the innermost cause (kube's outer messages quote paths in Debug form),
 /// of a multi-line parser message the first line (the rest quotes the input).
-fn one_line(error: &dyn std::error::Error) -> String {
+pub(crate) fn one_line(error: &dyn std::error::Error) -> String {
     let mut messages = vec![error.to_string()];
     let mut current = error;
     while let Some(next) = current.source() {

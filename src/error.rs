@@ -88,6 +88,19 @@ impl ExitStatus {
     pub fn code(self) -> i32 {
         self as i32
     }
+
+    /// Of two outcomes, the one a script must act on first, which is the exit code of one
+    /// command run in several contexts: any failure to do the job (every code but 0, 1 and 3;
+    /// of two, the higher code) over `action needed` over `inconclusive` over `ok`.
+    pub fn worst(self, other: Self) -> Self {
+        let rank = |status: Self| match status {
+            ExitStatus::Success => 0,
+            ExitStatus::Inconclusive => 1,
+            ExitStatus::ActionNeeded => 2,
+            failure => 3 + failure.code(),
+        };
+        if rank(other) > rank(self) { other } else { self }
+    }
 }
 
 /// The `Exit codes:` paragraph of `--help`, from [`EXIT_CODES`].
@@ -369,6 +382,18 @@ mod tests {
     fn every_exit_code_is_in_the_table_once() {
         let codes: Vec<i32> = EXIT_CODES.iter().map(|(s, _, _)| s.code()).collect();
         assert_eq!(codes, (0..=11).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_worst_of_several_outcomes_is_a_failure_then_a_finding() {
+        use ExitStatus::*;
+        let worst = |codes: &[ExitStatus]| codes.iter().fold(Success, |a, b| a.worst(*b));
+        assert_eq!(worst(&[Success, Inconclusive]), Inconclusive);
+        assert_eq!(worst(&[Inconclusive, ActionNeeded, Success]), ActionNeeded);
+        assert_eq!(worst(&[ActionNeeded, Unreachable]), Unreachable);
+        assert_eq!(worst(&[Unauthorized, Unreachable, Forbidden]), Unauthorized);
+        assert_eq!(worst(&[Usage, ActionNeeded]), Usage);
+        assert_eq!(worst(&[]), Success);
     }
 
     #[test]

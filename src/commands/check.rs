@@ -79,7 +79,7 @@ pub async fn run(
     let needs_action = match args.output {
         OutputFormat::Text => {
             let mut text = TextReport::new(printer);
-            analysis.assessments().for_each(|a| text.add(&a));
+            analysis.assessments().for_each(|a| text.add(&a, None));
             let needs_action = text.summary.needs_action;
             printer.data_with(|out| text.write(&inventory.warnings, out))?;
             needs_action
@@ -98,7 +98,7 @@ pub async fn run(
     Ok(if needs_action == 0 { ExitStatus::Success } else { ExitStatus::ActionNeeded })
 }
 
-fn empty_message(scope: &NamespaceScope, all_workloads: bool) -> String {
+pub(crate) fn empty_message(scope: &NamespaceScope, all_workloads: bool) -> String {
     let where_ = match scope.namespace() {
         Some(ns) => format!("in namespace {ns}"),
         None => "in any namespace".to_string(),
@@ -131,6 +131,11 @@ impl<W> CheckReport<W> {
 }
 
 impl CheckReport {
+    /// Action needed when any workload is not `safe`.
+    pub fn exit_status(&self) -> ExitStatus {
+        if self.summary.needs_action == 0 { ExitStatus::Success } else { ExitStatus::ActionNeeded }
+    }
+
     /// The report of every workload in the inventory, dropping each workload once it is
     /// analysed; pure.
     pub fn of(inventory: Inventory, handover_managers: &[String]) -> Self {
@@ -188,15 +193,17 @@ fn autoscaler_cell(autoscalers: &[Autoscaler]) -> String {
 /// the reason, warnings and next command.
 pub fn render_text(report: &CheckReport, printer: &Printer) -> String {
     let mut text = TextReport::new(printer);
-    report.workloads.iter().for_each(|a| text.add(a));
+    report.workloads.iter().for_each(|a| text.add(a, None));
     let mut out = Vec::new();
     text.write(&report.warnings, &mut out).expect("writing to memory");
     String::from_utf8(out).expect("the report is text")
 }
 
 /// The human report built one assessment at a time: of each, its table row (the column widths
-/// are known only at the end) and its section below the table, as text.
-struct TextReport<'p> {
+/// are known only at the end) and its section below the table, as text. Assessments from
+/// several contexts (`commands::fleet`) are added with their context: the table then leads with
+/// a CONTEXT column and each section names it.
+pub(crate) struct TextReport<'p> {
     printer: &'p Printer,
     rows: Vec<Row>,
     sections: String,
@@ -204,20 +211,22 @@ struct TextReport<'p> {
 }
 
 struct Row {
+    context: Option<String>,
     cells: Vec<String>,
     /// The `guard` mark's summary, if the workload is guarded.
     guard: Option<String>,
 }
 
 impl<'p> TextReport<'p> {
-    fn new(printer: &'p Printer) -> Self {
+    pub(crate) fn new(printer: &'p Printer) -> Self {
         Self { printer, rows: Vec::new(), sections: String::new(), summary: Summary::default() }
     }
 
-    fn add(&mut self, a: &Assessment) {
+    pub(crate) fn add(&mut self, a: &Assessment, context: Option<&str>) {
         let printer = self.printer;
         self.summary.add(a.verdict);
         self.rows.push(Row {
+            context: context.map(str::to_string),
             cells: vec![
                 a.namespace.clone(),
                 a.target(),
@@ -232,7 +241,8 @@ impl<'p> TextReport<'p> {
             return;
         }
         let out = &mut self.sections;
-        let heading = format!("{}/{}: {}", a.namespace, a.target(), a.verdict.as_str());
+        let in_context = context.map(|c| format!("{c}: ")).unwrap_or_default();
+        let heading = format!("{in_context}{}/{}: {}", a.namespace, a.target(), a.verdict.as_str());
         let _ = writeln!(out, "\n{}", printer.paint(verdict_style(a.verdict), &heading));
         let _ = writeln!(out, "  {}", a.reason);
         for hazard in &a.hazards {
@@ -244,13 +254,17 @@ impl<'p> TextReport<'p> {
         let _ = writeln!(out, "  next: {}", printer.paint(Style::new().bold(), &a.next));
     }
 
-    fn write(self, warnings: &[String], out: &mut dyn io::Write) -> io::Result<()> {
+    pub(crate) fn write(self, warnings: &[String], out: &mut dyn io::Write) -> io::Result<()> {
         if self.rows.is_empty() && warnings.is_empty() {
             return Ok(());
         }
         // The GUARD column only appears when a workload is guarded (`guard on`).
         let guarded = self.rows.iter().any(|r| r.guard.is_some());
+        let in_contexts = self.rows.iter().any(|r| r.context.is_some());
         let mut header = vec!["NAMESPACE", "WORKLOAD", "REPLICAS", "OWNERS", "AUTOSCALER", "VERDICT"];
+        if in_contexts {
+            header.insert(0, "CONTEXT");
+        }
         if guarded {
             header.push("GUARD");
         }
@@ -258,6 +272,9 @@ impl<'p> TextReport<'p> {
             .rows
             .into_iter()
             .map(|mut row| {
+                if in_contexts {
+                    row.cells.insert(0, row.context.unwrap_or_default());
+                }
                 if guarded {
                     row.cells.push(row.guard.unwrap_or_else(|| "-".into()));
                 }

@@ -184,7 +184,8 @@ fn record(kube: &mut KubeArgs, arg: &Arg, value: &str) {
     let value = Some(value.to_string());
     match arg.get_id().as_str() {
         "kubeconfig" => kube.kubeconfig = value.map(Into::into),
-        "context" => kube.context = value,
+        // Lookups connect to one context: the first of a list.
+        "context" => kube.context = value.iter().flat_map(|v| v.split(',').next()).map(str::to_string).collect(),
         "cluster" => kube.cluster = value,
         "user" => kube.user = value,
         "namespace" => kube.namespace = value,
@@ -399,7 +400,8 @@ async fn value_candidates(arg: &Arg, earlier: &[String], analysis: &Analysis<'_>
     let kube = &analysis.kube;
     match arg.get_id().as_str() {
         "namespace" => return Completions::new(namespaces(kube).await, directive::NO_FILES),
-        id @ ("context" | "cluster" | "user") => {
+        "context" => return Completions::new(context_names(kube, &analysis.word), directive::NO_FILES),
+        id @ ("cluster" | "user") => {
             return Completions::new(kubeconfig_names(kube, id), directive::NO_FILES);
         }
         _ => {}
@@ -454,6 +456,18 @@ fn kubeconfig_names(kube: &KubeArgs, what: &str) -> Vec<Candidate> {
         _ => config.auth_infos.into_iter().map(|u| u.name).collect(),
     };
     names.into_iter().map(|n| Candidate::new(n, "")).collect()
+}
+
+/// The kubeconfig's contexts for `--context`; after a comma, the list so far followed by each
+/// context not in it yet (`--context dev-a,<TAB>`).
+fn context_names(kube: &KubeArgs, word: &str) -> Vec<Candidate> {
+    let listed = word.rfind(',').map_or("", |comma| &word[..=comma]);
+    let given: Vec<&str> = listed.split(',').collect();
+    kubeconfig_names(kube, "context")
+        .into_iter()
+        .filter(|c| !given.contains(&c.value.as_str()))
+        .map(|c| Candidate::new(format!("{listed}{}", c.value), ""))
+        .collect()
 }
 
 /// Workloads as TARGET words: `deployment/NAME` and `statefulset/NAME` for a new target,
@@ -616,7 +630,7 @@ mod tests {
         let analysis = analyse(&root, &typed);
         assert_eq!(analysis.kube.kubeconfig.as_deref(), Some(std::path::Path::new("/k")));
         assert_eq!(analysis.kube.namespace.as_deref(), Some("shop"));
-        assert_eq!(analysis.kube.context.as_deref(), Some("dev"));
+        assert_eq!(analysis.kube.context, ["dev"]);
         match &analysis.position {
             Position::Value { arg, earlier } => {
                 assert_eq!(arg.get_id().as_str(), "targets");
@@ -638,5 +652,25 @@ mod tests {
         let completions =
             Completions::new(vec![Candidate::new("check", "Who owns"), Candidate::new("deploy/web", "")], 4);
         assert_eq!(completions.render(), "check\tWho owns\ndeploy/web\n:4\n");
+    }
+
+    #[test]
+    fn contexts_complete_one_after_another_in_a_comma_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        let contexts: Vec<serde_json::Value> = ["dev-a", "dev-b", "prod"]
+            .iter()
+            .map(|n| serde_json::json!({"name": n, "context": {"cluster": "c"}}))
+            .collect();
+        std::fs::write(
+            &path,
+            serde_json::json!({"apiVersion": "v1", "kind": "Config", "contexts": contexts}).to_string(),
+        )
+        .unwrap();
+        let kube = KubeArgs { kubeconfig: Some(path), ..Default::default() };
+        let values = |word: &str| -> Vec<String> { context_names(&kube, word).into_iter().map(|c| c.value).collect() };
+        assert_eq!(values(""), ["dev-a", "dev-b", "prod"]);
+        assert_eq!(values("dev-a,"), ["dev-a,dev-b", "dev-a,prod"]);
+        assert_eq!(values("dev-a,prod,d"), ["dev-a,prod,dev-b"]);
     }
 }

@@ -63,7 +63,7 @@ pub fn not_honoured(verb: &str, flag: &str, instead: &str) -> Error {
 pub fn refuse_kube_flags(verb: &str, kube: &KubeArgs) -> Result<()> {
     let given = [
         ("--kubeconfig", kube.kubeconfig.is_some()),
-        ("--context", kube.context.is_some()),
+        ("--context", !kube.context.is_empty()),
         ("--cluster", kube.cluster.is_some()),
         ("--user", kube.user.is_some()),
         ("-n", kube.namespace.is_some()),
@@ -165,7 +165,7 @@ mod tests {
         assert!(refuse_kube_flags("completion", &KubeArgs::default()).is_ok());
         let error = refuse_kube_flags("completion", &kube(Some("shop"), None)).unwrap_err();
         assert_eq!(error.to_string(), "completion does not take -n: the script reads no cluster; drop it");
-        let context = KubeArgs { context: Some("prod".into()), ..Default::default() };
+        let context = KubeArgs { context: vec!["prod".into()], ..Default::default() };
         assert!(refuse_kube_flags("completion", &context).unwrap_err().to_string().contains("--context"));
     }
 }

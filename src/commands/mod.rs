@@ -4,6 +4,7 @@
 pub mod check;
 pub mod completion;
 pub mod flags;
+pub mod fleet;
 pub mod guard;
 pub mod migrate;
 pub mod preflight;
@@ -28,6 +29,7 @@ pub async fn dispatch(cli: Cli, printer: Printer) -> Result<ExitStatus> {
         // the flags among the words being completed).
         Some(Verb::Completion(args)) => {
             flags::refuse_kube_flags("completion", &cli.kube)?;
+            fleet::refuse_fleet_flags("completion", &cli.fleet)?;
             return completion::script(args.shell, &printer);
         }
         Some(Verb::Complete(args)) => return completion::complete(&args.words, &printer).await,
@@ -45,7 +47,15 @@ pub async fn dispatch(cli: Cli, printer: Printer) -> Result<ExitStatus> {
     };
     let flags = flags::ScopeFlags::resolve(&cli.kube)?;
     let options = VerbOptions::resolve(verb, &flags)?;
-    let connection = client::connect(&cli.kube).await?;
+    let contexts = fleet::resolve(&cli.kube, &cli.fleet)?;
+    fleet::refuse(&options, &cli.kube, &cli.fleet, &contexts)?;
+    let kube = match contexts {
+        fleet::Contexts::One(context) => crate::cli::KubeArgs { context: context.into_iter().collect(), ..cli.kube },
+        fleet::Contexts::Many(contexts) => {
+            return fleet::run(&contexts, &cli.kube, &cli.fleet, &flags, options, &printer).await;
+        }
+    };
+    let connection = client::connect(&kube).await?;
     let client = &connection.client;
     let scope = if flags.all_namespaces {
         NamespaceScope::All

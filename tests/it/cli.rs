@@ -182,7 +182,7 @@ fn kubectl_completes_the_verbs_through_the_helper() {
     assert_eq!(directive, ":4", "no file names among the verbs");
 
     let (found, _) = kubectl_completes(dir.path(), &["check", "--all-"]);
-    assert_eq!(found, vec!["--all-workloads", "--all-namespaces"]);
+    assert_eq!(found, vec!["--all-workloads", "--all-namespaces", "--all-contexts"]);
     let (found, _) = kubectl_completes(dir.path(), &["strip", "deploy/web", "--method", "h"]);
     assert_eq!(found, vec!["helm-release", "handover"]);
     let (_, directive) = kubectl_completes(dir.path(), &["restore", ""]);

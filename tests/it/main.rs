@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod faults;
 mod flags;
+mod fleet;
 mod flux;
 mod foundation;
 mod gitops;

@@ -6,6 +6,7 @@
 //! - `bench check-all`, `bench targets`, `bench strip`, `bench scale` (all three): see
 //!   [`scale`].
 //! - `bench preflight`: see [`preflight`].
+//! - `bench fleet`: see [`fleet`].
 //!
 //! Figures: wall time (median of the tool's runs; a loop runs once), API requests and peak RSS
 //! (from wait4's rusage, the largest process of the run). Requests are counted in the plane's
@@ -14,6 +15,7 @@
 //! of other sessions and the HPA controller's syncs call the same API server (a diff of
 //! `apiserver_request_total` on `/metrics` counts all of them).
 
+mod fleet;
 mod preflight;
 mod scale;
 
@@ -29,6 +31,7 @@ use anyhow::{Context, Result, bail};
 use crate::cluster::{self, Paths};
 use crate::workspace_root;
 
+pub use fleet::fleet;
 pub use preflight::preflight;
 pub use scale::{check_all, scale, strip, targets};
 
@@ -85,7 +88,10 @@ impl<'a> Bench<'a> {
             &["build", "--locked", "--release", "--bin", "kubectl-hpa_migrate", "--example", "bench_lists"],
             &[],
         )?;
-        let release = workspace_root().join("target/release");
+        // Where cargo put them: CARGO_TARGET_DIR when set (a worktree's own), else target/.
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+        let release = target.join("release");
         let out_dir = workspace_root().join("target/bench");
         let home = out_dir.join("home");
         fs::create_dir_all(&home)?;

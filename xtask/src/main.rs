@@ -48,6 +48,8 @@ commands:
                    check-all, targets and strip in one run; --keep leaves the namespaces
   bench preflight [--keep]
                    preflight of 1,000 workloads in one file against kubectl's dry-run apply of it
+  bench fleet [--keep]
+                   check across 20 contexts (a namespace of 500 each) against the slowest one alone
   test             formatting, clippy, unit tests, then integration tests on the control plane
   fixtures         re-capture tests/fixtures/ from the real control plane";
 
@@ -76,7 +78,7 @@ fn run(args: &[&str]) -> Result<()> {
         }
         ["test"] => test(&paths),
         ["bench", "check"] => bench::check(&paths),
-        ["bench", which @ ("check-all" | "targets" | "strip" | "scale" | "preflight"), flags @ ..]
+        ["bench", which @ ("check-all" | "targets" | "strip" | "scale" | "preflight" | "fleet"), flags @ ..]
             if flags.is_empty() || flags == ["--keep"] =>
         {
             let keep = !flags.is_empty();
@@ -85,6 +87,7 @@ fn run(args: &[&str]) -> Result<()> {
                 "targets" => bench::targets(&paths, keep),
                 "strip" => bench::strip(&paths, keep),
                 "preflight" => bench::preflight(&paths, keep),
+                "fleet" => bench::fleet(&paths, keep),
                 _ => bench::scale(&paths, keep),
             }
         }

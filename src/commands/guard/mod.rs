@@ -24,6 +24,7 @@ pub use self::off::{Lifted, lift};
 pub use self::on::protect;
 pub use self::plan::Guarded;
 pub use self::policy::ensure_served;
+pub use self::render::{COLUMNS, NOTHING_GUARDED, on_notes, on_rows, render_off, status_notes, status_rows};
 pub use self::status::{EnforcedGuard, GuardedWorkload, PolicyState, StatusReport, status_report};
 use crate::cli::OutputFormat;
 use crate::commands::{Target, parse_targets};
@@ -137,7 +138,7 @@ impl GuardOptions {
 }
 
 /// The assessments of the targets (`all_workloads`: whether an autoscaler needs to target them).
-async fn assessed(
+pub(crate) async fn assessed(
     client: &Client,
     scope: &NamespaceScope,
     selector: Option<&str>,
@@ -186,8 +187,15 @@ pub async fn run(
                 OutputFormat::Text => printer.data(&render::render_status(&report))?,
                 format => printer.document(format, &report)?,
             }
-            Ok(if report.problems.is_empty() { ExitStatus::Success } else { ExitStatus::ActionNeeded })
+            Ok(report.exit_status())
         }
+    }
+}
+
+impl StatusReport {
+    /// Action needed when the marks and the policies disagree.
+    pub fn exit_status(&self) -> ExitStatus {
+        if self.problems.is_empty() { ExitStatus::Success } else { ExitStatus::ActionNeeded }
     }
 }
 

@@ -8,7 +8,8 @@ use super::probe::answer_when_active;
 use super::status::StatusReport;
 use crate::output::count;
 
-const COLUMNS: [&str; 6] = ["NAMESPACE", "WORKLOAD", "REPLICAS", "FLOOR", "MODE", "AUTOSCALER"];
+/// The columns of `guard on` and `guard status`.
+pub const COLUMNS: [&str; 6] = ["NAMESPACE", "WORKLOAD", "REPLICAS", "FLOOR", "MODE", "AUTOSCALER"];
 
 fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut table = Table::new();
@@ -29,8 +30,16 @@ fn autoscaler_or_none(autoscaler: Option<String>) -> String {
     autoscaler.unwrap_or_else(|| "<none>".into())
 }
 
-pub(super) fn render_on(guarded: &[Guarded]) -> String {
-    let rows = guarded
+pub fn render_on(guarded: &[Guarded]) -> String {
+    let mut out = table(&COLUMNS, on_rows(guarded));
+    out.push('\n');
+    out.push_str(&on_notes(guarded));
+    out
+}
+
+/// The table rows of `guard on`, one per guarded workload.
+pub fn on_rows(guarded: &[Guarded]) -> Vec<Vec<String>> {
+    guarded
         .iter()
         .map(|g| {
             vec![
@@ -42,9 +51,12 @@ pub(super) fn render_on(guarded: &[Guarded]) -> String {
                 autoscaler_or_none(g.autoscaler.clone()),
             ]
         })
-        .collect();
-    let mut out = table(&COLUMNS, rows);
-    out.push('\n');
+        .collect()
+}
+
+/// What `guard on` says below its table: how each guard was proven active.
+pub fn on_notes(guarded: &[Guarded]) -> String {
+    let mut out = String::new();
     for g in guarded {
         out.push_str(&format!(
             "guarded {}/{}: a server-side dry run setting {} replicas was {} ({:.1} s after the policy was written)\n",
@@ -58,7 +70,7 @@ pub(super) fn render_on(guarded: &[Guarded]) -> String {
     out
 }
 
-pub(super) fn render_off(lifted: &Lifted) -> String {
+pub fn render_off(lifted: &Lifted) -> String {
     let mut out = String::new();
     for name in &lifted.unguarded {
         out.push_str(&format!("unguarded {name}\n"));
@@ -72,35 +84,48 @@ pub(super) fn render_off(lifted: &Lifted) -> String {
     out
 }
 
-pub(super) fn render_status(report: &StatusReport) -> String {
+pub fn render_status(report: &StatusReport) -> String {
     let mut out = String::new();
     if report.workloads.is_empty() {
-        out.push_str("No guarded workloads in scope.\n");
+        out.push_str(NOTHING_GUARDED);
     } else {
-        let rows = report
-            .workloads
-            .iter()
-            .map(|w| {
-                let (floor, mode, autoscaler) = match (&w.enforced, &w.mark) {
-                    (Some(e), _) => (e.floor.to_string(), e.mode.as_str().to_string(), e.autoscaler.clone()),
-                    (None, Some(m)) => {
-                        ("-".to_string(), format!("{} (not enforced)", m.mode.as_str()), m.autoscaler.clone())
-                    }
-                    (None, None) => ("-".to_string(), "-".to_string(), None),
-                };
-                vec![
-                    w.namespace.clone(),
-                    format!("{}/{}", w.kind.command_name(), w.name),
-                    count(w.replicas),
-                    floor,
-                    mode,
-                    autoscaler_or_none(autoscaler),
-                ]
-            })
-            .collect();
-        out.push_str(&table(&COLUMNS, rows));
+        out.push_str(&table(&COLUMNS, status_rows(report)));
     }
     out.push('\n');
+    out.push_str(&status_notes(report));
+    out
+}
+
+pub const NOTHING_GUARDED: &str = "No guarded workloads in scope.\n";
+
+/// The table rows of `guard status`, one per guarded workload.
+pub fn status_rows(report: &StatusReport) -> Vec<Vec<String>> {
+    report
+        .workloads
+        .iter()
+        .map(|w| {
+            let (floor, mode, autoscaler) = match (&w.enforced, &w.mark) {
+                (Some(e), _) => (e.floor.to_string(), e.mode.as_str().to_string(), e.autoscaler.clone()),
+                (None, Some(m)) => {
+                    ("-".to_string(), format!("{} (not enforced)", m.mode.as_str()), m.autoscaler.clone())
+                }
+                (None, None) => ("-".to_string(), "-".to_string(), None),
+            };
+            vec![
+                w.namespace.clone(),
+                format!("{}/{}", w.kind.command_name(), w.name),
+                count(w.replicas),
+                floor,
+                mode,
+                autoscaler_or_none(autoscaler),
+            ]
+        })
+        .collect()
+}
+
+/// What `guard status` says below its table: the policies' state and the problems.
+pub fn status_notes(report: &StatusReport) -> String {
+    let mut out = String::new();
     for p in &report.policies {
         let state = match (p.installed, p.bound) {
             (false, _) => "not installed".to_string(),

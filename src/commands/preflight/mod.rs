@@ -21,7 +21,7 @@ use kube::Client;
 use serde::Serialize;
 
 pub use self::read::read_inputs;
-pub use self::render::render_text;
+pub use self::render::{COLUMNS, render_sections, render_text, table_rows};
 use crate::cli::{OutputFormat, PreflightArgs};
 use crate::commands::flags::{ScopeFlags, not_honoured};
 use crate::core::manifest::Document;
@@ -98,6 +98,17 @@ pub struct Options {
 }
 
 impl Options {
+    /// The prediction for these options' manifests in the cluster of `client`.
+    pub async fn report(&self, client: &Client, default_namespace: &str) -> Result<PreflightReport> {
+        let mut report = report(client, self.documents.clone(), default_namespace, self.requested.clone()).await?;
+        report.summary.left_out = self.left_out.as_ref().map_or(0, |(_, count)| *count);
+        Ok(report)
+    }
+
+    pub fn output(&self) -> OutputFormat {
+        self.output
+    }
+
     pub fn resolve(args: PreflightArgs, flags: &ScopeFlags) -> Result<Self> {
         if flags.all_namespaces {
             return Err(not_honoured(
@@ -119,8 +130,7 @@ impl Options {
 /// Predicts the deploy of the options' manifests; `default_namespace` is where objects without
 /// a namespace land (`-n`, else the context's).
 pub async fn run(client: &Client, default_namespace: &str, options: &Options, printer: &Printer) -> Result<ExitStatus> {
-    let mut report = report(client, options.documents.clone(), default_namespace, options.requested.clone()).await?;
-    report.summary.left_out = options.left_out.as_ref().map_or(0, |(_, count)| *count);
+    let report = options.report(client, default_namespace).await?;
     match options.output {
         OutputFormat::Text => printer.data(&render_text(&report, printer))?,
         format => printer.document(format, &report)?,
@@ -133,14 +143,21 @@ pub async fn run(client: &Client, default_namespace: &str, options: &Options, pr
             None => printer.note("No Deployment, StatefulSet or other workload with /scale in the manifests."),
         }
     }
-    let s = &report.summary;
-    Ok(if s.drops > 0 {
-        ExitStatus::ActionNeeded
-    } else if s.unknown > 0 {
-        ExitStatus::Inconclusive
-    } else {
-        ExitStatus::Success
-    })
+    Ok(report.exit_status())
+}
+
+impl PreflightReport {
+    /// Action needed when a workload drops; inconclusive when none does but one is unknown.
+    pub fn exit_status(&self) -> ExitStatus {
+        let s = &self.summary;
+        if s.drops > 0 {
+            ExitStatus::ActionNeeded
+        } else if s.unknown > 0 {
+            ExitStatus::Inconclusive
+        } else {
+            ExitStatus::Success
+        }
+    }
 }
 
 /// The prediction for every workload of `documents`.

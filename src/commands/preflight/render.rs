@@ -1,6 +1,5 @@
 //! What `preflight` prints as text.
 
-use comfy_table::{Cell, Table, presets};
 use console::Style;
 
 use super::PreflightReport;
@@ -21,23 +20,35 @@ pub fn render_text(report: &PreflightReport, printer: &Printer) -> String {
     if report.workloads.is_empty() {
         return String::new();
     }
-    let mut table = Table::new();
-    table.load_style(presets::NOTHING);
-    table.set_header(["NAMESPACE", "WORKLOAD", "TOOL", "REPLICAS", "OUTCOME"]);
-    for p in &report.workloads {
-        table.add_row([
-            Cell::new(&p.namespace),
-            Cell::new(&p.target),
-            Cell::new(p.tool.as_deref().unwrap_or("-")),
-            Cell::new(format!("{} -> {}", crate::output::count(p.current), crate::output::count(p.predicted))),
-            Cell::new(printer.paint(outcome_style(p.outcome), p.outcome.as_str())),
-        ]);
-    }
+    let mut out = Vec::new();
+    crate::output::write_columns(&mut out, &COLUMNS, &table_rows(report, printer)).expect("writing to memory");
+    String::from_utf8(out).expect("the table is text") + &render_sections(report, printer)
+}
+
+/// The columns of the text report's table.
+pub const COLUMNS: [&str; 5] = ["NAMESPACE", "WORKLOAD", "TOOL", "REPLICAS", "OUTCOME"];
+
+/// The text report's table rows, one per workload.
+pub fn table_rows(report: &PreflightReport, printer: &Printer) -> Vec<Vec<String>> {
+    report
+        .workloads
+        .iter()
+        .map(|p| {
+            vec![
+                p.namespace.clone(),
+                p.target.clone(),
+                p.tool.as_deref().unwrap_or("-").to_string(),
+                format!("{} -> {}", crate::output::count(p.current), crate::output::count(p.predicted)),
+                printer.paint(outcome_style(p.outcome), p.outcome.as_str()),
+            ]
+        })
+        .collect()
+}
+
+/// What the text report says below its table: per workload that does not simply keep its
+/// count, the cause, the autoscalers' part and the steps; then the summary.
+pub fn render_sections(report: &PreflightReport, printer: &Printer) -> String {
     let mut out = String::new();
-    for line in table.to_string().lines() {
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
     for p in &report.workloads {
         if matches!(p.outcome, Forecast::Keeps | Forecast::New) && p.warnings.is_empty() {
             continue;

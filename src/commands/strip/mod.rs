@@ -184,6 +184,81 @@ pub async fn strip(
     options: &StripOptions,
     printer: &Printer,
 ) -> Result<StripReport> {
+    let planned = plan(client, scope, selector, options).await?;
+    if planned.plans.is_empty() {
+        return Ok(report_of(options, planned.results));
+    }
+    planned.show(options, printer, "")?;
+    if !options.dry_run {
+        printer.confirm(options.yes, &format!("Apply these changes to {} object(s)?", planned.changes()))?;
+    }
+    Ok(planned.execute(client, options, printer).await)
+}
+
+/// A strip planned and allowed (the API server said every change may be made), not yet shown
+/// nor confirmed: what [`Planned::execute`] will change, and the objects it leaves alone.
+pub struct Planned {
+    plans: Vec<plan::ObjectPlan>,
+    results: Vec<ObjectResult>,
+}
+
+impl Planned {
+    /// How many objects the strip changes.
+    pub fn changes(&self) -> usize {
+        self.plans.len()
+    }
+
+    /// Shows the diffs (stdout; stderr beside a JSON or YAML report), after `heading` when
+    /// there are any.
+    pub fn show(&self, options: &StripOptions, printer: &Printer, heading: &str) -> Result<()> {
+        if self.plans.is_empty() {
+            return Ok(());
+        }
+        let diffs: String = heading.to_string()
+            + &self.plans.iter().map(|p| render::render_plan(p, printer, options.plans_to_stdout)).collect::<String>();
+        if options.plans_to_stdout {
+            printer.data(&diffs)
+        } else {
+            printer.note(diffs.trim_end());
+            Ok(())
+        }
+    }
+
+    /// Carries out the plans (a server-side dry run with `dry_run`), up to
+    /// [`kubeio::IN_FLIGHT`] objects at once; what happened per object.
+    pub async fn execute(self, client: &Client, options: &StripOptions, printer: &Printer) -> StripReport {
+        let Planned { plans, mut results } = self;
+        let progress = render::progress_bar(printer, plans.len());
+        let executed: Vec<ObjectResult> = futures::stream::iter(plans)
+            .map(|plan| {
+                let progress = progress.clone();
+                async move {
+                    let result = write::execute(client, plan, options.dry_run, &options.backup_dir).await;
+                    if let Some(bar) = &progress {
+                        bar.inc(1);
+                    }
+                    result
+                }
+            })
+            .buffer_unordered(kubeio::IN_FLIGHT)
+            .collect()
+            .await;
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
+        }
+        results.extend(executed);
+        report_of(options, results)
+    }
+}
+
+/// Plans the strip of what `options` name and asks the API server whether each change may be
+/// made (exit 5 before anything is shown if not); changes nothing.
+pub async fn plan(
+    client: &Client,
+    scope: &NamespaceScope,
+    selector: Option<&str>,
+    options: &StripOptions,
+) -> Result<Planned> {
     let query =
         Query { scope, selector, targets: &options.targets, all_workloads: false, backup_dir: &options.backup_dir };
     let inventory = Inventory::collect(client, &query).await?;
@@ -202,41 +277,10 @@ pub async fn strip(
             Err(result) => results.push(result),
         }
     }
-    if plans.is_empty() {
-        return Ok(report_of(options, results));
+    if !plans.is_empty() {
+        write::ensure_permissions(client, &plans).await?;
     }
-    write::ensure_permissions(client, &plans).await?;
-
-    let diffs: String = plans.iter().map(|p| render::render_plan(p, printer, options.plans_to_stdout)).collect();
-    if options.plans_to_stdout {
-        printer.data(&diffs)?;
-    } else {
-        printer.note(diffs.trim_end());
-    }
-    if !options.dry_run {
-        printer.confirm(options.yes, &format!("Apply these changes to {} object(s)?", plans.len()))?;
-    }
-
-    let progress = render::progress_bar(printer, plans.len());
-    let executed: Vec<ObjectResult> = futures::stream::iter(plans)
-        .map(|plan| {
-            let progress = progress.clone();
-            async move {
-                let result = write::execute(client, plan, options.dry_run, &options.backup_dir).await;
-                if let Some(bar) = &progress {
-                    bar.inc(1);
-                }
-                result
-            }
-        })
-        .buffer_unordered(kubeio::IN_FLIGHT)
-        .collect()
-        .await;
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
-    results.extend(executed);
-    Ok(report_of(options, results))
+    Ok(Planned { plans, results })
 }
 
 /// Decides what to do to one workload, reading it only if the assessment leaves something to

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::cli::{OutputFormat, VerifyArgs};
-use crate::commands::{check, parse_targets};
+use crate::commands::{Target, check, parse_targets};
 use crate::core::timeline::{ReplicaDrop, ScaledObjectSubject, Subjects, Timeline};
 use crate::core::verdict::{Assessment, Verdict};
 use crate::core::workload::AppsKind;
@@ -26,7 +26,7 @@ pub use watch::{LiveLines, watch};
 
 use judge::judge_all;
 use read::{Evidence, end_states, history, read_verifiable};
-use render::render_text;
+pub use render::render_text;
 
 /// The documented result identifiers of `verify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -127,10 +127,30 @@ pub async fn run(
     args: &VerifyArgs,
     printer: &Printer,
 ) -> Result<ExitStatus> {
-    let targets = parse_targets(&args.targets)?;
-    if targets.is_empty() && selector.is_none() {
-        return Err(Error::Usage("name the workloads to verify (TARGET...), or select them with -l SELECTOR".into()));
+    let report = report(client, scope, selector, args, printer).await?;
+    match args.output {
+        OutputFormat::Text => printer.data(&render_text(&report))?,
+        format => printer.document(format, &report)?,
     }
+    Ok(report.exit_status())
+}
+
+impl VerifyReport {
+    /// The exit status of the worst outcome (none: success).
+    pub fn exit_status(&self) -> ExitStatus {
+        self.results.iter().map(|r| r.outcome).max().map(VerifyOutcome::exit).unwrap_or(ExitStatus::Success)
+    }
+}
+
+/// Judges the workloads `args` name, printing only the live lines of `--watch` on a terminal.
+pub async fn report(
+    client: &Client,
+    scope: &NamespaceScope,
+    selector: Option<&str>,
+    args: &VerifyArgs,
+    printer: &Printer,
+) -> Result<VerifyReport> {
+    let targets = targets(args, selector)?;
     let backup_dir = args.backups.dir();
     let query = Query { scope, selector, targets: &targets, all_workloads: false, backup_dir: &backup_dir };
     let (assessments, workloads) = read_verifiable(client, &query).await?;
@@ -160,13 +180,17 @@ pub async fn run(
             .collect::<Vec<_>>()
     });
     let results = judge_all(&assessments, histories, lives, end_states, args);
-    let exit = results.iter().map(|r| r.outcome).max().map(VerifyOutcome::exit).unwrap_or(ExitStatus::Success);
-    let report = VerifyReport { api_version: check::REPORT_API_VERSION, kind: "VerifyReport", results };
-    match args.output {
-        OutputFormat::Text => printer.data(&render_text(&report))?,
-        format => printer.document(format, &report)?,
+    Ok(VerifyReport { api_version: check::REPORT_API_VERSION, kind: "VerifyReport", results })
+}
+
+/// The workloads `args` name, once the input is checked (verify names its workloads); nothing
+/// is read.
+pub fn targets(args: &VerifyArgs, selector: Option<&str>) -> Result<Vec<Target>> {
+    let targets = parse_targets(&args.targets)?;
+    if targets.is_empty() && selector.is_none() {
+        return Err(Error::Usage("name the workloads to verify (TARGET...), or select them with -l SELECTOR".into()));
     }
-    Ok(exit)
+    Ok(targets)
 }
 
 /// A workload by namespace, kind and name.

@@ -4,7 +4,7 @@ use super::{VerifyOutcome, VerifyReport};
 use crate::core::timeline::{Cause, ReplicaDrop};
 use crate::output::count;
 
-pub(super) fn render_text(report: &VerifyReport) -> String {
+pub fn render_text(report: &VerifyReport) -> String {
     let mut out = String::new();
     for r in &report.results {
         out.push_str(&format!("{}/{}/{}: {}\n", r.namespace, r.kind.to_lowercase(), r.name, outcome_name(r.outcome)));
