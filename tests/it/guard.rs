@@ -594,7 +594,7 @@ async fn the_guard_role_guards_and_the_viewer_is_refused() {
         ("patch", "horizontalpodautoscalers.autoscaling"),
         ("patch", "validatingadmissionpolicies.admissionregistration.k8s.io"),
         ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
-        ("create", "mutatingadmissionpolicies.admissionregistration.k8s.io"),
+        ("patch", "mutatingadmissionpolicies.admissionregistration.k8s.io"),
         ("update", "validatingadmissionpolicybindings.admissionregistration.k8s.io"),
     ] {
         assert!(!can_i(&guardian, &ns, verb, resource), "{verb} {resource}");

@@ -92,6 +92,14 @@ fn plan_guard(a: &Assessment, floor: Option<i64>, mode: Mode) -> std::result::Re
     })
 }
 
+/// The modes whose policies `guard on` rewrites for `plans`: deny and warn always (a workload
+/// moves out of them), pin when a plan is pin or moves out of it. A guard that has nothing to do
+/// with pin never reads MutatingAdmissionPolicy, which a cluster older than 1.36 does not serve.
+pub(super) fn modes_touched(plans: &[Guarded]) -> Vec<Mode> {
+    let pin = plans.iter().any(|p| p.mode == Mode::Pin || p.previous.as_ref().is_some_and(|m| m.mode == Mode::Pin));
+    Mode::ALL.into_iter().filter(|m| *m != Mode::Pin || pin).collect()
+}
+
 /// The entries of `kind`'s `mode` policy once the plans are written: each planned workload of
 /// that kind is listed by the policy of its mode (with its new floor) and by no other, so a
 /// workload guarded in the other mode moves over. Other workloads' entries are kept.

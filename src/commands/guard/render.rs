@@ -4,7 +4,7 @@ use comfy_table::{Table, presets};
 
 use super::off::Lifted;
 use super::plan::Guarded;
-use super::probe::answer_when_active;
+use super::probe::confirmation;
 use super::status::StatusReport;
 use crate::output::count;
 
@@ -47,11 +47,10 @@ pub(super) fn render_on(guarded: &[Guarded]) -> String {
     out.push('\n');
     for g in guarded {
         out.push_str(&format!(
-            "guarded {}/{}: a server-side dry run setting {} replicas was {} ({:.1} s after the policy was written)\n",
+            "guarded {}/{}: {} ({:.1} s after the policy was written)\n",
             g.namespace,
             g.target(),
-            g.floor - 1,
-            answer_when_active(g.mode),
+            confirmation(g.mode, g.floor),
             g.active_after.as_secs_f64()
         ));
     }
