@@ -355,6 +355,9 @@ pub struct Mark {
     pub floor: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub autoscaler: Option<String>,
+    /// The evidence pin mode left: the last write it kept the count of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<Pinned>,
 }
 
 impl Mark {
@@ -373,6 +376,7 @@ impl Mark {
                 .filter(|f| !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|f| f.parse().ok()),
             autoscaler: annotation(AUTOSCALER_ANNOTATION).cloned(),
+            pinned: Pinned::read(annotations),
         })
     }
 
@@ -566,7 +570,7 @@ mod tests {
         let annotations: BTreeMap<String, String> =
             serde_json::from_value(body["metadata"]["annotations"].clone()).unwrap();
         let mark = Mark::read(Some(&labels), Some(&annotations)).unwrap();
-        assert_eq!(mark, Mark { mode: Mode::Warn, floor: Some(3), autoscaler: Some("hpa/web".into()) });
+        assert_eq!(mark, Mark { mode: Mode::Warn, floor: Some(3), autoscaler: Some("hpa/web".into()), pinned: None });
         assert_eq!(mark.summary(), "warn >= 3");
         assert_eq!(unmark_body(AppsKind::Deployment, "web")["metadata"], json!({"name": "web"}));
     }

@@ -125,6 +125,22 @@ async fn pin_keeps_the_count_of_a_forced_apply_and_kubectl_server_side_and_the_h
     let web = check_json(&ns, "deploy/web");
     assert_eq!(web["verdict"], "safe", "{web:#}");
     assert_eq!(web["guard"]["mode"], "pin", "{web:#}");
+    assert_eq!(web["guard"]["pinned"]["replicas"], 5, "{web:#}");
+
+    // The evidence, in check's text, guard status and verify, which sees no drop.
+    let said = "was pinned at 5 at ";
+    let text = stdout(&ns.plugin(&admin_kubeconfig(), &["check", "deploy/web"]));
+    assert!(
+        text.contains("pin >= 3")
+            && text.contains(&format!("  pinned: a deploy without replicas (or below the floor) {said}")),
+        "{text}"
+    );
+    let status = stdout(&ns.plugin(&admin_kubeconfig(), &["guard", "status"]));
+    assert!(status.contains(&format!("{}/deployment/web: a deploy", ns.name)) && status.contains(said), "{status}");
+    let (report, code) = plugin_json(&ns, &admin_kubeconfig(), &["verify", "deploy/web", "--since", "10m"]);
+    let result = &report["results"][0];
+    assert_eq!((code, result["outcome"].as_str()), (0, Some("pass")), "{report:#}");
+    assert!(result["reason"].as_str().unwrap().contains(said), "{report:#}");
 
     // The same apply again, and kubectl's own server-side apply: still 5.
     try_apply(&ns, "kustomize-controller", &deployment_manifest("web", None)).await.expect("pinned");
@@ -182,7 +198,8 @@ async fn pin_keeps_the_count_of_client_side_apply_and_of_the_switch_to_server_si
     );
     capture_fixture("pin-after-client-side-apply", &pinned);
     let web = check_json(&ns, "deploy/web");
-    capture_fixture("pin-after-client-side-apply-check", &web);
+    assert_eq!(web["verdict"], "strip-needed", "{web:#}");
+    assert!(web["hazards"].to_string().contains("the next client-side apply leaves them alone"), "{web:#}");
 
     let switch = ns.kubectl(&["apply", "--server-side", "-f", without.to_str().unwrap()], None);
     assert_success(&switch, "the switch to kubectl apply --server-side");
@@ -245,6 +262,7 @@ async fn helm_toggle_is_pinned(helm: &Helm, ns: &TestNamespace, fixture: &str) {
     helm.ok(&["upgrade", "web", &chart, "--set", "autoscaling.enabled=true"]);
     let pinned = assert_pinned_since(ns, "web", &since, 5).await;
     capture_fixture(fixture, &pinned);
+    capture_fixture(&format!("{fixture}-release-secret"), &release_record(ns, "secret", "web", 2));
     let after_toggle = replica_managers(&pinned);
     helm.ok(&["upgrade", "web", &chart, "--set", "autoscaling.enabled=true", "--set", "image=registry.invalid/app:2"]);
     ns.assert_kept_since("web", &since, 5).await;

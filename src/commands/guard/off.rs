@@ -225,7 +225,7 @@ mod tests {
     #[test]
     fn a_kind_without_a_policy_is_not_guarded_and_a_marked_workload_is_remembered_as_marked() {
         let mut marked = web();
-        marked.guard = Some(Mark { mode: Mode::Deny, floor: Some(3), autoscaler: None });
+        marked.guard = Some(Mark { mode: Mode::Deny, floor: Some(3), autoscaler: None, pinned: None });
         let mut rollout = web();
         rollout.workload_kind.group = "argoproj.io".into();
         rollout.workload_kind.plural = "rollouts".into();

@@ -77,7 +77,7 @@ async fn roll_back(client: &Client, plans: &[Guarded], before: &[(AppsKind, Mode
     }
     for plan in plans {
         let result = match &plan.previous {
-            Some(Mark { mode, floor: Some(floor), autoscaler }) => {
+            Some(Mark { mode, floor: Some(floor), autoscaler, .. }) => {
                 let body = guard::mark_body(plan.kind, &plan.name, *mode, *floor, autoscaler.as_deref());
                 apply_mark(client, plan.kind, &plan.namespace, &plan.name, &body).await
             }

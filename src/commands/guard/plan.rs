@@ -240,7 +240,7 @@ pub(super) mod tests {
     #[test]
     fn the_previous_mark_is_kept_for_a_roll_back() {
         let mut web = web();
-        let mark = Mark { mode: Mode::Warn, floor: Some(2), autoscaler: None };
+        let mark = Mark { mode: Mode::Warn, floor: Some(2), autoscaler: None, pinned: None };
         web.guard = Some(mark.clone());
         assert_eq!(plan_guards(&[web], None, Mode::Deny).unwrap()[0].previous, Some(mark));
     }

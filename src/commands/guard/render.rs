@@ -98,6 +98,11 @@ pub(super) fn render_status(report: &StatusReport) -> String {
             })
             .collect();
         out.push_str(&table(&COLUMNS, rows));
+        for w in &report.workloads {
+            if let Some(pinned) = w.mark.as_ref().and_then(|m| m.pinned.as_ref()) {
+                out.push_str(&format!("{}/{}/{}: {}\n", w.namespace, w.kind.command_name(), w.name, pinned.describe()));
+            }
+        }
     }
     out.push('\n');
     for p in &report.policies {
@@ -129,7 +134,7 @@ mod tests {
     use super::super::plan::{plan_guards, tests::web};
     use super::super::status::tests::shop_report;
     use super::*;
-    use crate::core::guard::Mode;
+    use crate::core::guard::{Mark, Mode, Pinned};
 
     #[test]
     fn guard_on_shows_each_guard_and_how_soon_the_api_server_enforced_it() {
@@ -192,6 +197,26 @@ mod tests {
             "problem: shop/statefulset/db: the mark says warn >= 2 but the policy enforces deny >= 3",
         ];
         assert_eq!(render_status(&report), expected.join("\n") + "\n");
+    }
+
+    #[test]
+    fn guard_status_names_the_last_write_pin_kept_under_the_table() {
+        let mut report = shop_report();
+        report.workloads.truncate(1);
+        report.problems.clear();
+        report.policies.clear();
+        let mark = report.workloads[0].mark.get_or_insert(Mark {
+            mode: Mode::Pin,
+            floor: Some(2),
+            autoscaler: None,
+            pinned: None,
+        });
+        mark.pinned = Some(Pinned { replicas: 5, at: Some("2026-12-03T15:48:54Z".into()) });
+        let text = render_status(&report);
+        assert!(
+            text.contains("\nshop/deployment/api: a deploy without replicas (or below the floor) was pinned at 5 at 2026-12-03T15:48:54Z\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -194,7 +194,7 @@ pub(super) mod tests {
     }
 
     fn mark(mode: Mode, floor: i64) -> Option<Mark> {
-        Some(Mark { mode, floor: Some(floor), autoscaler: Some("hpa/web".into()) })
+        Some(Mark { mode, floor: Some(floor), autoscaler: Some("hpa/web".into()), pinned: None })
     }
 
     fn entry(namespace: &str, name: &str, floor: i64) -> Entry {
@@ -324,7 +324,7 @@ pub(super) mod tests {
             "shop",
             AppsKind::Deployment,
             "web",
-            Some(Mark { mode: Mode::Deny, floor: None, autoscaler: None }),
+            Some(Mark { mode: Mode::Deny, floor: None, autoscaler: None, pinned: None }),
         );
         web.enforced = Some(EnforcedGuard { mode: Mode::Deny, floor: 3, autoscaler: None });
         assert_eq!(
