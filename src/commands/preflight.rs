@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::cli::{OutputFormat, PreflightArgs};
 use crate::commands::flags::{ScopeFlags, not_honoured};
 use crate::core::autoscaler::{self, Hpa, ScaledObject};
+use crate::core::guard;
 use crate::core::helm::{self, ReleaseKey, ReleaseRecord, ReleaseRecords};
 use crate::core::manifest::{self, Document};
 use crate::core::preflight::{
@@ -74,6 +75,7 @@ pub struct Summary {
     pub drops: usize,
     pub keeps: usize,
     pub refused: usize,
+    pub pinned: usize,
     pub new: usize,
     pub unknown: usize,
     /// Objects of the manifests `-l` left out, as `kubectl apply -l` would not apply them.
@@ -103,8 +105,12 @@ pub struct Prediction {
     pub outcome: Forecast,
     pub cause: String,
     pub autoscalers: Vec<AutoscalerView>,
-    /// In order: what keeps the count (only for `drops`).
+    /// In order: what keeps the count (only for `drops`), by handing replicas over first.
     pub steps: Vec<Step>,
+    /// In order: the short path, on a cluster that serves MutatingAdmissionPolicy, for an
+    /// applier whose pinned write hands replicas over by itself (empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pin_steps: Vec<Step>,
     pub warnings: Vec<String>,
     #[serde(skip)]
     pub target: String,
@@ -127,6 +133,8 @@ struct Context {
     requested: Option<Tool>,
     documents: Vec<Document>,
     default_namespace: String,
+    /// The cluster serves MutatingAdmissionPolicy, which `guard on --pin` runs on.
+    pin_served: bool,
 }
 
 /// What `preflight` was asked for, checked before connecting: the manifests read, those `-l`
@@ -207,6 +215,7 @@ pub async fn report(
         drops: count(Forecast::Drops),
         keeps: count(Forecast::Keeps),
         refused: count(Forecast::Refused),
+        pinned: count(Forecast::Pinned),
         new: count(Forecast::New),
         unknown: count(Forecast::Unknown),
         left_out: 0,
@@ -335,6 +344,7 @@ async fn read_context(
     let releases: BTreeSet<ReleaseKey> =
         items.iter().filter_map(|i| i.live.as_ref()).filter_map(helm::release_of).collect();
     let helm_records = kubeio::helm_records(client, &releases, false).await;
+    let pin_served = super::guard::pin_served(client).await?;
     Ok(Context {
         hpas,
         scaled_objects,
@@ -342,6 +352,7 @@ async fn read_context(
         requested,
         documents,
         default_namespace: default_namespace.into(),
+        pin_served,
     })
 }
 
@@ -384,6 +395,8 @@ struct After {
     predicted: Option<i64>,
     /// The server refused the write; the message says why.
     refused: Option<String>,
+    /// `guard on --pin` kept the count of the dry run.
+    pinned: bool,
     computed_by: String,
     why: String,
 }
@@ -419,6 +432,7 @@ async fn predict(client: &Client, item: &Item, context: &Context) -> Result<Pred
         Some(skip) => After {
             predicted: prediction.current,
             refused: None,
+            pinned: false,
             computed_by: "locally".into(),
             why: format!("{skip}, so replicas stays"),
         },
@@ -433,6 +447,14 @@ async fn predict(client: &Client, item: &Item, context: &Context) -> Result<Pred
             manifest_replicas.is_none(),
             &prediction.autoscalers,
         );
+        // Three-way mergers keep owning replicas after a pinned deploy (a strip is still due).
+        let hands_over = matches!(applier.apply, Apply::ServerSide { .. });
+        if context.pin_served && hands_over && manifest_replicas.is_none() {
+            let target = &prediction.target;
+            prediction.pin_steps =
+                logic::pin_steps(&applier.tool, &item.namespace, target, &prediction.autoscalers, prediction.current)
+                    .unwrap_or_default();
+        }
     }
     prediction.warnings = autoscaler_warnings(&prediction);
     Ok(prediction)
@@ -456,6 +478,7 @@ fn unpredicted(item: &Item) -> Prediction {
         cause: String::new(),
         autoscalers: Vec::new(),
         steps: Vec::new(),
+        pin_steps: Vec::new(),
         warnings: Vec::new(),
         target: format!("{}/{}", item.kind.command_name(), item.document.name()),
     }
@@ -467,6 +490,7 @@ fn settle(prediction: &mut Prediction, after: After) {
     prediction.predicted = after.predicted;
     prediction.outcome = match (&after.refused, after.predicted, prediction.current) {
         (Some(_), _, _) => Forecast::Refused,
+        _ if after.pinned => Forecast::Pinned,
         (None, Some(after), Some(before)) if after < before => Forecast::Drops,
         (None, None, Some(_)) => Forecast::Drops,
         _ => Forecast::Keeps,
@@ -541,21 +565,25 @@ impl DryRun<'_> {
         let manifest = &self.item.document.object;
         let current = self.current;
         match answer(self.api.patch(self.item.document.name(), &params, &Patch::Apply(&body)).await)? {
+            // Pinned writes are pinned again when a tool re-sends them (kubectl's migration of a
+            // client-side owner, Flux's takeover): the count the dry run kept is the count after.
+            Answer::Stored(response) if guard::pinned_by_the_write(self.live, &response) => Ok(pinned(&response)),
             Answer::Stored(response) => {
                 let predicted = after_server_side(&response, manifest, manager, takeover);
                 let why = server_side_why(&response, manifest, manager, predicted, current);
-                Ok(After { predicted, refused: None, computed_by: "server dry run".into(), why })
+                Ok(After { predicted, refused: None, pinned: false, computed_by: "server dry run".into(), why })
             }
             Answer::Refused(message) => Ok(After {
                 predicted: current,
                 refused: Some(message),
+                pinned: false,
                 computed_by: "server dry run".into(),
                 why: String::new(),
             }),
             Answer::Forbidden(message) => {
                 let predicted = after_server_side_locally(self.live, manifest, manager, takeover);
                 let why = server_side_why(self.live, manifest, manager, predicted, current);
-                Ok(After { predicted, refused: None, computed_by: locally(&message), why })
+                Ok(After { predicted, refused: None, pinned: false, computed_by: locally(&message), why })
             }
         }
     }
@@ -572,7 +600,13 @@ impl DryRun<'_> {
         let value = match &sends {
             Sends::Nothing => {
                 let why = format!("neither {what} nor the manifest sets replicas, so the merge leaves it alone");
-                return Ok(After { predicted: self.current, refused: None, computed_by: "locally".into(), why });
+                return Ok(After {
+                    predicted: self.current,
+                    refused: None,
+                    pinned: false,
+                    computed_by: "locally".into(),
+                    why,
+                });
             }
             Sends::Value(value) => value.clone(),
             Sends::Null => Value::Null,
@@ -595,25 +629,47 @@ impl DryRun<'_> {
         let params = PatchParams { field_manager: Some(field_manager), dry_run: true, ..Default::default() };
         let patch = Patch::Merge(json!({"spec": {"replicas": value}}));
         match answer(self.api.patch(self.item.document.name(), &params, &patch).await)? {
+            Answer::Stored(response) if guard::pinned_by_the_write(self.live, &response) => Ok(pinned(&response)),
             Answer::Stored(response) => Ok(After {
                 predicted: response.pointer("/spec/replicas").and_then(Value::as_i64),
                 refused: None,
+                pinned: false,
                 computed_by: "server dry run".into(),
                 why: format!(
                     "{why} (to {})",
                     crate::output::count(response.pointer("/spec/replicas").and_then(Value::as_i64))
                 ),
             }),
-            Answer::Refused(message) => {
-                Ok(After { predicted: self.current, refused: Some(message), computed_by: "server dry run".into(), why })
-            }
+            Answer::Refused(message) => Ok(After {
+                predicted: self.current,
+                refused: Some(message),
+                pinned: false,
+                computed_by: "server dry run".into(),
+                why,
+            }),
             Answer::Forbidden(message) => Ok(After {
                 predicted: value.as_i64().or(Some(logic::DEFAULT_REPLICAS)),
                 refused: None,
+                pinned: false,
                 computed_by: locally(&message),
                 why,
             }),
         }
+    }
+}
+
+/// A dry run `guard on --pin` rewrote: the count it kept.
+fn pinned(response: &Value) -> After {
+    let kept = response.pointer("/spec/replicas").and_then(Value::as_i64);
+    After {
+        predicted: kept,
+        refused: None,
+        pinned: true,
+        computed_by: "server dry run".into(),
+        why: format!(
+            "the write would lower replicas below the guard's floor, and guard on --pin keeps the live count ({})",
+            crate::output::count(kept)
+        ),
     }
 }
 
@@ -685,7 +741,7 @@ fn answer(result: std::result::Result<DynamicObject, kube::Error>) -> Result<Ans
 
 fn outcome_style(outcome: Forecast) -> Style {
     match outcome {
-        Forecast::Keeps | Forecast::New => Style::new().green(),
+        Forecast::Keeps | Forecast::New | Forecast::Pinned => Style::new().green(),
         Forecast::Refused | Forecast::Unknown => Style::new().yellow().bold(),
         Forecast::Drops => Style::new().red().bold(),
     }
@@ -733,9 +789,20 @@ pub fn render_text(report: &PreflightReport, printer: &Printer) -> String {
         for warning in &p.warnings {
             out.push_str(&format!("  {} {warning}\n", printer.paint(Style::new().yellow(), "warning:")));
         }
-        if !p.steps.is_empty() {
-            out.push_str("  to keep the count, in order:\n");
-            for (n, step) in p.steps.iter().enumerate() {
+        let paths = [
+            (&p.pin_steps, "to keep the count, the short path (this cluster serves guard on --pin), in order:"),
+            (
+                &p.steps,
+                if p.pin_steps.is_empty() {
+                    "to keep the count, in order:"
+                } else {
+                    "or, handing replicas over first:"
+                },
+            ),
+        ];
+        for (steps, heading) in paths.into_iter().filter(|(steps, _)| !steps.is_empty()) {
+            out.push_str(&format!("  {heading}\n"));
+            for (n, step) in steps.iter().enumerate() {
                 let text = match step {
                     Step::Run(command) => printer.paint(Style::new().bold(), command),
                     Step::Deploy(what) => format!("then: {what}"),
@@ -747,8 +814,14 @@ pub fn render_text(report: &PreflightReport, printer: &Printer) -> String {
     let s = &report.summary;
     let left_out = if s.left_out > 0 { format!("; {} object(s) left out by -l", s.left_out) } else { String::new() };
     out.push_str(&format!(
-        "\n{} workload(s): {} drop, {} keep, {} refused, {} new, {} unknown{left_out}\n",
-        s.total, s.drops, s.keeps, s.refused, s.new, s.unknown
+        "\n{} workload(s): {} drop, {} keep, {} refused, {}{} new, {} unknown{left_out}\n",
+        s.total,
+        s.drops,
+        s.keeps,
+        s.refused,
+        if s.pinned > 0 { format!("{} pinned, ", s.pinned) } else { String::new() },
+        s.new,
+        s.unknown
     ));
     out
 }

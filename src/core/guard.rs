@@ -318,6 +318,19 @@ pub fn binding(kind: AppsKind, mode: Mode) -> Value {
     })
 }
 
+/// Whether a write's answer (`after`, a dry run's included) carries a pin stamp that `before`
+/// (the live object) did not: pin mode rewrote that write to keep the count.
+pub fn pinned_by_the_write(before: &Value, after: &Value) -> bool {
+    let stamp = |object: &Value| {
+        let annotations = &object["metadata"]["annotations"];
+        (annotations.get(PINNED_REPLICAS_ANNOTATION).cloned(), annotations.get(PINNED_AT_ANNOTATION).cloned())
+    };
+    let (replicas, _) = stamp(after);
+    replicas.is_some_and(|r| {
+        r.as_str().and_then(|r| r.parse::<i64>().ok()) == after.pointer("/spec/replicas").and_then(Value::as_i64)
+    }) && stamp(after) != stamp(before)
+}
+
 /// The evidence pin mode leaves on a workload it kept: the count kept, and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -556,6 +569,25 @@ mod tests {
         assert_eq!(untimed.unwrap().at, None);
         assert_eq!(Pinned::read(Some(&map(&[(PINNED_REPLICAS_ANNOTATION, "five")]))), None);
         assert_eq!(Pinned::read(None), None);
+    }
+
+    #[test]
+    fn a_write_is_pinned_when_its_answer_carries_a_new_stamp_matching_its_count() {
+        let object = |replicas: i64, stamp: Option<(&str, &str)>| {
+            let mut o = json!({"metadata": {"annotations": {}}, "spec": {"replicas": replicas}});
+            if let Some((kept, at)) = stamp {
+                o["metadata"]["annotations"][PINNED_REPLICAS_ANNOTATION] = json!(kept);
+                o["metadata"]["annotations"][PINNED_AT_ANNOTATION] = json!(at);
+            }
+            o
+        };
+        let live = object(5, None);
+        assert!(pinned_by_the_write(&live, &object(5, Some(("5", "2026-12-03T15:48:54Z")))));
+        assert!(!pinned_by_the_write(&live, &object(1, None)));
+        let stamped = object(5, Some(("5", "2026-12-03T15:48:54Z")));
+        assert!(!pinned_by_the_write(&stamped, &stamped.clone()), "an old stamp, carried over");
+        assert!(pinned_by_the_write(&stamped, &object(5, Some(("5", "2026-12-03T16:00:00Z")))));
+        assert!(!pinned_by_the_write(&live, &object(1, Some(("5", "2026-12-03T16:00:00Z")))));
     }
 
     #[test]

@@ -318,6 +318,54 @@ async fn pin_leaves_keda_paused_replicas_and_its_idle_scale_to_zero_alone() {
     guard_off_leaves_nothing(&ns, "deploy/web", &policies).await;
 }
 
+/// preflight on a cluster that serves MutatingAdmissionPolicy: a server-side deploy of the
+/// chart-toggle change (replicas out, the HPA in) drops, and besides the strip path it offers the
+/// short path, which, followed literally, keeps 5 in every stored version and verify passes;
+/// with the pin on, preflight says `pinned`.
+#[tokio::test]
+async fn preflight_offers_the_short_path_and_following_it_literally_keeps_the_count() {
+    use crate::preflight::{Manifests, autoscaled, follow, prediction, preflight, run_step};
+    let _one = ONE_AT_A_TIME.lock().await;
+    let ns = TestNamespace::new("pin-preflight").await;
+    let with = manifest_file(&ns, "with", &deployment_manifest("web", Some(5)));
+    let ssa = ["apply", "--server-side", "-f"];
+    assert_success(&ns.kubectl(&[&ssa[..], &[with.to_str().unwrap()]].concat(), None), "kubectl apply --server-side");
+    settled(&ns, "web").await;
+    let policies = policies_listing(&ns);
+    let next = Manifests::new(&autoscaled("web"));
+    let (report, code) = preflight(&ns, &next, &[]);
+    let web = prediction(&report, "web");
+    assert_eq!((code, web["outcome"].as_str(), web["predicted"].as_i64()), (1, Some("drops"), Some(1)), "{report:#}");
+    assert!(!web["steps"].as_array().unwrap().is_empty(), "the strip path stays: {report:#}");
+    let short: Vec<Value> = web["pinSteps"].as_array().expect("the short path").clone();
+    assert_eq!(
+        short[0]["run"],
+        format!("kubectl hpa-migrate guard on -n {} deployment/web --pin --floor 2", ns.name),
+        "{report:#}"
+    );
+    assert_eq!(short[3]["run"], format!("kubectl hpa-migrate guard off -n {} deployment/web", ns.name));
+    let text = stdout(&ns.plugin(&admin_kubeconfig(), &["preflight", "-f", next.arg()]));
+    assert!(text.contains("the short path (this cluster serves guard on --pin), in order:"), "{text}");
+    assert!(text.contains("or, handing replicas over first:"), "{text}");
+
+    let since = ns.resource_version("web").await;
+    run_step(short[0]["run"].as_str().unwrap());
+    let (pinned, code) = preflight(&ns, &next, &[]);
+    let web = prediction(&pinned, "web");
+    assert_eq!((code, web["outcome"].as_str(), web["predicted"].as_i64()), (0, Some("pinned"), Some(5)), "{pinned:#}");
+    assert!(web["cause"].as_str().unwrap().contains("guard on --pin keeps the live count (5)"), "{pinned:#}");
+    assert_eq!(pinned["summary"]["pinned"], 1);
+    let rest = json!({"steps": short[1..]});
+    let verified = follow(&rest, async || {
+        assert_success(&ns.kubectl(&[&ssa[..], &[next.arg()]].concat(), None), "the deploy, server-side");
+    })
+    .await;
+    assert_eq!(verified, 0);
+    ns.assert_kept_since("web", &since, 5).await;
+    assert_eq!(policies_listing(&ns), policies);
+    assert_eq!(guard_metadata(&ns.deployment_value("web").await), Vec::<String>::new());
+}
+
 /// A cluster that does not serve MutatingAdmissionPolicy (a kube-apiserver of the test's own
 /// with both resources turned off): `guard on --pin` stops with one line naming deny, exit 4, and
 /// sends no write; deny, `status` and `off` still work there.

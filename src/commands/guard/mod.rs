@@ -24,7 +24,7 @@ use kube::Client;
 pub use self::off::{Lifted, lift};
 pub use self::on::protect;
 pub use self::plan::Guarded;
-pub use self::policy::ensure_served;
+pub use self::policy::{ensure_served, pin_served};
 pub use self::status::{EnforcedGuard, GuardedWorkload, PolicyState, StatusReport, status_report};
 use crate::cli::OutputFormat;
 use crate::commands::{Target, parse_targets};

@@ -57,6 +57,11 @@ pub(super) async fn serves(client: &Client, mode: Mode) -> Result<bool> {
     }
 }
 
+/// Whether the cluster serves MutatingAdmissionPolicy, so that `guard on --pin` can run.
+pub async fn pin_served(client: &Client) -> Result<bool> {
+    serves(client, Mode::Pin).await
+}
+
 /// The modes whose policies a `guard off` or `guard status` reads: deny and warn, and pin where
 /// the cluster serves MutatingAdmissionPolicy.
 pub(super) async fn modes_served(client: &Client) -> Result<Vec<Mode>> {
