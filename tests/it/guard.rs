@@ -81,7 +81,7 @@ pub(crate) fn marked(object: &Value) -> bool {
     object["metadata"]["labels"].get(GUARD_LABEL).is_some()
 }
 
-fn statefulset(name: &str, replicas: Option<i64>) -> Value {
+pub(crate) fn statefulset(name: &str, replicas: Option<i64>) -> Value {
     let mut object = json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name},
         "spec": {

@@ -318,6 +318,30 @@ async fn pin_leaves_keda_paused_replicas_and_its_idle_scale_to_zero_alone() {
     guard_off_leaves_nothing(&ns, "deploy/web", &policies).await;
 }
 
+/// A StatefulSet: a forced apply without replicas keeps its count (its own policy), `guard status`
+/// lists the pin, and `guard off` leaves nothing.
+#[tokio::test]
+async fn pin_keeps_the_count_of_a_statefulset() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let ns = TestNamespace::new("pin-sts").await;
+    ns.apply("kustomize-controller", &crate::guard::statefulset("db", Some(3))).await;
+    judged_hpa(&ns, &hpa_manifest("db", "StatefulSet", "db", 2, 6)).await;
+    let on = guard_ok(&ns, &["on", "sts/db", "--pin"]);
+    assert!(on.contains(CONFIRMED), "{on}");
+
+    let applied = try_apply(&ns, "kustomize-controller", &crate::guard::statefulset("db", None)).await.expect("pinned");
+    assert_eq!(spec_replicas(&applied), Some(3));
+    assert_eq!(evidence(&applied).0, Some("3"));
+    let status = guard_ok(&ns, &["status"]);
+    assert!(status.contains("hpa-migrate-guard-v1-statefulsets-pin: installed and bound"), "{status}");
+    assert!(status.contains(&format!("{}/statefulset/db: a deploy", ns.name)), "{status}");
+    guard_ok(&ns, &["off", "sts/db"]);
+    let live = ns.kubectl(&["get", "sts/db", "-o", "json"], None);
+    let live: Value = serde_json::from_slice(&live.stdout).unwrap();
+    assert_eq!(guard_metadata(&live), Vec::<String>::new());
+    assert_eq!(policies_listing(&ns), Vec::<String>::new());
+}
+
 /// preflight on a cluster that serves MutatingAdmissionPolicy: a server-side deploy of the
 /// chart-toggle change (replicas out, the HPA in) drops, and besides the strip path it offers the
 /// short path, which, followed literally, keeps 5 in every stored version and verify passes;

@@ -16,7 +16,9 @@ use crate::error::Result;
 
 /// Guards the assessed workloads: checks every one first (nothing is written unless all can be
 /// guarded), adds them to the policy of their kind and mode, marks them, and waits until the API
-/// server refuses a drop of each. If one does not become active, what was written is rolled back.
+/// server answers a drop of each as the mode says (refused, warned about, or, for pin, a write
+/// without replicas back with the live count). If one does not become active, what was written
+/// is rolled back.
 pub async fn protect(
     client: &Client,
     assessments: &[Assessment],

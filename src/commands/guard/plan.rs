@@ -23,7 +23,7 @@ pub struct Guarded {
     /// The mark before (restored if the guard does not become active).
     #[serde(skip)]
     pub(super) previous: Option<Mark>,
-    /// How long after the policy was written the API server first refused (or warned about) a drop.
+    /// How long after the policy was written the API server first refused (warned about, pinned) a drop.
     pub active_after: Duration,
 }
 

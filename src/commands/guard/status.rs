@@ -104,7 +104,8 @@ fn assemble(kinds: Vec<KindState>, namespace: Option<&str>) -> StatusReport {
         workloads.extend(marked);
         for (state, entries) in states {
             if state.installed && !state.bound {
-                problems.push(format!("{} has no binding, so it refuses nothing; run guard on again", state.name));
+                let does = if state.mode == Mode::Pin { "pins" } else { "refuses" };
+                problems.push(format!("{} has no binding, so it {does} nothing; run guard on again", state.name));
             }
             let in_scope = entries.iter().filter(|e| namespace.is_none_or(|ns| ns == e.namespace));
             for entry in in_scope {
