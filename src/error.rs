@@ -53,7 +53,7 @@ pub const EXIT_CODES: &[(ExitStatus, &str, &str)] = &[
     (
         ExitStatus::NotFound,
         "not found",
-        "not found: a workload, resource type or backup file; `guard` on a cluster without ValidatingAdmissionPolicy",
+        "not found: a workload, resource type or backup file; `guard` on a cluster without ValidatingAdmissionPolicy (`guard on --pin`: without MutatingAdmissionPolicy)",
     ),
     (ExitStatus::Forbidden, "forbidden", "forbidden (RBAC); `strip` and `guard on` check before changing anything"),
     (
@@ -225,7 +225,8 @@ pub enum Error {
     #[error("{0}")]
     GuardRefused(String),
 
-    /// `guard`: the cluster does not serve ValidatingAdmissionPolicy (Kubernetes older than 1.30).
+    /// `guard`: the cluster does not serve ValidatingAdmissionPolicy (Kubernetes older than 1.30),
+    /// or, for `guard on --pin`, MutatingAdmissionPolicy (older than 1.36).
     #[error("{0}")]
     AdmissionPolicyUnavailable(String),
 

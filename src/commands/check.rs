@@ -237,7 +237,8 @@ impl<'p> TextReport<'p> {
             ],
             guard: a.guard.as_ref().map(|g| g.summary()),
         });
-        if a.verdict == Verdict::Safe && a.warnings.is_empty() {
+        let pinned = a.guard.as_ref().and_then(|g| g.pinned.as_ref());
+        if a.verdict == Verdict::Safe && a.warnings.is_empty() && pinned.is_none() {
             return;
         }
         let out = &mut self.sections;
@@ -250,6 +251,9 @@ impl<'p> TextReport<'p> {
         }
         for warning in &a.warnings {
             let _ = writeln!(out, "  {} {warning}", printer.paint(Style::new().yellow(), "warning:"));
+        }
+        if let Some(pinned) = pinned {
+            let _ = writeln!(out, "  pinned: {}", pinned.describe());
         }
         let _ = writeln!(out, "  next: {}", printer.paint(Style::new().bold(), &a.next));
     }

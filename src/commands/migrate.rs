@@ -15,6 +15,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::cli::MigrateArgs;
 use crate::commands::{Target, check, guard, parse_targets, strip, verify};
+use crate::core::guard::Mode;
 use crate::core::tools::pause::Pause;
 use crate::core::tools::{self, Mechanism};
 use crate::core::verdict::{Assessment, Verdict};
@@ -79,11 +80,16 @@ pub async fn run(
         Ok(migrating) => migrating,
         Err(status) => return Ok(status),
     };
-    let guarded = flow.offer_guard(&migrating).await?;
-    let pause = flow.ask_pause_flux(&migrating)?;
-    let backups = match flow.strip(&scope, &migrating, pause).await? {
-        Ok(backups) => backups,
-        Err(status) => return Ok(status),
+    let pinned = flow.offer_pin(&migrating).await?;
+    let guarded = pinned || flow.offer_guard(&migrating).await?;
+    let pause = !pinned && flow.ask_pause_flux(&migrating)?;
+    let backups = if pinned {
+        Vec::new()
+    } else {
+        match flow.strip(&scope, &migrating, pause).await? {
+            Ok(backups) => backups,
+            Err(status) => return Ok(status),
+        }
     };
     flow.heading("5. Change your source");
     let now = flow.change_source(&scope, &migrating, pause).await?;
@@ -181,22 +187,50 @@ impl Flow<'_> {
         if migrating.is_empty() { Err(ExitStatus::ActionNeeded) } else { Ok(migrating) }
     }
 
+    /// The short path, where the cluster serves MutatingAdmissionPolicy and every workload's deploy
+    /// tool applies server-side (a pinned server-side apply hands replicas over in the same write;
+    /// three-way mergers keep owning them, so they still need the strip): until the end of the
+    /// flow the API server keeps the live count of a deploy that would drop it, so there is
+    /// nothing to pause or strip. Returns whether the workloads were pinned.
+    async fn offer_pin(&self, migrating: &[Assessment]) -> Result<bool> {
+        if !migrating.iter().all(pin_hands_over) || !guard::pin_served(self.client).await? {
+            return Ok(false);
+        }
+        if !self.confirm("Pin these workloads for the migration window instead of stripping (the API server keeps the live count of a deploy without replicas; no Flux pause, no strip)?")? {
+            return Ok(false);
+        }
+        self.protect(migrating, Mode::Pin, "Pinned", "the pin", "not pinned").await
+    }
+
     /// The guard for the migration window: until the end of the flow the API server refuses any
     /// deploy that would drop these workloads below their autoscaler's minimum.
     async fn offer_guard(&self, migrating: &[Assessment]) -> Result<bool> {
         if !self.confirm("Guard these workloads for the migration window (the API server refuses any deploy that would drop them below their autoscaler's minimum)?")? {
             return Ok(false);
         }
-        match guard::protect(self.client, migrating, None, crate::core::guard::Mode::Deny).await {
-            Ok(done) => {
+        self.protect(migrating, Mode::Deny, "Guarded", "the guard", "not guarded").await
+    }
+
+    /// Guards the workloads in `mode` and says so; a failure is only a warning (the flow goes on
+    /// unguarded). Returns whether they were guarded.
+    async fn protect(
+        &self,
+        migrating: &[Assessment],
+        mode: Mode,
+        done: &str,
+        what: &str,
+        failed: &str,
+    ) -> Result<bool> {
+        match guard::protect(self.client, migrating, None, mode).await {
+            Ok(guarded) => {
                 self.printer.note(&format!(
-                    "Guarded {} workload(s); the guard is lifted at the end once the hand-over is done.",
-                    done.len()
+                    "{done} {} workload(s); {what} is lifted at the end once the hand-over is done.",
+                    guarded.len()
                 ));
                 Ok(true)
             }
             Err(error) => {
-                self.printer.warn(&format!("not guarded: {error}"));
+                self.printer.warn(&format!("{failed}: {error}"));
                 Ok(false)
             }
         }
@@ -491,6 +525,13 @@ async fn apply_seen(client: &Client, a: &Assessment, baseline: Option<DeployStam
     }
 }
 
+/// Whether `guard on --pin` alone hands this workload's replicas over at its next deploy: nothing
+/// owns them but server-side appliers (measured: a pinned server-side apply leaves no owner).
+fn pin_hands_over(a: &Assessment) -> bool {
+    let applies = |manager: &str| a.replica_owners.iter().any(|o| o.manager == manager && o.is_apply());
+    a.hazards.iter().all(|h| h.source == crate::core::deploy::HazardSource::ManagedFields && applies(&h.owner))
+}
+
 /// The non-interactive equivalent of the guided flow.
 fn equivalent_commands(scope: &NamespaceScope, selector: Option<&str>, targets: &[String]) -> String {
     let selected = selector.map(|s| format!(" -l '{s}'")).unwrap_or_default();
@@ -520,6 +561,23 @@ fn equivalent_commands(scope: &NamespaceScope, selector: Option<&str>, targets: 
 mod tests {
     use super::*;
     use crate::core::fixtures::load;
+
+    #[test]
+    fn pin_alone_hands_over_only_what_server_side_appliers_own() {
+        let analyzed = |fixture: &str| {
+            let workload = crate::core::workload::Workload::from_object(
+                crate::core::workload::WorkloadKind::deployment(),
+                load(fixture),
+            )
+            .unwrap();
+            let hpas = [crate::core::fixtures::hpa("hpa-min3-rescaled", workload.namespace(), workload.name())];
+            crate::core::analyze(&workload, &crate::core::Cluster { hpas: &hpas, ..Default::default() })
+        };
+        assert!(pin_hands_over(&analyzed("flux-ssa-owns-replicas")));
+        assert!(pin_hands_over(&analyzed("pin-after-forced-apply")), "nothing owns them");
+        assert!(!pin_hands_over(&analyzed("kubectl-csa-owns-replicas")));
+        assert!(!pin_hands_over(&analyzed("pin-after-client-side-apply")));
+    }
 
     #[test]
     fn the_equivalent_commands_keep_the_selector() {

@@ -184,6 +184,10 @@ pub fn hazards(owners: &[ReplicaOwner], info: &DeployInfo) -> Vec<Hazard> {
         .filter(|o| !covered.contains(o))
         .filter_map(|o| {
             let detail = format!("managedFields entry {} owns .spec.replicas", o.label());
+            let detail = match dormant(o, info) {
+                Some(why) => format!("{detail}; {why}"),
+                None => detail,
+            };
             let (mechanism, detail) =
                 if flux_applies && o.mechanism != Mechanism::FluxKustomize && flux::takes_over(o) {
                     let taken = format!(
@@ -233,6 +237,35 @@ pub fn hazards(owners: &[ReplicaOwner], info: &DeployInfo) -> Vec<Hazard> {
         });
     }
     found
+}
+
+/// Why an Update owner of replicas leaves them alone at its own tool's next deploy yet is still
+/// a hazard: its tool's record no longer sets replicas (as after a deploy without them that
+/// `guard on --pin` kept: the write changed no value, so the entry kept the field), but a switch
+/// to server-side apply turns the entry into an applier's, which then drops them. `None` when the
+/// record still sets them (the hazard is then the record's too) or is unknown.
+fn dormant(owner: &ReplicaOwner, info: &DeployInfo) -> Option<&'static str> {
+    if owner.is_apply() {
+        return None;
+    }
+    match owner.mechanism {
+        Mechanism::KubectlClientSide if info.last_applied_replicas.is_none() => Some(
+            "the last-applied annotation no longer sets replicas, so the next client-side apply leaves them alone, \
+             but a switch to --server-side (or Flux taking the entry over) makes the entry an applier's that drops them",
+        ),
+        Mechanism::Helm
+            if info
+                .helm
+                .as_ref()
+                .is_some_and(|h| h.revision.is_some() && h.problem.is_none() && h.manifest_replicas.is_none()) =>
+        {
+            Some(
+                "the deployed release manifest no longer sets replicas, so the next client-side upgrade leaves them \
+                 alone, but an upgrade that applies server-side makes the entry an applier's that drops them",
+            )
+        }
+        _ => None,
+    }
 }
 
 /// Appliers whose ownership of replicas is shared with the autoscaler or a handover manager.
@@ -288,6 +321,38 @@ mod tests {
         assert_eq!(hazard.method, StripMethod::ManagedFields);
         assert!(hazard.detail.contains("merges that entry into its own"), "{}", hazard.detail);
         assert!(assessment.next.ends_with("--pause-flux"), "{}", assessment.next);
+    }
+
+    /// Captured after `kubectl apply` without replicas under `guard on --pin` (guard_pin.rs): the
+    /// count was kept, last-applied lost replicas, the client-side entry still owns them.
+    #[test]
+    fn after_a_pinned_client_side_apply_the_entry_still_owning_replicas_is_a_hazard_on_a_switch_only() {
+        let workload = deployment("pin-after-client-side-apply");
+        let assessment = assess(&workload);
+        assert_eq!(assessment.deploy.last_applied_replicas, None);
+        assert_eq!(assessment.verdict, Verdict::StripNeeded, "{}", assessment.reason);
+        let [hazard] = assessment.hazards.as_slice() else { panic!("{:?}", assessment.hazards) };
+        assert_eq!(
+            (hazard.owner.as_str(), hazard.mechanism),
+            ("kubectl-client-side-apply", Mechanism::KubectlClientSide)
+        );
+        assert!(hazard.detail.contains("the next client-side apply leaves them alone, but a switch to --server-side"));
+        let mark = assessment.guard.as_ref().unwrap();
+        assert_eq!(mark.pinned.as_ref().map(|p| p.replicas), Some(5));
+    }
+
+    /// Captured after a pinned forced apply, a pinned switch to `kubectl apply --server-side`, a
+    /// pinned real Flux reconcile and a pinned Helm 4 upgrade: nobody owns replicas any more.
+    #[test]
+    fn after_a_pinned_server_side_apply_nobody_owns_replicas_and_it_is_safe() {
+        for name in
+            ["pin-after-forced-apply", "pin-after-switch-to-server-side", "pin-after-flux", "pin-after-helm4-toggle"]
+        {
+            let assessment = assess(&deployment(name));
+            assert_eq!(assessment.replica_owners, [], "{name}");
+            assert_eq!(assessment.verdict, Verdict::Safe, "{name}: {}", assessment.reason);
+            assert_eq!(assessment.replicas.spec, Some(5), "{name}");
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The guard: a ValidatingAdmissionPolicy evaluated by kube-apiserver itself that refuses any
-//! write bringing a guarded workload's `spec.replicas` below its floor.
+//! write bringing a guarded workload's `spec.replicas` below its floor; or, in pin mode, a
+//! MutatingAdmissionPolicy (GA in 1.36) that lets such a write of the object through with the
+//! live count kept (see [`pin_policy`]).
 //!
 //! Validating admission sees the object after defaulting, so a deploy that removed `replicas`
 //! arrives as `replicas: 1`. Writes through `/scale` (`kubectl scale`, the HPA) are the
@@ -27,7 +29,7 @@ use serde_json::{Value, json};
 
 use super::workload::{AppsKind, Workload};
 
-/// The label that marks a guarded workload; its value is the mode (`deny` or `warn`).
+/// The label that marks a guarded workload; its value is the mode (`deny`, `warn` or `pin`).
 pub const GUARD_LABEL: &str = "hpa-migrate.io/guard";
 /// The annotation holding the floor: writes that bring replicas below it are refused.
 pub const FLOOR_ANNOTATION: &str = "hpa-migrate.io/guard-floor";
@@ -49,31 +51,57 @@ pub const MANAGED_BY: &str = "kubectl-hpa-migrate";
 pub const KIND_LABEL: &str = "hpa-migrate.io/guard-kind";
 /// The annotation on a policy listing what it guards (JSON), from which its CEL is generated.
 pub const ENTRIES_ANNOTATION: &str = "hpa-migrate.io/guarded";
+/// Stamped by pin mode on a workload whose write it rewrote: the count it kept.
+pub const PINNED_REPLICAS_ANNOTATION: &str = "hpa-migrate.io/pinned-replicas";
+/// Stamped by pin mode beside [`PINNED_REPLICAS_ANNOTATION`]: when (RFC 3339).
+pub const PINNED_AT_ANNOTATION: &str = "hpa-migrate.io/pinned-at";
 
-/// What a binding does when the rule fails.
+/// What the guard does with a write that would bring replicas below the floor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
-    /// The write is refused.
+    /// The write is refused (a ValidatingAdmissionPolicy).
     Deny,
     /// The write goes through and the client is sent a warning (a rehearsal).
     Warn,
+    /// The write goes through with the live count kept (a MutatingAdmissionPolicy, see
+    /// [`pin_policy`]).
+    Pin,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 2] = [Mode::Deny, Mode::Warn];
+    pub const ALL: [Mode; 3] = [Mode::Deny, Mode::Warn, Mode::Pin];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Deny => "deny",
             Mode::Warn => "warn",
+            Mode::Pin => "pin",
         }
     }
 
-    fn action(self) -> &'static str {
+    /// The plural of the admission policy resource this mode's policy is (its binding's is the
+    /// same followed by `bindings`).
+    pub fn policy_resource(self) -> &'static str {
         match self {
-            Mode::Deny => "Deny",
-            Mode::Warn => "Warn",
+            Mode::Deny | Mode::Warn => "validatingadmissionpolicies",
+            Mode::Pin => "mutatingadmissionpolicies",
+        }
+    }
+
+    /// The plural of its binding's resource.
+    pub fn binding_resource(self) -> &'static str {
+        match self {
+            Mode::Deny | Mode::Warn => "validatingadmissionpolicybindings",
+            Mode::Pin => "mutatingadmissionpolicybindings",
+        }
+    }
+
+    /// The policy's kind (its binding's is the same followed by `Binding`).
+    pub fn policy_kind(self) -> &'static str {
+        match self {
+            Mode::Deny | Mode::Warn => "ValidatingAdmissionPolicy",
+            Mode::Pin => "MutatingAdmissionPolicy",
         }
     }
 
@@ -194,10 +222,12 @@ pub fn policy_selector(kind: Option<AppsKind>) -> String {
     }
 }
 
-/// The ValidatingAdmissionPolicy of one kind and mode, guarding `entries` (not empty: a policy
-/// that guards nothing is deleted instead). It only matches the namespaces of its entries.
+/// The admission policy of one kind and mode, guarding `entries` (not empty: a policy that
+/// guards nothing is deleted instead). It only matches the namespaces of its entries.
 pub fn policy(kind: AppsKind, mode: Mode, entries: &[Entry]) -> Value {
-    let namespaces: BTreeSet<&str> = entries.iter().map(|e| e.namespace.as_str()).collect();
+    if mode == Mode::Pin {
+        return pin_policy(kind, entries);
+    }
     json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
@@ -208,31 +238,125 @@ pub fn policy(kind: AppsKind, mode: Mode, entries: &[Entry]) -> Value {
         },
         "spec": {
             "failurePolicy": "Fail",
-            "matchConstraints": {
-                "namespaceSelector": {
-                    "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": namespaces}]
-                },
-                "resourceRules": [{
-                    "apiGroups": ["apps"],
-                    "apiVersions": ["*"],
-                    "resources": [kind.plural(), format!("{}/scale", kind.plural())],
-                    "operations": ["CREATE", "UPDATE"]
-                }]
-            },
+            "matchConstraints": match_constraints(entries, &[kind.plural().to_string(), format!("{}/scale", kind.plural())], &["CREATE", "UPDATE"]),
             "variables": variables(kind, entries),
             "validations": [{"expression": RULE, "messageExpression": MESSAGE, "reason": "Forbidden"}]
         }
     })
 }
 
-/// The binding of one kind and mode: Deny refuses, Warn lets the write through with a warning.
-pub fn binding(kind: AppsKind, mode: Mode) -> Value {
+/// The policy's `matchConstraints`: `resources` of the apps group, in the entries' namespaces.
+fn match_constraints(entries: &[Entry], resources: &[String], operations: &[&str]) -> Value {
+    let namespaces: BTreeSet<&str> = entries.iter().map(|e| e.namespace.as_str()).collect();
+    json!({
+        "namespaceSelector": {
+            "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": namespaces}]
+        },
+        "resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["*"], "resources": resources, "operations": operations}]
+    })
+}
+
+/// The MutatingAdmissionPolicy of pin mode: an UPDATE of a listed workload whose `spec.replicas`
+/// falls below its floor and below what it was (a deploy without replicas arrives defaulted to
+/// one replica) is rewritten to keep `oldObject.spec.replicas`, and stamped with
+/// [`PINNED_REPLICAS_ANNOTATION`] and [`PINNED_AT_ANNOTATION`]. Everything else passes untouched.
+///
+/// Not matched, on purpose: `/scale` writes (the HPA, KEDA, `kubectl scale`) are the autoscaler's
+/// own decisions, never a deploy dropping the field, and KEDA's idle scale to 0 and
+/// `paused-replicas` must go through; a CREATE has no live count to keep.
+///
+/// CEL has no clock: the time stamped is the latest `managedFields` time of the incoming object,
+/// which the API server sets to now for the writer's entry before admission whenever its write
+/// changes the object (and lowering replicas does).
+pub fn pin_policy(kind: AppsKind, entries: &[Entry]) -> Value {
+    let floors = cel_map(entries.iter().map(|e| (e.key(), e.floor.to_string())));
+    let key = "(request.namespace + '/' + request.name)";
+    let replicas = |object: &str| format!("(has({object}.spec.replicas) ? int({object}.spec.replicas) : 0)");
+    let lowered = format!(
+        "{key} in {floors} && {new} < {floors}[{key}] && {new} < {old}",
+        new = replicas("object"),
+        old = replicas("oldObject")
+    );
+    let times = "object.metadata.managedFields.filter(f, has(f.time)).map(f, string(f.time))";
+    let stamp = format!(
+        "Object{{spec: Object.spec{{replicas: oldObject.spec.replicas}}, metadata: Object.metadata{{annotations: {{\
+         '{PINNED_REPLICAS_ANNOTATION}': string(oldObject.spec.replicas), \
+         '{PINNED_AT_ANNOTATION}': has(object.metadata.managedFields) && size({times}) > 0 ? {times}.max() : ''}}}}}}"
+    );
     json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": kind.policy_name(mode), "labels": policy_labels(kind, mode)},
-        "spec": {"policyName": kind.policy_name(mode), "validationActions": [mode.action()]}
+        "kind": "MutatingAdmissionPolicy",
+        "metadata": {
+            "name": kind.policy_name(Mode::Pin),
+            "labels": policy_labels(kind, Mode::Pin),
+            "annotations": {ENTRIES_ANNOTATION: serde_json::to_string(entries).expect("entries serialize")}
+        },
+        "spec": {
+            "failurePolicy": "Fail",
+            "reinvocationPolicy": "Never",
+            "matchConstraints": match_constraints(entries, &[kind.plural().to_string()], &["UPDATE"]),
+            "matchConditions": [{"name": "lowers-replicas-below-the-floor", "expression": lowered}],
+            "mutations": [{"patchType": "ApplyConfiguration", "applyConfiguration": {"expression": stamp}}]
+        }
     })
+}
+
+/// The binding of one kind and mode: Deny refuses, Warn lets the write through with a warning,
+/// Pin binds the mutation.
+pub fn binding(kind: AppsKind, mode: Mode) -> Value {
+    let name = kind.policy_name(mode);
+    let spec = match mode {
+        Mode::Deny => json!({"policyName": name, "validationActions": ["Deny"]}),
+        Mode::Warn => json!({"policyName": name, "validationActions": ["Warn"]}),
+        Mode::Pin => json!({"policyName": name}),
+    };
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": format!("{}Binding", mode.policy_kind()),
+        "metadata": {"name": name, "labels": policy_labels(kind, mode)},
+        "spec": spec
+    })
+}
+
+/// Whether a write's answer (`after`, a dry run's included) carries a pin stamp that `before`
+/// (the live object) did not: pin mode rewrote that write to keep the count.
+pub fn pinned_by_the_write(before: &Value, after: &Value) -> bool {
+    let stamp = |object: &Value| {
+        let annotations = &object["metadata"]["annotations"];
+        (annotations.get(PINNED_REPLICAS_ANNOTATION).cloned(), annotations.get(PINNED_AT_ANNOTATION).cloned())
+    };
+    let (replicas, _) = stamp(after);
+    replicas.is_some_and(|r| {
+        r.as_str().and_then(|r| r.parse::<i64>().ok()) == after.pointer("/spec/replicas").and_then(Value::as_i64)
+    }) && stamp(after) != stamp(before)
+}
+
+/// The evidence pin mode leaves on a workload it kept: the count kept, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pinned {
+    pub replicas: i64,
+    /// RFC 3339, to the second; `None` when the write's time could not be read.
+    pub at: Option<String>,
+}
+
+impl Pinned {
+    pub fn read(annotations: Option<&BTreeMap<String, String>>) -> Option<Self> {
+        let annotations = annotations?;
+        let replicas = annotations.get(PINNED_REPLICAS_ANNOTATION)?.parse().ok()?;
+        let at = annotations.get(PINNED_AT_ANNOTATION).filter(|t| !t.is_empty()).cloned();
+        Some(Pinned { replicas, at })
+    }
+
+    pub fn of(workload: &Workload) -> Option<Self> {
+        Self::read(workload.metadata.annotations.as_ref())
+    }
+
+    /// `a deploy without replicas was pinned at 5 at 2026-12-03T15:48:54Z`.
+    pub fn describe(&self) -> String {
+        let at = self.at.as_deref().map(|t| format!(" at {t}")).unwrap_or_default();
+        format!("a deploy without replicas (or below the floor) was pinned at {}{at}", self.replicas)
+    }
 }
 
 /// A workload's guard, as its labels and annotations record it.
@@ -244,6 +368,9 @@ pub struct Mark {
     pub floor: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub autoscaler: Option<String>,
+    /// The evidence pin mode left: the last write it kept the count of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<Pinned>,
 }
 
 impl Mark {
@@ -262,6 +389,7 @@ impl Mark {
                 .filter(|f| !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|f| f.parse().ok()),
             autoscaler: annotation(AUTOSCALER_ANNOTATION).cloned(),
+            pinned: Pinned::read(annotations),
         })
     }
 
@@ -363,6 +491,7 @@ mod tests {
     fn names_are_versioned_per_kind_and_mode() {
         assert_eq!(AppsKind::Deployment.policy_name(Mode::Deny), "hpa-migrate-guard-v1-deployments-deny");
         assert_eq!(AppsKind::StatefulSet.policy_name(Mode::Warn), "hpa-migrate-guard-v1-statefulsets-warn");
+        assert_eq!(AppsKind::StatefulSet.policy_name(Mode::Pin), "hpa-migrate-guard-v1-statefulsets-pin");
         let binding = binding(AppsKind::Deployment, Mode::Warn);
         assert_eq!(binding["metadata"]["name"], binding["spec"]["policyName"]);
         assert_eq!(binding["spec"]["validationActions"], json!(["Warn"]));
@@ -398,6 +527,70 @@ mod tests {
     }
 
     #[test]
+    fn pin_keeps_the_old_count_on_an_update_of_the_object_only_and_stamps_it() {
+        let entries = [entry("shop", "web", 3), entry("tools", "db", 4)];
+        let policy = policy(AppsKind::Deployment, Mode::Pin, &entries);
+        assert_eq!(policy["kind"], "MutatingAdmissionPolicy");
+        assert_eq!(policy["metadata"]["name"], "hpa-migrate-guard-v1-deployments-pin");
+        assert_eq!(entries_of(&policy), entries);
+        let rule = &policy["spec"]["matchConstraints"]["resourceRules"][0];
+        assert_eq!(rule["resources"], json!(["deployments"]), "not /scale: the autoscalers' own writes");
+        assert_eq!(rule["operations"], json!(["UPDATE"]), "a CREATE has no live count to keep");
+        let condition = policy["spec"]["matchConditions"][0]["expression"].as_str().unwrap();
+        let floors = "{'shop/web': 3, 'tools/db': 4}";
+        assert_eq!(
+            condition,
+            format!(
+                "(request.namespace + '/' + request.name) in {floors} && \
+                 (has(object.spec.replicas) ? int(object.spec.replicas) : 0) < {floors}[(request.namespace + '/' + request.name)] && \
+                 (has(object.spec.replicas) ? int(object.spec.replicas) : 0) < (has(oldObject.spec.replicas) ? int(oldObject.spec.replicas) : 0)"
+            )
+        );
+        let mutation = &policy["spec"]["mutations"][0];
+        assert_eq!(mutation["patchType"], "ApplyConfiguration");
+        let expression = mutation["applyConfiguration"]["expression"].as_str().unwrap();
+        assert!(expression.starts_with("Object{spec: Object.spec{replicas: oldObject.spec.replicas}"), "{expression}");
+        assert!(expression.contains("'hpa-migrate.io/pinned-replicas': string(oldObject.spec.replicas)"));
+        let binding = binding(AppsKind::StatefulSet, Mode::Pin);
+        assert_eq!(binding["kind"], "MutatingAdmissionPolicyBinding");
+        assert_eq!(binding["spec"], json!({"policyName": "hpa-migrate-guard-v1-statefulsets-pin"}));
+    }
+
+    #[test]
+    fn the_pin_evidence_reads_back_and_says_what_was_kept_and_when() {
+        let stamped = map(&[(PINNED_REPLICAS_ANNOTATION, "5"), (PINNED_AT_ANNOTATION, "2026-12-03T15:48:54Z")]);
+        let pinned = Pinned::read(Some(&stamped)).unwrap();
+        assert_eq!(pinned, Pinned { replicas: 5, at: Some("2026-12-03T15:48:54Z".into()) });
+        assert_eq!(
+            pinned.describe(),
+            "a deploy without replicas (or below the floor) was pinned at 5 at 2026-12-03T15:48:54Z"
+        );
+        let untimed = Pinned::read(Some(&map(&[(PINNED_REPLICAS_ANNOTATION, "5"), (PINNED_AT_ANNOTATION, "")])));
+        assert_eq!(untimed.unwrap().at, None);
+        assert_eq!(Pinned::read(Some(&map(&[(PINNED_REPLICAS_ANNOTATION, "five")]))), None);
+        assert_eq!(Pinned::read(None), None);
+    }
+
+    #[test]
+    fn a_write_is_pinned_when_its_answer_carries_a_new_stamp_matching_its_count() {
+        let object = |replicas: i64, stamp: Option<(&str, &str)>| {
+            let mut o = json!({"metadata": {"annotations": {}}, "spec": {"replicas": replicas}});
+            if let Some((kept, at)) = stamp {
+                o["metadata"]["annotations"][PINNED_REPLICAS_ANNOTATION] = json!(kept);
+                o["metadata"]["annotations"][PINNED_AT_ANNOTATION] = json!(at);
+            }
+            o
+        };
+        let live = object(5, None);
+        assert!(pinned_by_the_write(&live, &object(5, Some(("5", "2026-12-03T15:48:54Z")))));
+        assert!(!pinned_by_the_write(&live, &object(1, None)));
+        let stamped = object(5, Some(("5", "2026-12-03T15:48:54Z")));
+        assert!(!pinned_by_the_write(&stamped, &stamped.clone()), "an old stamp, carried over");
+        assert!(pinned_by_the_write(&stamped, &object(5, Some(("5", "2026-12-03T16:00:00Z")))));
+        assert!(!pinned_by_the_write(&live, &object(1, Some(("5", "2026-12-03T16:00:00Z")))));
+    }
+
+    #[test]
     fn cel_literals_cannot_be_broken_out_of() {
         assert_eq!(cel_string("a'b\\c"), "'a\\'b\\\\c'");
     }
@@ -409,7 +602,7 @@ mod tests {
         let annotations: BTreeMap<String, String> =
             serde_json::from_value(body["metadata"]["annotations"].clone()).unwrap();
         let mark = Mark::read(Some(&labels), Some(&annotations)).unwrap();
-        assert_eq!(mark, Mark { mode: Mode::Warn, floor: Some(3), autoscaler: Some("hpa/web".into()) });
+        assert_eq!(mark, Mark { mode: Mode::Warn, floor: Some(3), autoscaler: Some("hpa/web".into()), pinned: None });
         assert_eq!(mark.summary(), "warn >= 3");
         assert_eq!(unmark_body(AppsKind::Deployment, "web")["metadata"], json!({"name": "web"}));
     }

@@ -266,8 +266,8 @@ mod tests {
         };
         let (name, namespace) = (metadata.name.unwrap(), metadata.namespace.unwrap());
         let record = ReleaseRecord::decode(driver, &name, &namespace, metadata.resource_version, &payload).unwrap();
-        assert_eq!((record.release.as_str(), record.revision), ("web", 1));
-        assert_eq!(record.object_name, "sh.helm.release.v1.web.v1");
+        assert_eq!(record.release, "web");
+        assert_eq!(record.object_name, format!("sh.helm.release.v1.web.v{}", record.revision));
         record
     }
 
@@ -276,6 +276,26 @@ mod tests {
         let mut object = load(fixture);
         object["metadata"]["namespace"] = namespace.into();
         Workload::from_object(WorkloadKind::deployment(), object).unwrap()
+    }
+
+    /// Captured after a Helm 3 upgrade of the chart's autoscaling toggle under `guard on --pin`
+    /// (guard_pin.rs): the count was kept, the release manifest no longer sets replicas, and
+    /// `helm`'s Update entry still owns them (the write changed no value).
+    #[test]
+    fn after_a_pinned_helm3_upgrade_helm_s_entry_is_a_hazard_only_on_a_switch_to_server_side() {
+        let record = captured_record("pin-after-helm3-toggle-release-secret", Driver::Secret);
+        assert_eq!(record.revision, 2);
+        let workload = deployment("pin-after-helm3-toggle");
+        assert_eq!(record.replicas_for(&workload), None);
+        let records = ReleaseRecords::Read(vec![record]);
+        let hpas = [crate::core::fixtures::hpa("hpa-min3-rescaled", workload.namespace(), workload.name())];
+        let cluster = crate::core::Cluster { hpas: &hpas, helm_records: Some(&records), ..Default::default() };
+        let assessment = crate::core::analyze(&workload, &cluster);
+        assert_eq!(assessment.verdict, crate::core::verdict::Verdict::StripNeeded, "{}", assessment.reason);
+        let [hazard] = assessment.hazards.as_slice() else { panic!("{:?}", assessment.hazards) };
+        assert_eq!(hazard.owner, "helm");
+        assert!(hazard.detail.contains("the deployed release manifest no longer sets replicas"), "{}", hazard.detail);
+        assert_eq!(assessment.replicas.spec, Some(5));
     }
 
     #[test]

@@ -358,6 +358,8 @@ pub enum Forecast {
     /// The API server would refuse the write (a conflict, or an admission policy such as the
     /// guard): the deploy fails and the count stays.
     Refused,
+    /// The write goes through with the live count kept by `guard on --pin`.
+    Pinned,
     /// Not live yet: the deploy creates it.
     New,
     /// Cannot be told; the cause says what is missing.
@@ -370,6 +372,7 @@ impl Forecast {
             Forecast::Keeps => "keeps",
             Forecast::Drops => "drops",
             Forecast::Refused => "refused",
+            Forecast::Pinned => "pinned",
             Forecast::New => "new",
             Forecast::Unknown => "unknown",
         }
@@ -429,6 +432,28 @@ pub fn safe_steps(
     // only at its first sync (15 s by default), and verify judges the end state with it.
     steps.push(Step::Run(format!("kubectl hpa-migrate verify -n {namespace} {target} --since 15m --watch 45s")));
     steps
+}
+
+/// The short path on a cluster that serves MutatingAdmissionPolicy, for a server-side applier
+/// of a manifest without replicas: pin the live count, deploy, verify, lift the pin. A pinned
+/// server-side apply hands replicas over in the same write (measured: afterwards no entry owns
+/// them), so nothing is stripped. `None` when no floor of at least 2 is known (the autoscaler in
+/// charge, else the one arriving with the deploy): a floor of 1 does not catch the default of 1.
+pub fn pin_steps(
+    tool: &Tool,
+    namespace: &str,
+    target: &str,
+    autoscalers: &[AutoscalerView],
+    current: Option<i64>,
+) -> Option<Vec<Step>> {
+    let autoscaler = autoscalers.iter().find(|a| a.in_charge).or_else(|| autoscalers.iter().find(|a| a.arrives()))?;
+    let floor = autoscaler.min_replicas.filter(|min| *min >= 2 && current.is_some_and(|c| c >= *min))?;
+    Some(vec![
+        Step::Run(format!("kubectl hpa-migrate guard on -n {namespace} {target} --pin --floor {floor}")),
+        Step::Deploy(tool.deploy_step().into()),
+        Step::Run(format!("kubectl hpa-migrate verify -n {namespace} {target} --since 15m --watch 45s")),
+        Step::Run(format!("kubectl hpa-migrate guard off -n {namespace} {target}")),
+    ])
 }
 
 #[cfg(test)]
@@ -548,16 +573,21 @@ mod tests {
         assert_eq!((keda[0].name.as_str(), keda[0].min_replicas), ("scaledobject/api", Some(0)));
     }
 
-    #[test]
-    fn steps_hand_over_before_the_deploy_and_pause_flux_around_it() {
-        let arriving = vec![AutoscalerView {
+    /// `hpa/web` of minimum 2, arriving with the deploy.
+    fn arriving_hpa() -> AutoscalerView {
+        AutoscalerView {
             name: "hpa/web".into(),
             min_replicas: Some(2),
             live: false,
             in_manifests: true,
             in_charge: false,
             blocked: None,
-        }];
+        }
+    }
+
+    #[test]
+    fn steps_hand_over_before_the_deploy_and_pause_flux_around_it() {
+        let arriving = vec![arriving_hpa()];
         let steps = safe_steps(&Tool::Flux, "shop", "deployment/web", true, &arriving);
         let texts: Vec<&str> = steps.iter().map(Step::text).collect();
         assert_eq!(texts[0], "kubectl hpa-migrate strip -n shop deployment/web --pause-flux --force --yes");
@@ -567,5 +597,24 @@ mod tests {
         let steps = safe_steps(&Tool::Helm, "shop", "deployment/web", true, &live);
         assert_eq!(steps[0].text(), "kubectl hpa-migrate strip -n shop deployment/web --yes");
         assert_eq!(steps.len(), 3);
+    }
+
+    #[test]
+    fn the_short_path_pins_at_the_autoscaler_s_minimum_deploys_verifies_and_lifts() {
+        let arriving = arriving_hpa();
+        let steps = pin_steps(&Tool::Flux, "shop", "deployment/web", std::slice::from_ref(&arriving), Some(5)).unwrap();
+        let texts: Vec<&str> = steps.iter().map(Step::text).collect();
+        assert_eq!(texts[0], "kubectl hpa-migrate guard on -n shop deployment/web --pin --floor 2");
+        assert!(matches!(steps[1], Step::Deploy(_)));
+        assert_eq!(texts[2], "kubectl hpa-migrate verify -n shop deployment/web --since 15m --watch 45s");
+        assert_eq!(texts[3], "kubectl hpa-migrate guard off -n shop deployment/web");
+        let in_charge = AutoscalerView { live: true, in_charge: true, min_replicas: Some(3), ..arriving.clone() };
+        let steps = pin_steps(&Tool::Flux, "shop", "deployment/web", &[arriving.clone(), in_charge], Some(5)).unwrap();
+        assert!(steps[0].text().ends_with("--floor 3"), "the autoscaler in charge first");
+        // A floor of 1 does not catch a drop to the default of 1; none known, or above the count.
+        let one = AutoscalerView { min_replicas: Some(1), ..arriving.clone() };
+        assert_eq!(pin_steps(&Tool::Flux, "shop", "deployment/web", &[one], Some(5)), None);
+        assert_eq!(pin_steps(&Tool::Flux, "shop", "deployment/web", &[], Some(5)), None);
+        assert_eq!(pin_steps(&Tool::Flux, "shop", "deployment/web", &[arriving], Some(1)), None);
     }
 }

@@ -35,7 +35,7 @@ fn refusal(ns: &TestNamespace, target: &str) -> String {
 }
 
 /// Server-side apply as `manager`, forced like Flux, returning the API server's answer.
-async fn try_apply(ns: &TestNamespace, manager: &str, object: &Value) -> Result<Value, kube::Error> {
+pub(crate) async fn try_apply(ns: &TestNamespace, manager: &str, object: &Value) -> Result<Value, kube::Error> {
     let kind = object["kind"].as_str().unwrap();
     let gvk = kube::api::GroupVersionKind::gvk("apps", "v1", kind);
     let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, &format!("{}s", kind.to_lowercase()));
@@ -46,25 +46,26 @@ async fn try_apply(ns: &TestNamespace, manager: &str, object: &Value) -> Result<
         .map(|o| serde_json::to_value(o).unwrap())
 }
 
-fn guard(ns: &TestNamespace, args: &[&str]) -> std::process::Output {
+pub(crate) fn guard(ns: &TestNamespace, args: &[&str]) -> std::process::Output {
     let mut all = vec!["guard"];
     all.extend_from_slice(args);
     ns.plugin(&admin_kubeconfig(), &all)
 }
 
-fn guard_ok(ns: &TestNamespace, args: &[&str]) -> String {
+pub(crate) fn guard_ok(ns: &TestNamespace, args: &[&str]) -> String {
     let output = guard(ns, args);
     assert_success(&output, &format!("guard {}", args.join(" ")));
     stdout(&output)
 }
 
-/// The guard's policies and bindings in the cluster, by name.
-fn policy_objects() -> Vec<String> {
+/// The guard's policies and bindings (validating and mutating) in the cluster, by name.
+pub(crate) fn policy_objects() -> Vec<String> {
     let output = kubectl(
         &admin_kubeconfig(),
         &[
             "get",
-            "validatingadmissionpolicies,validatingadmissionpolicybindings",
+            "validatingadmissionpolicies,validatingadmissionpolicybindings,\
+             mutatingadmissionpolicies,mutatingadmissionpolicybindings",
             "-l",
             "app.kubernetes.io/managed-by=kubectl-hpa-migrate",
             "-o",
@@ -76,11 +77,11 @@ fn policy_objects() -> Vec<String> {
     stdout(&output).lines().map(str::to_string).collect()
 }
 
-fn marked(object: &Value) -> bool {
+pub(crate) fn marked(object: &Value) -> bool {
     object["metadata"]["labels"].get(GUARD_LABEL).is_some()
 }
 
-fn statefulset(name: &str, replicas: Option<i64>) -> Value {
+pub(crate) fn statefulset(name: &str, replicas: Option<i64>) -> Value {
     let mut object = json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name},
         "spec": {
@@ -96,13 +97,13 @@ fn statefulset(name: &str, replicas: Option<i64>) -> Value {
     object
 }
 
-fn manifest_file(ns: &TestNamespace, name: &str, object: &Value) -> PathBuf {
+pub(crate) fn manifest_file(ns: &TestNamespace, name: &str, object: &Value) -> PathBuf {
     let path = std::env::temp_dir().join(format!("{}-{name}.json", ns.name));
     std::fs::write(&path, object.to_string()).unwrap();
     path
 }
 
-async fn wait_for_replicas(ns: &TestNamespace, name: &str, replicas: i64) {
+pub(crate) async fn wait_for_replicas(ns: &TestNamespace, name: &str, replicas: i64) {
     eventually(Duration::from_secs(60), &format!("{name} at {replicas} replicas"), || async {
         (spec_replicas(&ns.deployment_value(name).await) == Some(replicas)).then_some(())
     })
@@ -111,7 +112,7 @@ async fn wait_for_replicas(ns: &TestNamespace, name: &str, replicas: i64) {
 
 /// `web` at 5 with replicas owned by a forced server-side apply as `kustomize-controller`, and an
 /// HPA of minimum 3 that has judged it; returns it settled.
-async fn web_owned_by_a_forced_apply(ns: &TestNamespace) -> Value {
+pub(crate) async fn web_owned_by_a_forced_apply(ns: &TestNamespace) -> Value {
     ns.apply("kustomize-controller", &deployment_manifest("web", Some(5))).await;
     judged_hpa(ns, &hpa_manifest("web", "Deployment", "web", 3, 10)).await;
     settled(ns, "web").await
@@ -506,25 +507,36 @@ async fn without_the_admission_policy_api_guard_is_one_line_exit_4_and_changes_n
 /// timeout rolls everything back and exits 9 with one line.
 #[tokio::test]
 async fn a_policy_the_api_server_does_not_enforce_is_rolled_back_and_exits_9() {
+    an_unenforced_guard_is_rolled_back(
+        "guard-no-plugin",
+        "ValidatingAdmissionPolicy",
+        &["guard", "on", "deploy/web"],
+        "a dry run setting 2 replicas was let through",
+    )
+    .await;
+}
+
+/// `guard on ARGS` on a kube-apiserver of the test's own with the admission `plugin` off: it
+/// exits 9 with one line saying its dry run (`answer`) was not answered by the guard, and leaves
+/// the workload and the policy objects as they were, though it did write.
+pub(crate) async fn an_unenforced_guard_is_rolled_back(prefix: &str, plugin: &str, args: &[&str], answer: &str) {
     let _one = ONE_AT_A_TIME.lock().await;
-    let ns = TestNamespace::new("guard-no-plugin").await;
+    let ns = TestNamespace::new(prefix).await;
     let before = web_owned_by_a_forced_apply(&ns).await;
     let policies = policy_objects();
-    let server = FaultApiServer::start_with(&["--disable-admission-plugins=ValidatingAdmissionPolicy"]);
+    let server = FaultApiServer::start_with(&[&format!("--disable-admission-plugins={plugin}")]);
 
-    let output = ns.plugin(&server.kubeconfig, &["guard", "on", "deploy/web"]);
+    let output = ns.plugin(&server.kubeconfig, args);
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(9), "{err}");
     assert!(
         err.contains(&format!("the guard did not become active for {}/deployment/web within 20 s", ns.name)),
         "{err}"
     );
-    assert!(
-        err.contains("a dry run setting 2 replicas was let through); what guard on wrote was rolled back"),
-        "{err}"
-    );
+    assert!(err.contains(&format!("({answer}); what guard on wrote was rolled back")), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(server.requests("kubectl-hpa-migrate", "create", "/validatingadmissionpolicies") > 0, "it did write");
+    let created = format!("/{}ies", plugin.to_lowercase().trim_end_matches('y'));
+    assert!(server.requests("kubectl-hpa-migrate", "create", &created) > 0, "it did write");
     assert_eq!(user_state(&ns.deployment_value("web").await), user_state(&before));
     assert_eq!(policy_objects(), policies);
 }
@@ -594,7 +606,7 @@ async fn the_guard_role_guards_and_the_viewer_is_refused() {
         ("patch", "horizontalpodautoscalers.autoscaling"),
         ("patch", "validatingadmissionpolicies.admissionregistration.k8s.io"),
         ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
-        ("create", "mutatingadmissionpolicies.admissionregistration.k8s.io"),
+        ("patch", "mutatingadmissionpolicies.admissionregistration.k8s.io"),
         ("update", "validatingadmissionpolicybindings.admissionregistration.k8s.io"),
     ] {
         assert!(!can_i(&guardian, &ns, verb, resource), "{verb} {resource}");

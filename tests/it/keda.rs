@@ -60,7 +60,7 @@ async fn scaled_object_condition(ns: &TestNamespace, name: &str, type_: &str, st
 }
 
 /// Waits until the HPA exists and the HPA controller has judged it; returns it.
-async fn keda_hpa(ns: &TestNamespace, name: &str) -> Value {
+pub(crate) async fn keda_hpa(ns: &TestNamespace, name: &str) -> Value {
     eventually(Duration::from_secs(60), &format!("the KEDA operator to create HPA {name}"), || async {
         get(ns, "hpa", name)
     })
@@ -76,7 +76,7 @@ async fn hpa_gone(ns: &TestNamespace, name: &str) {
     .await;
 }
 
-async fn deployment_at(ns: &TestNamespace, name: &str, replicas: i64) -> Value {
+pub(crate) async fn deployment_at(ns: &TestNamespace, name: &str, replicas: i64) -> Value {
     eventually(Duration::from_secs(60), &format!("{name} at {replicas} replicas"), || async {
         let deployment = ns.deployment_value(name).await;
         (spec_replicas(&deployment) == Some(replicas)).then_some(deployment)

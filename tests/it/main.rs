@@ -14,6 +14,7 @@ mod flux;
 mod foundation;
 mod gitops;
 mod guard;
+mod guard_pin;
 mod helm;
 mod helm_controller;
 mod keda;

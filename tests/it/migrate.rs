@@ -33,6 +33,9 @@ async fn the_guided_flow_migrates_a_flux_workload() {
     let terminal = Terminal::start(&flow_command(&ns));
     terminal.wait_for("Select workloads to migrate").await;
     terminal.keys(&["Enter"]);
+    // This cluster serves guard on --pin and Flux applies server-side: the short path is offered.
+    terminal.wait_for("Pin these workloads for the migration window instead of stripping").await;
+    terminal.keys(&["n"]);
     terminal.wait_for("Guard these workloads for the migration window").await;
     terminal.keys(&["y"]);
     terminal.wait_for("the guard is lifted at the end").await;
@@ -59,6 +62,47 @@ async fn the_guided_flow_migrates_a_flux_workload() {
     assert_eq!(spec_replicas(&after), Some(5));
     assert!(after["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/reconcile"].is_null(), "Flux resumed");
     assert!(after["metadata"]["labels"].get("hpa-migrate.io/guard").is_none(), "the guard was lifted");
+}
+
+/// The short path: pinned, nothing paused nor stripped, the real kustomize-controller applies the
+/// commit without replicas, the count stays in every stored version, and the pin is lifted.
+#[tokio::test]
+async fn the_guided_flow_pins_a_flux_workload_with_no_pause_and_no_strip() {
+    let _guard = crate::guard::ONE_AT_A_TIME.lock().await;
+    let ns = TestNamespace::new("flow-pin").await;
+    let repo = FluxRepo::new(&ns, "shop", &[with_label(deployment_manifest("web", Some(5)), "1")]).await;
+    judged_hpa(&ns, &hpa_manifest("web", "Deployment", "web", 2, 10)).await;
+    settled(&ns, "web").await;
+    let since = ns.resource_version("web").await;
+
+    let terminal = Terminal::start(&flow_command(&ns));
+    terminal.wait_for("Select workloads to migrate").await;
+    terminal.keys(&["Enter"]);
+    terminal.wait_for("Pin these workloads for the migration window instead of stripping").await;
+    terminal.keys(&["y"]);
+    terminal.wait_for("Deploy now.").await;
+    let screen = terminal.screen();
+    assert!(screen.contains("Pinned 1 workload(s)"), "{screen}");
+    assert!(!screen.contains("Guard these workloads") && !screen.contains("Pause their reconciliation"), "{screen}");
+    assert!(!screen.contains("Apply these changes"), "no strip: {screen}");
+    assert_eq!(ns.deployment_value("web").await["metadata"]["labels"]["hpa-migrate.io/guard"], "pin");
+
+    repo.commit(&[with_label(deployment_manifest("web", None), "2")]).await;
+    terminal.wait_for("EXIT=").await;
+    let screen = terminal.screen();
+    assert!(screen.contains("web: 5 -> 5 replicas (minimum while watching 5), now safe"), "{screen}");
+    assert!(screen.contains("EXIT=0") && screen.contains("Lifted the guard of 1 workload(s)."), "{screen}");
+    ns.assert_kept_since("web", &since, 5).await;
+    let after = ns.deployment_value("web").await;
+    assert!(replica_managers(&after).is_empty(), "{:#}", after["metadata"]["managedFields"]);
+    let left: Vec<&String> = after["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .chain(after["metadata"]["annotations"].as_object())
+        .flat_map(|m| m.keys())
+        .filter(|k| k.starts_with("hpa-migrate.io/"))
+        .collect();
+    assert!(left.is_empty(), "the pin and its evidence were lifted: {left:?}");
 }
 
 #[tokio::test]

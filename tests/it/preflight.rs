@@ -16,13 +16,13 @@ use crate::gitops::FluxRepo;
 use crate::tools::{Helm, chart};
 
 /// The next deploy's manifests as one multi-document file (JSON documents are YAML).
-struct Manifests {
+pub(crate) struct Manifests {
     _dir: tempfile::TempDir,
     path: PathBuf,
 }
 
 impl Manifests {
-    fn new(documents: &[Value]) -> Self {
+    pub(crate) fn new(documents: &[Value]) -> Self {
         let text: Vec<String> = documents.iter().map(Value::to_string).collect();
         Self::text(&text.join("\n---\n"))
     }
@@ -34,7 +34,7 @@ impl Manifests {
         Self { _dir: dir, path }
     }
 
-    fn arg(&self) -> &str {
+    pub(crate) fn arg(&self) -> &str {
         self.path.to_str().unwrap()
     }
 }
@@ -45,11 +45,11 @@ fn preflight_as(ns: &TestNamespace, kubeconfig: &Path, manifests: &Manifests, ex
     plugin_json(ns, kubeconfig, &args)
 }
 
-fn preflight(ns: &TestNamespace, manifests: &Manifests, extra: &[&str]) -> (Value, i32) {
+pub(crate) fn preflight(ns: &TestNamespace, manifests: &Manifests, extra: &[&str]) -> (Value, i32) {
     preflight_as(ns, &admin_kubeconfig(), manifests, extra)
 }
 
-fn prediction<'a>(report: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn prediction<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["workloads"]
         .as_array()
         .unwrap()
@@ -82,7 +82,7 @@ fn matrix_row(scenario: &str, predicted: (i64, &str), actual: i64, after_advice:
 }
 
 /// Runs one of our steps exactly as printed (`kubectl hpa-migrate ARGS...`).
-fn run_step(step: &str) -> i32 {
+pub(crate) fn run_step(step: &str) -> i32 {
     let args: Vec<&str> = step.strip_prefix("kubectl hpa-migrate ").expect("a step of ours").split(' ').collect();
     let mut command = Command::new(plugin_bin());
     command.arg("--kubeconfig").arg(admin_kubeconfig()).args(&args);
@@ -94,7 +94,7 @@ fn run_step(step: &str) -> i32 {
 
 /// Follows the steps of a prediction in order: ours run as printed, `deploy` for the deploy.
 /// Returns the exit code of the last step (verify, which must pass).
-async fn follow(prediction: &Value, deploy: impl AsyncFnOnce()) -> i32 {
+pub(crate) async fn follow(prediction: &Value, deploy: impl AsyncFnOnce()) -> i32 {
     let mut deploy = Some(deploy);
     let mut last = 0;
     for step in prediction["steps"].as_array().expect("steps") {
@@ -121,7 +121,7 @@ fn kubectl_apply(ns: &TestNamespace, extra: &[&str], documents: &[Value]) {
 }
 
 /// The next deploy of a workload whose chart toggles autoscaling: no replicas, an HPA.
-fn autoscaled(name: &str) -> Vec<Value> {
+pub(crate) fn autoscaled(name: &str) -> Vec<Value> {
     vec![deployment_manifest(name, None), hpa(name)]
 }
 

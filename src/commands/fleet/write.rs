@@ -126,8 +126,8 @@ pub(super) async fn guard(fleet: &Fleet<'_>, options: &GuardOptions, keep_going:
             let client = &cluster.connection.client;
             let scope = &cluster.scope;
             let workloads = match options {
-                GuardOptions::On { targets, floor, .. } => {
-                    guard::ensure_served(client).await?;
+                GuardOptions::On { targets, floor, mode } => {
+                    guard::ensure_served(client, *mode).await?;
                     let workloads = guard::assessed(client, scope, selector, targets, floor.is_some()).await?;
                     if workloads.is_empty() {
                         return Err(Error::Usage(format!("no workload matches {}", selector.unwrap_or_default())));

@@ -95,12 +95,15 @@ fn removal(object: &Value) -> Option<json_patch::Patch> {
     Some(json_patch::Patch(operations))
 }
 
-/// The JSON pointers of the mark's label and annotations present on an object.
+/// The JSON pointers of the mark's label and annotations present on an object, and of the
+/// evidence pin mode stamped (nobody owns it: the API server does not record admission's writes).
 fn mark_keys(object: &Value) -> impl Iterator<Item = json_patch::jsonptr::PointerBuf> + '_ {
     [
         ("labels", guard::GUARD_LABEL),
         ("annotations", guard::FLOOR_ANNOTATION),
         ("annotations", guard::AUTOSCALER_ANNOTATION),
+        ("annotations", guard::PINNED_REPLICAS_ANNOTATION),
+        ("annotations", guard::PINNED_AT_ANNOTATION),
     ]
     .into_iter()
     .filter(|(field, key)| object["metadata"][field].get(key).is_some())

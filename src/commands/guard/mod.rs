@@ -1,7 +1,8 @@
 //! `guard`: a safety net inside the API server for the migration window. `guard on` installs
-//! (once per cluster, versioned by name) a ValidatingAdmissionPolicy per guarded kind and its
-//! two bindings, marks each target with its floor, and confirms with a server-side dry run
-//! that a drop below the floor is really refused; `guard off` removes the mark (and the policy
+//! (once per cluster, versioned by name) a ValidatingAdmissionPolicy per guarded kind and mode
+//! (with `--pin`, a MutatingAdmissionPolicy) and its binding, marks each target with its floor,
+//! and confirms with a server-side dry run that a drop below the floor is really refused (or
+//! comes back with the live count); `guard off` removes the mark (and the policy
 //! objects once nothing is guarded); `guard status` lists what is guarded.
 //!
 //! The verb resolves its arguments once into [`GuardOptions`], refusing bad input before any
@@ -23,7 +24,7 @@ use kube::Client;
 pub use self::off::{Lifted, lift};
 pub use self::on::protect;
 pub use self::plan::Guarded;
-pub use self::policy::ensure_served;
+pub use self::policy::{ensure_served, pin_served};
 pub use self::render::{COLUMNS, NOTHING_GUARDED, on_notes, on_rows, render_off, status_notes, status_rows};
 pub use self::status::{EnforcedGuard, GuardedWorkload, PolicyState, StatusReport, status_report};
 use crate::cli::OutputFormat;
@@ -42,7 +43,7 @@ pub struct GuardArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum GuardAction {
-    /// Refuse, inside the API server, any write that drops a workload below its floor
+    /// Refuse (or, with --pin, keep the live count of) any write that drops a workload below its floor, inside the API server
     On(GuardOnArgs),
     /// Remove the guard from workloads (and the policy once nothing is guarded)
     Off(GuardOffArgs),
@@ -62,8 +63,14 @@ pub struct GuardOnArgs {
     pub floor: Option<i64>,
 
     /// Let the writes through and send every client a warning instead (a rehearsal)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pin")]
     pub warn: bool,
+
+    /// Let a write of the workload that would drop it below its floor through with the live
+    /// count kept (MutatingAdmissionPolicy, Kubernetes 1.36+): a deploy without replicas then
+    /// needs no other step. /scale writes (the HPA, KEDA, kubectl scale) are left alone
+    #[arg(long)]
+    pub pin: bool,
 }
 
 #[derive(Debug, Args)]
@@ -113,7 +120,11 @@ impl GuardOptions {
                 if targets.is_empty() && selector.is_none() {
                     return Err(Error::Usage("name the workloads to guard: TARGET... or -l SELECTOR".into()));
                 }
-                let mode = if on.warn { Mode::Warn } else { Mode::Deny };
+                let mode = match (on.warn, on.pin) {
+                    (true, _) => Mode::Warn,
+                    (_, true) => Mode::Pin,
+                    _ => Mode::Deny,
+                };
                 Ok(GuardOptions::On { targets, floor: on.floor, mode })
             }
             GuardAction::Off(off) => {
@@ -159,7 +170,7 @@ pub async fn run(
 ) -> Result<ExitStatus> {
     match options {
         GuardOptions::On { targets, floor, mode } => {
-            ensure_served(client).await?;
+            ensure_served(client, mode).await?;
             let workloads = assessed(client, scope, selector, &targets, floor.is_some()).await?;
             if workloads.is_empty() {
                 return Err(Error::Usage(format!("no workload matches {}", selector.unwrap_or_default())));
@@ -236,6 +247,17 @@ mod tests {
             resolve("hpa-migrate -l app=web guard on").unwrap(),
             GuardOptions::On { targets: vec![], floor: None, mode: Mode::Deny }
         );
+        assert_eq!(
+            resolve("hpa-migrate guard on deploy/web --pin").unwrap(),
+            GuardOptions::On { targets: web(), floor: None, mode: Mode::Pin }
+        );
+    }
+
+    #[test]
+    fn guard_on_pin_and_warn_together_is_a_usage_error() {
+        let line = "hpa-migrate guard on deploy/web --pin --warn";
+        let error = crate::cli::parse_from(line.split_whitespace().map(Into::into)).unwrap_err();
+        assert!(error.to_string().contains("cannot be used with"), "{error}");
     }
 
     #[test]

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::mark::{unmark, workload_api};
 use super::policy::{
-    BINDINGS, POLICIES, binding_api, list_policy_objects, policy_api, policy_error, read_entries, update_entries,
+    PolicyObject, binding_api, list_policy_objects, modes_served, policy_api, policy_error, read_entries,
+    resource_name, update_entries,
 };
 use super::probe::confirm_lifted;
 use crate::core::guard::{self, Entry, Mode};
@@ -46,9 +47,10 @@ struct LiftTarget {
 pub async fn lift(client: &Client, assessments: &[Assessment], uninstall: bool) -> Result<Lifted> {
     let mut lifted = Lifted::default();
     let mut targets = lift_targets(assessments, &mut lifted);
+    let modes = modes_served(client).await?;
     if uninstall {
         for kind in AppsKind::ALL {
-            for mode in Mode::ALL {
+            for &mode in &modes {
                 add_listed(&mut targets, kind, read_entries(client, kind, mode).await?);
             }
         }
@@ -58,7 +60,7 @@ pub async fn lift(client: &Client, assessments: &[Assessment], uninstall: bool) 
         if ours.is_empty() {
             continue;
         }
-        let listed = remove_entries(client, kind, &ours, &mut lifted).await?;
+        let listed = remove_entries(client, kind, &modes, &ours, &mut lifted).await?;
         remove_marks(client, kind, &ours, &listed, &mut lifted).await?;
     }
     if uninstall {
@@ -94,16 +96,17 @@ fn add_listed(targets: &mut Vec<LiftTarget>, kind: AppsKind, entries: Vec<Entry>
     }
 }
 
-/// Removes the targets' entries from both of the kind's policies; returns the (namespace, name)
-/// of every workload they listed before.
+/// Removes the targets' entries from the kind's policies of every mode in `modes`; returns the
+/// (namespace, name) of every workload they listed before.
 async fn remove_entries(
     client: &Client,
     kind: AppsKind,
+    modes: &[Mode],
     ours: &[&LiftTarget],
     lifted: &mut Lifted,
 ) -> Result<BTreeSet<(String, String)>> {
     let mut listed = BTreeSet::new();
-    for mode in Mode::ALL {
+    for &mode in modes {
         let entries = read_entries(client, kind, mode).await?;
         listed.extend(entries.iter().map(|e| (e.namespace.clone(), e.name.clone())));
         // Entries of workloads that no longer exist (deleted with their namespace while
@@ -178,19 +181,13 @@ async fn remove_marks(
 
 /// Deletes every guard policy object (`--uninstall`).
 async fn delete_policy_objects(client: &Client, lifted: &mut Lifted) -> Result<()> {
-    let mut objects = list_policy_objects(client).await?;
     // Bindings first: a binding without its policy is an error the API server reports.
-    objects.sort_by_key(|(binding, _)| !binding);
-    for (binding, name) in objects {
-        let deleted = if binding {
-            binding_api(client).delete(&name, &DeleteParams::default()).await.map(|_| ())
-        } else {
-            policy_api(client).delete(&name, &DeleteParams::default()).await.map(|_| ())
-        };
-        match deleted {
-            Ok(()) => lifted.removed.push(name),
+    for PolicyObject { api, binding, name } in list_policy_objects(client).await? {
+        let objects = if binding { binding_api(client, api) } else { policy_api(client, api) };
+        match objects.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => lifted.removed.push(name),
             Err(e) if api_code(&e) == Some(404) => {}
-            Err(e) => return Err(policy_error(e, "delete", if binding { BINDINGS } else { POLICIES })),
+            Err(e) => return Err(policy_error(e, "delete", &resource_name(api, binding))),
         }
     }
     Ok(())
@@ -228,7 +225,7 @@ mod tests {
     #[test]
     fn a_kind_without_a_policy_is_not_guarded_and_a_marked_workload_is_remembered_as_marked() {
         let mut marked = web();
-        marked.guard = Some(Mark { mode: Mode::Deny, floor: Some(3), autoscaler: None });
+        marked.guard = Some(Mark { mode: Mode::Deny, floor: Some(3), autoscaler: None, pinned: None });
         let mut rollout = web();
         rollout.workload_kind.group = "argoproj.io".into();
         rollout.workload_kind.plural = "rollouts".into();

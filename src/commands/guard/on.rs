@@ -6,7 +6,7 @@ use std::time::Instant;
 use kube::Client;
 
 use super::mark::{apply_mark, unmark};
-use super::plan::{Guarded, entries_restored, entries_with, plan_guards};
+use super::plan::{Guarded, entries_restored, entries_with, modes_touched, plan_guards};
 use super::policy::{check_rights, read_entries, update_entries};
 use super::probe::confirm_active;
 use crate::core::guard::{self, Entry, Mark, Mode};
@@ -16,7 +16,9 @@ use crate::error::Result;
 
 /// Guards the assessed workloads: checks every one first (nothing is written unless all can be
 /// guarded), adds them to the policy of their kind and mode, marks them, and waits until the API
-/// server refuses a drop of each. If one does not become active, what was written is rolled back.
+/// server answers a drop of each as the mode says (refused, warned about, or, for pin, a write
+/// without replicas back with the live count). If one does not become active, what was written
+/// is rolled back.
 pub async fn protect(
     client: &Client,
     assessments: &[Assessment],
@@ -24,16 +26,17 @@ pub async fn protect(
     mode: Mode,
 ) -> Result<Vec<Guarded>> {
     let mut plans = plan_guards(assessments, floor, mode)?;
-    check_rights(client, &plans).await?;
+    let modes = modes_touched(&plans);
+    check_rights(client, &plans, &modes).await?;
 
     let kinds: BTreeSet<AppsKind> = plans.iter().map(|p| p.kind).collect();
     let mut before: Vec<(AppsKind, Mode, Vec<Entry>)> = Vec::new();
     for kind in &kinds {
-        for m in Mode::ALL {
-            before.push((*kind, m, read_entries(client, *kind, m).await?));
+        for m in &modes {
+            before.push((*kind, *m, read_entries(client, *kind, *m).await?));
         }
     }
-    if let Err(error) = write_guards(client, &kinds, &mut plans).await {
+    if let Err(error) = write_guards(client, &kinds, &modes, &mut plans).await {
         roll_back(client, &plans, &before).await;
         return Err(error);
     }
@@ -42,10 +45,15 @@ pub async fn protect(
 
 /// Writes the planned guards: the policies' entries, then the marks, then waits for each to be
 /// answered by the API server as its mode says.
-async fn write_guards(client: &Client, kinds: &BTreeSet<AppsKind>, plans: &mut [Guarded]) -> Result<()> {
+async fn write_guards(
+    client: &Client,
+    kinds: &BTreeSet<AppsKind>,
+    modes: &[Mode],
+    plans: &mut [Guarded],
+) -> Result<()> {
     for kind in kinds {
-        for m in Mode::ALL {
-            update_entries(client, *kind, m, |entries| entries_with(entries, plans, *kind, m)).await?;
+        for m in modes {
+            update_entries(client, *kind, *m, |entries| entries_with(entries, plans, *kind, *m)).await?;
         }
     }
     let written_at = Instant::now();
@@ -71,7 +79,7 @@ async fn roll_back(client: &Client, plans: &[Guarded], before: &[(AppsKind, Mode
     }
     for plan in plans {
         let result = match &plan.previous {
-            Some(Mark { mode, floor: Some(floor), autoscaler }) => {
+            Some(Mark { mode, floor: Some(floor), autoscaler, .. }) => {
                 let body = guard::mark_body(plan.kind, &plan.name, *mode, *floor, autoscaler.as_deref());
                 apply_mark(client, plan.kind, &plan.namespace, &plan.name, &body).await
             }

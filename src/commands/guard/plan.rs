@@ -23,7 +23,7 @@ pub struct Guarded {
     /// The mark before (restored if the guard does not become active).
     #[serde(skip)]
     pub(super) previous: Option<Mark>,
-    /// How long after the policy was written the API server first refused (or warned about) a drop.
+    /// How long after the policy was written the API server first refused (warned about, pinned) a drop.
     pub active_after: Duration,
 }
 
@@ -90,6 +90,14 @@ fn plan_guard(a: &Assessment, floor: Option<i64>, mode: Mode) -> std::result::Re
         previous: a.guard.clone(),
         active_after: Duration::ZERO,
     })
+}
+
+/// The modes whose policies `guard on` rewrites for `plans`: deny and warn always (a workload
+/// moves out of them), pin when a plan is pin or moves out of it. A guard that has nothing to do
+/// with pin never reads MutatingAdmissionPolicy, which a cluster older than 1.36 does not serve.
+pub(super) fn modes_touched(plans: &[Guarded]) -> Vec<Mode> {
+    let pin = plans.iter().any(|p| p.mode == Mode::Pin || p.previous.as_ref().is_some_and(|m| m.mode == Mode::Pin));
+    Mode::ALL.into_iter().filter(|m| *m != Mode::Pin || pin).collect()
 }
 
 /// The entries of `kind`'s `mode` policy once the plans are written: each planned workload of
@@ -232,7 +240,7 @@ pub(super) mod tests {
     #[test]
     fn the_previous_mark_is_kept_for_a_roll_back() {
         let mut web = web();
-        let mark = Mark { mode: Mode::Warn, floor: Some(2), autoscaler: None };
+        let mark = Mark { mode: Mode::Warn, floor: Some(2), autoscaler: None, pinned: None };
         web.guard = Some(mark.clone());
         assert_eq!(plan_guards(&[web], None, Mode::Deny).unwrap()[0].previous, Some(mark));
     }

@@ -4,7 +4,7 @@ use comfy_table::{Table, presets};
 
 use super::off::Lifted;
 use super::plan::Guarded;
-use super::probe::answer_when_active;
+use super::probe::confirmation;
 use super::status::StatusReport;
 use crate::output::count;
 
@@ -59,11 +59,10 @@ pub fn on_notes(guarded: &[Guarded]) -> String {
     let mut out = String::new();
     for g in guarded {
         out.push_str(&format!(
-            "guarded {}/{}: a server-side dry run setting {} replicas was {} ({:.1} s after the policy was written)\n",
+            "guarded {}/{}: {} ({:.1} s after the policy was written)\n",
             g.namespace,
             g.target(),
-            g.floor - 1,
-            answer_when_active(g.mode),
+            confirmation(g.mode, g.floor),
             g.active_after.as_secs_f64()
         ));
     }
@@ -126,6 +125,11 @@ pub fn status_rows(report: &StatusReport) -> Vec<Vec<String>> {
 /// What `guard status` says below its table: the policies' state and the problems.
 pub fn status_notes(report: &StatusReport) -> String {
     let mut out = String::new();
+    for w in &report.workloads {
+        if let Some(pinned) = w.mark.as_ref().and_then(|m| m.pinned.as_ref()) {
+            out.push_str(&format!("{}/{}/{}: {}\n", w.namespace, w.kind.command_name(), w.name, pinned.describe()));
+        }
+    }
     for p in &report.policies {
         let state = match (p.installed, p.bound) {
             (false, _) => "not installed".to_string(),
@@ -155,7 +159,7 @@ mod tests {
     use super::super::plan::{plan_guards, tests::web};
     use super::super::status::tests::shop_report;
     use super::*;
-    use crate::core::guard::Mode;
+    use crate::core::guard::{Mark, Mode, Pinned};
 
     #[test]
     fn guard_on_shows_each_guard_and_how_soon_the_api_server_enforced_it() {
@@ -218,6 +222,26 @@ mod tests {
             "problem: shop/statefulset/db: the mark says warn >= 2 but the policy enforces deny >= 3",
         ];
         assert_eq!(render_status(&report), expected.join("\n") + "\n");
+    }
+
+    #[test]
+    fn guard_status_names_the_last_write_pin_kept_under_the_table() {
+        let mut report = shop_report();
+        report.workloads.truncate(1);
+        report.problems.clear();
+        report.policies.clear();
+        let mark = report.workloads[0].mark.get_or_insert(Mark {
+            mode: Mode::Pin,
+            floor: Some(2),
+            autoscaler: None,
+            pinned: None,
+        });
+        mark.pinned = Some(Pinned { replicas: 5, at: Some("2026-12-03T15:48:54Z".into()) });
+        let text = render_status(&report);
+        assert!(
+            text.contains("\nshop/deployment/api: a deploy without replicas (or below the floor) was pinned at 5 at 2026-12-03T15:48:54Z\n"),
+            "{text}"
+        );
     }
 
     #[test]

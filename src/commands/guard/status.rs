@@ -3,8 +3,9 @@
 
 use kube::Client;
 use serde::Serialize;
+use serde_json::Value;
 
-use super::policy::{BINDINGS, POLICIES, binding_api, ensure_served, policy_api, policy_error};
+use super::policy::{binding_api, ensure_served, modes_served, policy_api, policy_error, resource_name};
 use crate::commands::check;
 use crate::core::guard::{self, Entry, Mark, Mode};
 use crate::core::workload::AppsKind;
@@ -68,7 +69,8 @@ struct KindState {
 }
 
 pub async fn status_report(client: &Client, scope: &NamespaceScope) -> Result<StatusReport> {
-    ensure_served(client).await?;
+    ensure_served(client, Mode::Deny).await?;
+    let modes = modes_served(client).await?;
     let mut kinds = Vec::new();
     for kind in AppsKind::ALL {
         let marked = kubeio::list_workloads(client, &kind.workload_kind(), scope, Some(guard::GUARD_LABEL)).await?;
@@ -84,7 +86,7 @@ pub async fn status_report(client: &Client, scope: &NamespaceScope) -> Result<St
             })
             .collect();
         let mut policies = Vec::new();
-        for mode in Mode::ALL {
+        for &mode in &modes {
             policies.push(policy_state(client, kind, mode).await?);
         }
         kinds.push(KindState { kind, marked, policies });
@@ -102,7 +104,8 @@ fn assemble(kinds: Vec<KindState>, namespace: Option<&str>) -> StatusReport {
         workloads.extend(marked);
         for (state, entries) in states {
             if state.installed && !state.bound {
-                problems.push(format!("{} has no binding, so it refuses nothing; run guard on again", state.name));
+                let does = if state.mode == Mode::Pin { "pins" } else { "refuses" };
+                problems.push(format!("{} has no binding, so it {does} nothing; run guard on again", state.name));
             }
             let in_scope = entries.iter().filter(|e| namespace.is_none_or(|ns| ns == e.namespace));
             for entry in in_scope {
@@ -119,18 +122,26 @@ fn assemble(kinds: Vec<KindState>, namespace: Option<&str>) -> StatusReport {
 /// One kind and mode's policy and binding as the API server has them, with the policy's entries.
 async fn policy_state(client: &Client, kind: AppsKind, mode: Mode) -> Result<(PolicyState, Vec<Entry>)> {
     let name = kind.policy_name(mode);
-    let policy = policy_api(client).get_opt(&name).await.map_err(|e| policy_error(e, "get", POLICIES))?;
-    let bound = binding_api(client).get_opt(&name).await.map_err(|e| policy_error(e, "get", BINDINGS))?.is_some();
+    let policy = policy_api(client, mode)
+        .get_opt(&name)
+        .await
+        .map_err(|e| policy_error(e, "get", &resource_name(mode, false)))?;
+    let bound = binding_api(client, mode)
+        .get_opt(&name)
+        .await
+        .map_err(|e| policy_error(e, "get", &resource_name(mode, true)))?
+        .is_some();
     let value = policy.as_ref().map(|p| serde_json::to_value(p).unwrap_or_default());
     let entries = value.as_ref().map(guard::entries_of).unwrap_or_default();
-    let warnings = policy
+    let warnings = value
         .as_ref()
-        .and_then(|p| p.status.as_ref())
-        .and_then(|s| s.type_checking.as_ref())
-        .and_then(|t| t.expression_warnings.clone())
-        .unwrap_or_default()
+        .and_then(|v| v.pointer("/status/typeChecking/expressionWarnings"))
+        .and_then(Value::as_array)
         .into_iter()
-        .map(|w| format!("{}: {}", w.field_ref, w.warning))
+        .flatten()
+        .map(|w| {
+            format!("{}: {}", w["fieldRef"].as_str().unwrap_or_default(), w["warning"].as_str().unwrap_or_default())
+        })
         .collect();
     let state = PolicyState { name, kind, mode, installed: policy.is_some(), bound, guarded: entries.len(), warnings };
     Ok((state, entries))
@@ -184,7 +195,7 @@ pub(super) mod tests {
     }
 
     fn mark(mode: Mode, floor: i64) -> Option<Mark> {
-        Some(Mark { mode, floor: Some(floor), autoscaler: Some("hpa/web".into()) })
+        Some(Mark { mode, floor: Some(floor), autoscaler: Some("hpa/web".into()), pinned: None })
     }
 
     fn entry(namespace: &str, name: &str, floor: i64) -> Entry {
@@ -314,7 +325,7 @@ pub(super) mod tests {
             "shop",
             AppsKind::Deployment,
             "web",
-            Some(Mark { mode: Mode::Deny, floor: None, autoscaler: None }),
+            Some(Mark { mode: Mode::Deny, floor: None, autoscaler: None, pinned: None }),
         );
         web.enforced = Some(EnforcedGuard { mode: Mode::Deny, floor: 3, autoscaler: None });
         assert_eq!(

@@ -50,6 +50,7 @@ pub struct Summary {
     pub drops: usize,
     pub keeps: usize,
     pub refused: usize,
+    pub pinned: usize,
     pub new: usize,
     pub unknown: usize,
     /// Objects of the manifests `-l` left out, as `kubectl apply -l` would not apply them.
@@ -79,8 +80,12 @@ pub struct Prediction {
     pub outcome: Forecast,
     pub cause: String,
     pub autoscalers: Vec<AutoscalerView>,
-    /// In order: what keeps the count (only for `drops`).
+    /// In order: what keeps the count (only for `drops`), by handing replicas over first.
     pub steps: Vec<Step>,
+    /// In order: the short path, on a cluster that serves MutatingAdmissionPolicy, for an
+    /// applier whose pinned write hands replicas over by itself (empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pin_steps: Vec<Step>,
     pub warnings: Vec<String>,
     #[serde(skip)]
     pub target: String,
@@ -181,6 +186,7 @@ pub async fn report(
         drops: count(Forecast::Drops),
         keeps: count(Forecast::Keeps),
         refused: count(Forecast::Refused),
+        pinned: count(Forecast::Pinned),
         new: count(Forecast::New),
         unknown: count(Forecast::Unknown),
         left_out: 0,

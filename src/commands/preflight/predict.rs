@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::Prediction;
 use super::read::{Context, Item};
+use crate::core::guard;
 use crate::core::helm::ReleaseRecord;
 use crate::core::manifest::Document;
 use crate::core::preflight::{
@@ -20,6 +21,8 @@ struct After {
     predicted: Option<i64>,
     /// The server refused the write; the message says why.
     refused: Option<String>,
+    /// `guard on --pin` kept the count of the dry run.
+    pinned: bool,
     computed_by: String,
     why: String,
 }
@@ -77,6 +80,7 @@ pub(super) async fn predict(client: &Client, item: &Item, context: &Context) -> 
         Some(skip) => After {
             predicted: prediction.current,
             refused: None,
+            pinned: false,
             computed_by: "locally".into(),
             why: format!("{skip}, so replicas stays"),
         },
@@ -91,6 +95,14 @@ pub(super) async fn predict(client: &Client, item: &Item, context: &Context) -> 
             manifest_replicas.is_none(),
             &prediction.autoscalers,
         );
+        // Three-way mergers keep owning replicas after a pinned deploy (a strip is still due).
+        let hands_over = matches!(applier.apply, Apply::ServerSide { .. });
+        if context.pin_served && hands_over && manifest_replicas.is_none() {
+            let target = &prediction.target;
+            prediction.pin_steps =
+                logic::pin_steps(&applier.tool, &item.namespace, target, &prediction.autoscalers, prediction.current)
+                    .unwrap_or_default();
+        }
     }
     prediction.warnings = autoscaler_warnings(&prediction);
     Ok(prediction)
@@ -114,6 +126,7 @@ fn unpredicted(item: &Item) -> Prediction {
         cause: String::new(),
         autoscalers: Vec::new(),
         steps: Vec::new(),
+        pin_steps: Vec::new(),
         warnings: Vec::new(),
         target: format!("{}/{}", item.kind.command_name(), item.document.name()),
     }
@@ -125,6 +138,7 @@ fn settle(prediction: &mut Prediction, after: After) {
     prediction.predicted = after.predicted;
     prediction.outcome = match (&after.refused, after.predicted, prediction.current) {
         (Some(_), _, _) => Forecast::Refused,
+        _ if after.pinned => Forecast::Pinned,
         (None, Some(after), Some(before)) if after < before => Forecast::Drops,
         (None, None, Some(_)) => Forecast::Drops,
         _ => Forecast::Keeps,
@@ -199,21 +213,25 @@ impl DryRun<'_> {
         let manifest = &self.item.document.object;
         let current = self.current;
         match answer(self.api.patch(self.item.document.name(), &params, &Patch::Apply(&body)).await)? {
+            // Pinned writes are pinned again when a tool re-sends them (kubectl's migration of a
+            // client-side owner, Flux's takeover): the count the dry run kept is the count after.
+            Answer::Stored(response) if guard::pinned_by_the_write(self.live, &response) => Ok(pinned(&response)),
             Answer::Stored(response) => {
                 let predicted = after_server_side(&response, manifest, manager, takeover);
                 let why = server_side_why(&response, manifest, manager, predicted, current);
-                Ok(After { predicted, refused: None, computed_by: "server dry run".into(), why })
+                Ok(After { predicted, refused: None, pinned: false, computed_by: "server dry run".into(), why })
             }
             Answer::Refused(message) => Ok(After {
                 predicted: current,
                 refused: Some(message),
+                pinned: false,
                 computed_by: "server dry run".into(),
                 why: String::new(),
             }),
             Answer::Forbidden(message) => {
                 let predicted = after_server_side_locally(self.live, manifest, manager, takeover);
                 let why = server_side_why(self.live, manifest, manager, predicted, current);
-                Ok(After { predicted, refused: None, computed_by: locally(&message), why })
+                Ok(After { predicted, refused: None, pinned: false, computed_by: locally(&message), why })
             }
         }
     }
@@ -230,7 +248,13 @@ impl DryRun<'_> {
         let value = match &sends {
             Sends::Nothing => {
                 let why = format!("neither {what} nor the manifest sets replicas, so the merge leaves it alone");
-                return Ok(After { predicted: self.current, refused: None, computed_by: "locally".into(), why });
+                return Ok(After {
+                    predicted: self.current,
+                    refused: None,
+                    pinned: false,
+                    computed_by: "locally".into(),
+                    why,
+                });
             }
             Sends::Value(value) => value.clone(),
             Sends::Null => Value::Null,
@@ -253,25 +277,47 @@ impl DryRun<'_> {
         let params = PatchParams { field_manager: Some(field_manager), dry_run: true, ..Default::default() };
         let patch = Patch::Merge(json!({"spec": {"replicas": value}}));
         match answer(self.api.patch(self.item.document.name(), &params, &patch).await)? {
+            Answer::Stored(response) if guard::pinned_by_the_write(self.live, &response) => Ok(pinned(&response)),
             Answer::Stored(response) => Ok(After {
                 predicted: response.pointer("/spec/replicas").and_then(Value::as_i64),
                 refused: None,
+                pinned: false,
                 computed_by: "server dry run".into(),
                 why: format!(
                     "{why} (to {})",
                     crate::output::count(response.pointer("/spec/replicas").and_then(Value::as_i64))
                 ),
             }),
-            Answer::Refused(message) => {
-                Ok(After { predicted: self.current, refused: Some(message), computed_by: "server dry run".into(), why })
-            }
+            Answer::Refused(message) => Ok(After {
+                predicted: self.current,
+                refused: Some(message),
+                pinned: false,
+                computed_by: "server dry run".into(),
+                why,
+            }),
             Answer::Forbidden(message) => Ok(After {
                 predicted: value.as_i64().or(Some(logic::DEFAULT_REPLICAS)),
                 refused: None,
+                pinned: false,
                 computed_by: locally(&message),
                 why,
             }),
         }
+    }
+}
+
+/// A dry run `guard on --pin` rewrote: the count it kept.
+fn pinned(response: &Value) -> After {
+    let kept = response.pointer("/spec/replicas").and_then(Value::as_i64);
+    After {
+        predicted: kept,
+        refused: None,
+        pinned: true,
+        computed_by: "server dry run".into(),
+        why: format!(
+            "the write would lower replicas below the guard's floor, and guard on --pin keeps the live count ({})",
+            crate::output::count(kept)
+        ),
     }
 }
 
@@ -356,7 +402,13 @@ mod tests {
     }
 
     fn after(predicted: Option<i64>, refused: Option<&str>) -> After {
-        After { predicted, refused: refused.map(Into::into), computed_by: "server dry run".into(), why: "why".into() }
+        After {
+            predicted,
+            refused: refused.map(Into::into),
+            pinned: false,
+            computed_by: "server dry run".into(),
+            why: "why".into(),
+        }
     }
 
     fn settled(current: Option<i64>, after: After) -> Prediction {

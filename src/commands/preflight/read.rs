@@ -61,6 +61,8 @@ pub(super) struct Context {
     pub(super) requested: Option<Tool>,
     pub(super) documents: Vec<Document>,
     pub(super) default_namespace: String,
+    /// The cluster serves MutatingAdmissionPolicy, which `guard on --pin` runs on.
+    pub(super) pin_served: bool,
 }
 
 /// Reads `-f` inputs as kubectl does: files, directories (their `.yaml`, `.yml` and `.json`
@@ -193,7 +195,8 @@ pub(super) async fn read_context(
     for (namespace, workloads) in live {
         inventories.insert(namespace.to_string(), Inventory::around(client, namespace, workloads).await?);
     }
-    Ok(Context { inventories, requested, documents, default_namespace: default_namespace.into() })
+    let pin_served = crate::commands::guard::pin_served(client).await?;
+    Ok(Context { inventories, requested, documents, default_namespace: default_namespace.into(), pin_served })
 }
 
 impl Context {

@@ -8,7 +8,7 @@ use crate::output::Printer;
 
 fn outcome_style(outcome: Forecast) -> Style {
     match outcome {
-        Forecast::Keeps | Forecast::New => Style::new().green(),
+        Forecast::Keeps | Forecast::New | Forecast::Pinned => Style::new().green(),
         Forecast::Refused | Forecast::Unknown => Style::new().yellow().bold(),
         Forecast::Drops => Style::new().red().bold(),
     }
@@ -68,9 +68,20 @@ pub fn render_sections(report: &PreflightReport, printer: &Printer) -> String {
         for warning in &p.warnings {
             out.push_str(&format!("  {} {warning}\n", printer.paint(Style::new().yellow(), "warning:")));
         }
-        if !p.steps.is_empty() {
-            out.push_str("  to keep the count, in order:\n");
-            for (n, step) in p.steps.iter().enumerate() {
+        let paths = [
+            (&p.pin_steps, "to keep the count, the short path (this cluster serves guard on --pin), in order:"),
+            (
+                &p.steps,
+                if p.pin_steps.is_empty() {
+                    "to keep the count, in order:"
+                } else {
+                    "or, handing replicas over first:"
+                },
+            ),
+        ];
+        for (steps, heading) in paths.into_iter().filter(|(steps, _)| !steps.is_empty()) {
+            out.push_str(&format!("  {heading}\n"));
+            for (n, step) in steps.iter().enumerate() {
                 let text = match step {
                     Step::Run(command) => printer.paint(Style::new().bold(), command),
                     Step::Deploy(what) => format!("then: {what}"),
@@ -82,8 +93,14 @@ pub fn render_sections(report: &PreflightReport, printer: &Printer) -> String {
     let s = &report.summary;
     let left_out = if s.left_out > 0 { format!("; {} object(s) left out by -l", s.left_out) } else { String::new() };
     out.push_str(&format!(
-        "\n{} workload(s): {} drop, {} keep, {} refused, {} new, {} unknown{left_out}\n",
-        s.total, s.drops, s.keeps, s.refused, s.new, s.unknown
+        "\n{} workload(s): {} drop, {} keep, {} refused, {}{} new, {} unknown{left_out}\n",
+        s.total,
+        s.drops,
+        s.keeps,
+        s.refused,
+        if s.pinned > 0 { format!("{} pinned, ", s.pinned) } else { String::new() },
+        s.new,
+        s.unknown
     ));
     out
 }

@@ -117,6 +117,10 @@ fn pass_reason<'a>(drops: impl Iterator<Item = &'a ReplicaDrop>, floor: i64, end
 pub(super) fn end_state(now: &Assessment, floor: i64) -> EndState {
     let mut problems = Vec::new();
     let mut reason = now.reason.clone();
+    // A pinned write stored no lower count (the watch and the history saw none): name it.
+    if let Some(pinned) = now.guard.as_ref().and_then(|g| g.pinned.as_ref()) {
+        reason = format!("{reason}; {} (no drop)", pinned.describe());
+    }
     // A ScaledObject in charge that KEDA has scaled to its idle size (0, or idleReplicaCount):
     // at the floor by design, and KEDA activates it again.
     let idle = now
