@@ -168,19 +168,30 @@ fn await_listening(paths: &Paths, component: &str, child: &mut Child, mut ready:
     Ok(())
 }
 
-/// Waits up to 60 s for the CRD's `Established` condition. Not `kubectl wait`: right after a
-/// create, before the API server has written any status, it fails ("`.status.conditions`
-/// accessor error") instead of waiting; measured on the first `cluster up` with Argo CD.
+/// Waits up to 60 s for the CRD's `Established` condition. Neither `kubectl wait` nor a
+/// jsonpath filter on the conditions: right after a create, before the API server has written
+/// any status, both fail ("`.status.conditions` accessor error", "<nil> is not array or slice")
+/// instead of waiting; measured on `cluster up` with Argo CD.
 fn await_established(paths: &Paths, crd: &str) -> Result<()> {
-    let jsonpath = "-o=jsonpath={.status.conditions[?(@.type==\"Established\")].status}";
     let deadline = Instant::now() + Duration::from_secs(60);
-    while cluster::kubectl(paths, &["get", &format!("crd/{crd}"), jsonpath], None)?.trim() != "True" {
+    loop {
+        let crd_json = cluster::kubectl(paths, &["get", &format!("crd/{crd}"), "-o=json"], None)?;
+        let crd_value: serde_json::Value =
+            serde_json::from_str(&crd_json).with_context(|| format!("reading CRD {crd}"))?;
+        let established = crd_value
+            .pointer("/status/conditions")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Established" && c["status"] == "True");
+        if established {
+            return Ok(());
+        }
         if Instant::now() > deadline {
             bail!("CRD {crd} was not established within 60 s");
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    Ok(())
 }
 
 /// argo-cd's source in the module cache, at the version the module pins (its CRDs).
