@@ -196,15 +196,7 @@ fn await_established(paths: &Paths, crd: &str) -> Result<()> {
 
 /// argo-cd's source in the module cache, at the version the module pins (its CRDs).
 fn module_source() -> Result<PathBuf> {
-    let output = std::process::Command::new("go")
-        .current_dir(module_dir())
-        .args(["list", "-m", "-f", "{{.Dir}}", MODULE])
-        .output()
-        .context("running `go list -m`")?;
-    if !output.status.success() {
-        bail!("`go list -m {MODULE}` failed: {}", String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+    crate::gobuild::module_source(&module_dir(), MODULE)
 }
 
 /// The namespace, the controller's identity (bound to `cluster-admin`), its settings and the

@@ -135,6 +135,20 @@ fn go_toolchain() -> Result<()> {
 }
 
 /// Reads the version of `module` from a `require` line in `go.mod`.
+/// Where `module`, as the Go module in `module_dir` requires it, is in the module cache (its
+/// source: CRDs, RBAC).
+pub fn module_source(module_dir: &Path, module: &str) -> Result<PathBuf> {
+    let output = Command::new("go")
+        .current_dir(module_dir)
+        .args(["list", "-m", "-f", "{{.Dir}}", module])
+        .output()
+        .context("running `go list -m`")?;
+    if !output.status.success() {
+        bail!("`go list -m {module}` failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+}
+
 pub fn required_version(go_mod: &Path, module: &str) -> Result<String> {
     let text = std::fs::read_to_string(go_mod).with_context(|| format!("reading {}", go_mod.display()))?;
     text.lines()

@@ -8,10 +8,9 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
 
 use crate::cluster::{self, Paths};
@@ -47,15 +46,7 @@ pub fn build(paths: &Paths) -> Result<()> {
 
 /// Where the KEDA module's source is in the module cache (its `config/` holds CRDs and RBAC).
 fn source_dir() -> Result<PathBuf> {
-    let output = Command::new("go")
-        .current_dir(module_dir())
-        .args(["list", "-m", "-f", "{{.Dir}}", MODULE])
-        .output()
-        .context("running `go list -m`")?;
-    if !output.status.success() {
-        bail!("`go list -m {MODULE}` failed: {}", String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+    crate::gobuild::module_source(&module_dir(), MODULE)
 }
 
 fn state_dir(paths: &Paths) -> PathBuf {
