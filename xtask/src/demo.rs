@@ -472,9 +472,8 @@ impl<'a> Demo<'a> {
         self.expect(0, &["get", "kustomization", "-n", FLUX_NAMESPACE, FLUX_NAME, PINNED_FLUX_NAME])?;
         self.say(&format!(
             "Side by side: the {} commit is held back by the distributor's refusal; the {} commit\n\
-             is applied (Ready), and the {} kept {} in every stored version. The pinned write also handed\n\
-             replicas over: Flux's apply no longer owns the field, nobody does, so the next deploy cannot\n\
-             drop it either. verify judges the past and names the pin:",
+             is applied (Ready), and the {} kept {} in every stored version. verify judges the past and\n\
+             names the pin:",
             FLUX_NAME,
             PINNED_FLUX_NAME,
             PINNED.name(),
@@ -509,10 +508,30 @@ impl<'a> Demo<'a> {
             .filter(|key| key.contains("hpa-migrate"))
             .collect();
         ensure!(left.is_empty(), "guard off left {left:?} on {}", PINNED.label());
+        let owners: Vec<&Value> = metadata["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| !e["fieldsV1"]["f:spec"]["f:replicas"].is_null())
+            .map(|e| &e["manager"])
+            .collect();
+        ensure!(owners.is_empty(), "after the pinned apply {owners:?} still own the {}'s replicas", PINNED.name());
+        // The policy is shared by every namespace pinned on the plane: only this entry must be gone.
+        let listing = self.kubectl(&[
+            "get",
+            "mutatingadmissionpolicy",
+            "hpa-migrate-guard-v1-deployments-pin",
+            "--ignore-not-found",
+            "-o",
+            "jsonpath={.metadata.annotations.hpa-migrate\\.io/guarded}",
+        ])?;
+        ensure!(!listing.contains(NAMESPACE), "guard off left the pin policy listing {NAMESPACE}: {listing}");
         ensure!(self.replicas(&PINNED)? == Some(PINNED.replicas), "{} lost its count at guard off", PINNED.label());
         self.expect(0, &["hpa-migrate", "check", "-n", NAMESPACE, PINNED.target])?;
         self.say(&format!(
-            "Exit 0, safe: no guard, no mark, no stamp left, and no deploy tool owns the {}'s replicas.",
+            "Exit 0, safe, OWNERS <none>: the pinned write handed replicas over by itself (Flux's apply\n\
+             no longer owns the field), so no later deploy of the {} can drop it; and guard off left\n\
+             no policy entry, mark or stamp behind.",
             PINNED.name()
         ));
         Ok(())
