@@ -5,10 +5,13 @@
 //! deployed by the real Flux kustomize-controller, with HPAs and a ScaledObject that the real
 //! KEDA operator turns into its HPA. The ruler then loses `replicas` in a commit without the
 //! tool and drops to 1; side by side, the same commit for the distributor, guarded (`guard on`),
-//! is refused by the API server and changes nothing. The other workloads and the distributor go
-//! through `strip --pause-flux`, the commit without `replicas`, `resume`, a reconcile and
-//! `verify`, and keep their counts; `guard off` lifts the guard. The demo fails unless exactly
-//! that happened.
+//! is refused by the API server and changes nothing, which holds back the whole commit. Beside
+//! it, the query-scheduler, deployed from its own repository by its own Kustomization, is pinned
+//! (`guard on --pin`) and its commit without `replicas` is applied with the count kept in every
+//! stored version; `verify` names the pin and `guard off` leaves nothing. The other workloads and
+//! the distributor go through `strip --pause-flux`, the commit without `replicas`, `resume`, a
+//! reconcile and `verify`, and keep their counts; `guard off` lifts the guard. The demo fails
+//! unless exactly that happened.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -31,6 +34,8 @@ const OUT_DIR: &str = "target/demo";
 /// Where the GitRepository and the Kustomization (demo/mimir/flux.yaml) live.
 const FLUX_NAMESPACE: &str = "flux-system";
 const FLUX_NAME: &str = "mimir";
+/// The pinned workload's own GitRepository and Kustomization (also in demo/mimir/flux.yaml).
+const PINNED_FLUX_NAME: &str = "mimir-query-scheduler";
 /// The HPA minReplicas of every autoscaler in demo/mimir/autoscalers.yaml.
 const HPA_MIN: i64 = 2;
 
@@ -58,6 +63,9 @@ impl Workload {
 const RULER: Workload = Workload { target: "deploy/ruler", replicas: 3 };
 /// The one guarded before the same commit, which the API server refuses for it.
 const GUARDED: &Workload = &MIGRATED[0];
+/// The one pinned (`guard on --pin`) before the same commit in its own Kustomization, which
+/// applies it with the count kept. Its manifest is demo/mimir/query-scheduler.yaml.
+const PINNED: Workload = Workload { target: "deploy/query-scheduler", replicas: 4 };
 /// The ones migrated with the tool. The querier is scaled through the ScaledObject.
 const MIGRATED: [Workload; 4] = [
     Workload { target: "deploy/distributor", replicas: 5 },
@@ -81,6 +89,7 @@ pub fn demo(paths: &Paths, keep: bool) -> Result<()> {
                 "delete",
                 "kustomization,gitrepository",
                 FLUX_NAME,
+                PINNED_FLUX_NAME,
                 "-n",
                 FLUX_NAMESPACE,
                 "--ignore-not-found",
@@ -112,10 +121,10 @@ fn explore(paths: &Paths) {
          kubectl get kustomization,gitrepository -n {FLUX_NAMESPACE}   # Flux's view (its log: {flux_log})\n\n\
          The local Git server stopped with the demo: Flux keeps what it applied, and a reconcile now\n\
          fails to download the last commit. The strip's backups: {backups}\n\
-         When done: kubectl delete kustomization -n {FLUX_NAMESPACE} {FLUX_NAME} (it prunes {NAMESPACE});\n\
+         When done: kubectl delete kustomization -n {FLUX_NAMESPACE} {FLUX_NAME} {PINNED_FLUX_NAME} (they prune {NAMESPACE});\n\
          `cargo xtask cluster down` stops the plane.",
         kubeconfig = paths.admin_kubeconfig.display(),
-        debug = root.join("target/debug").display(),
+        debug = plugin_dir().display(),
         bin = paths.bin.display(),
         flux_log = paths.log_file(crate::flux::COMPONENT).display(),
         backups = root.join(OUT_DIR).join("backups").display(),
@@ -135,7 +144,7 @@ struct Demo<'a> {
 impl<'a> Demo<'a> {
     fn new(paths: &'a Paths) -> Result<Self> {
         let root = workspace_root();
-        let mut dirs = vec![root.join("target/debug"), paths.bin.clone()];
+        let mut dirs = vec![plugin_dir(), paths.bin.clone()];
         dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
         let path = std::env::join_paths(dirs).expect("PATH entries without separators");
         let styled = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -171,12 +180,15 @@ impl<'a> Demo<'a> {
         self.step("4. The same commit on a guarded workload: the distributor");
         self.guarded_commit_is_refused()?;
 
-        self.step("5. The others and the distributor, with the tool");
+        self.step("5. The same commit on a pinned workload: the query-scheduler, in its own Kustomization");
+        self.pinned_commit_is_applied()?;
+
+        self.step("6. The others and the distributor, with the tool");
         let targets: Vec<&str> = MIGRATED.iter().map(|w| w.target).collect();
         self.strip_and_commit(&targets)?;
         self.resume_and_verify(&targets)?;
 
-        self.step("6. Summary");
+        self.step("7. Summary");
         self.summary()
     }
 
@@ -192,6 +204,7 @@ impl<'a> Demo<'a> {
             "delete",
             "kustomization,gitrepository",
             FLUX_NAME,
+            PINNED_FLUX_NAME,
             "-n",
             FLUX_NAMESPACE,
             "--ignore-not-found",
@@ -206,6 +219,7 @@ impl<'a> Demo<'a> {
     fn deploy_with_replicas(&self) -> Result<()> {
         self.expect(0, &["apply", "-f", &format!("{MANIFESTS}/flux.yaml")])?;
         self.commit(
+            FLUX_NAME,
             "Mimir with replicas, and its autoscalers",
             &[
                 ("mimir.yaml", self.manifest("with-replicas.yaml")?),
@@ -213,13 +227,21 @@ impl<'a> Demo<'a> {
             ],
         )?;
         self.say(&format!(
+            "The query-scheduler comes from its own repository, with its HPA ({MANIFESTS}/query-scheduler.yaml):"
+        ));
+        self.commit(
+            PINNED_FLUX_NAME,
+            "query-scheduler with replicas, and its HPA",
+            &[("query-scheduler.yaml", self.manifest("query-scheduler.yaml")?)],
+        )?;
+        self.say(&format!(
             "Every autoscaler has minReplicas {HPA_MIN}, below the current counts, and no metrics to act\n\
              on: the HPA controller leaves the counts as they are. The KEDA operator answered the\n\
              ScaledObject with the HPA keda-hpa-querier (its Prometheus is unreachable here: a TriggerError,\n\
              while its HPA still holds minReplicas and maxReplicas)."
         ));
-        // One HPA per workload: four of their own, the querier's through KEDA.
-        self.wait_for_hpas(MIGRATED.len() + 1)?;
+        // One HPA per workload: five of their own, the querier's through KEDA.
+        self.wait_for_hpas(MIGRATED.len() + 2)?;
         self.expect(0, &["get", "hpa", "-n", NAMESPACE])
     }
 
@@ -252,6 +274,7 @@ impl<'a> Demo<'a> {
              the commit but skips the paused objects:"
         ));
         self.commit(
+            FLUX_NAME,
             "Hand replicas to the autoscalers",
             &[
                 ("mimir.yaml", self.manifest("without-replicas.yaml")?),
@@ -267,7 +290,7 @@ impl<'a> Demo<'a> {
         resume.extend(targets);
         self.expect(0, &resume)?;
         let revision = self.applied_revision()?;
-        self.reconcile(&revision)?;
+        self.reconcile(FLUX_NAME, &revision)?;
         self.expect(0, &["get", "deploy,sts", "-n", NAMESPACE])?;
         self.expect(0, &["hpa-migrate", "check", "-n", NAMESPACE])?;
         self.say(
@@ -287,23 +310,9 @@ impl<'a> Demo<'a> {
     /// The ruler's replicas leave its manifest with no strip first. A watch started before the
     /// apply shows every state the Deployment went through, however fast the HPA reacts.
     fn ruler_drops(&self) -> Result<()> {
-        let watch_args = ["get", RULER.target, "-n", NAMESPACE, "--watch"];
-        self.show_command(&watch_args, " &");
-        let mut watch = self.command(&watch_args).stdout(Stdio::piped()).spawn().context("starting kubectl --watch")?;
-        let stdout = watch.stdout.take().expect("piped stdout");
-        let (lines, seen) = mpsc::channel();
-        let echo = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                println!("{line}");
-                let _ = lines.send(());
-            }
-        });
-        let result = (|| -> Result<()> {
-            // The header and the Deployment as it is: the watch is established.
-            for _ in 0..2 {
-                seen.recv_timeout(Duration::from_secs(20)).context("kubectl --watch printed nothing")?;
-            }
+        self.watching(&["get", RULER.target, "-n", NAMESPACE, "--watch"], |_| {
             self.commit(
+                FLUX_NAME,
                 "ruler: remove replicas, its HPA has it",
                 &[
                     ("mimir.yaml", self.mimir_without(&[&RULER])?),
@@ -318,11 +327,7 @@ impl<'a> Demo<'a> {
             // Let the watch print the last updates before it stops.
             std::thread::sleep(Duration::from_millis(500));
             Ok(())
-        })();
-        let _ = watch.kill();
-        let _ = watch.wait();
-        let _ = echo.join();
-        result?;
+        })?;
         self.say(&format!(
             "The API server removed the field Flux stopped sending and defaulted it to 1 (READY 0/1). The\n\
              HPA noticed at its next sync (every 2 s on this plane, every 15 s by default) and scaled\n\
@@ -368,7 +373,7 @@ impl<'a> Demo<'a> {
             ],
         )?;
         self.show_commit(&format!("{}: remove replicas, its HPA has it", GUARDED.name()), &revision);
-        self.reconcile_expecting(&revision, Reconciled::Refused)?;
+        self.reconcile_expecting(FLUX_NAME, &revision, Reconciled::Refused)?;
         self.expect(0, &["get", RULER.target, GUARDED.target, "-n", NAMESPACE])?;
         let kept = self.replicas(GUARDED)?;
         ensure!(kept == Some(GUARDED.replicas), "the guarded {} has {kept:?} replicas", GUARDED.label());
@@ -379,6 +384,155 @@ impl<'a> Demo<'a> {
             RULER.replicas,
             GUARDED.name(),
             GUARDED.replicas
+        ));
+        Ok(())
+    }
+
+    /// Shows `kubectl ARGS &` and runs it, echoing what it prints, while `during` runs; `during`
+    /// gets the lines printed after the header and the object as it was, so the watch is
+    /// established before it starts and sees every version stored while it runs.
+    fn watching(&self, args: &[&str], during: impl FnOnce(&mpsc::Receiver<String>) -> Result<()>) -> Result<()> {
+        self.show_command(args, " &");
+        let mut watch = self.command(args).stdout(Stdio::piped()).spawn().context("starting kubectl --watch")?;
+        let stdout = watch.stdout.take().expect("piped stdout");
+        let (lines, printed) = mpsc::channel();
+        let echo = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("{line}");
+                let _ = lines.send(line);
+            }
+        });
+        let result = (|| -> Result<()> {
+            for _ in 0..2 {
+                printed.recv_timeout(Duration::from_secs(20)).context("kubectl --watch printed nothing")?;
+            }
+            during(&printed)
+        })();
+        let _ = watch.kill();
+        let _ = watch.wait();
+        let _ = echo.join();
+        result
+    }
+
+    /// The query-scheduler pinned, then the same mistake committed to its own repository: its
+    /// Kustomization applies the commit and stays Ready, every version the API server stores
+    /// keeps the count (the watch's rows, checked as they come), the write carries the pin's
+    /// stamp, `verify` passes naming the pin, and `guard off` leaves nothing on the workload.
+    fn pinned_commit_is_applied(&self) -> Result<()> {
+        self.say(&format!(
+            "On Kubernetes 1.36 and later, guard --pin has the API server rewrite such a write instead of\n\
+             refusing it (a MutatingAdmissionPolicy): a deploy that would take the workload below its floor\n\
+             keeps the live count, and the deploy goes through. The {} is deployed from its own\n\
+             repository by its own Kustomization ({PINNED_FLUX_NAME}): pin it, floor = its HPA's minReplicas:",
+            PINNED.name()
+        ));
+        self.expect(0, &["hpa-migrate", "guard", "on", "-n", NAMESPACE, PINNED.target, "--pin"])?;
+        self.say(&format!(
+            "Git: the same mistake for the {} (no strip, no pause). Watch every version the API server\n\
+             stores, with the stamp the pin leaves:",
+            PINNED.name()
+        ));
+        let columns = "custom-columns=NAME:.metadata.name,REPLICAS:.spec.replicas,\
+                       PINNED-REPLICAS:.metadata.annotations.hpa-migrate\\.io/pinned-replicas,\
+                       PINNED-AT:.metadata.annotations.hpa-migrate\\.io/pinned-at";
+        let kept = PINNED.replicas.to_string();
+        self.watching(&["get", PINNED.target, "-n", NAMESPACE, "--watch", "-o", columns], |rows| {
+            ensure!(
+                self.replicas(&PINNED)? == Some(PINNED.replicas),
+                "{} lost its count before the commit",
+                PINNED.label()
+            );
+            let without_replicas: String = self
+                .manifest("query-scheduler.yaml")?
+                .lines()
+                .filter(|l| !l.starts_with("  replicas: "))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            self.commit(
+                PINNED_FLUX_NAME,
+                &format!("{}: remove replicas, its HPA has it", PINNED.name()),
+                &[("query-scheduler.yaml", without_replicas)],
+            )?;
+            // The applied write is the row with the stamp; every row up to it is a stored version.
+            loop {
+                let row = rows
+                    .recv_timeout(Duration::from_secs(30))
+                    .context("the watch never showed the pinned write after the Kustomization applied it")?;
+                let fields: Vec<&str> = row.split_whitespace().collect();
+                ensure!(
+                    fields.get(1) == Some(&kept.as_str()),
+                    "a stored version of the pinned {} does not have {kept} replicas: {row}",
+                    PINNED.label()
+                );
+                if fields.get(2) == Some(&kept.as_str()) {
+                    return Ok(());
+                }
+            }
+        })?;
+        self.expect(0, &["get", "kustomization", "-n", FLUX_NAMESPACE, FLUX_NAME, PINNED_FLUX_NAME])?;
+        self.say(&format!(
+            "Side by side: the {} commit is held back by the distributor's refusal; the {} commit\n\
+             is applied (Ready), and the {} kept {} in every stored version. verify judges the past and\n\
+             names the pin:",
+            FLUX_NAME,
+            PINNED_FLUX_NAME,
+            PINNED.name(),
+            PINNED.replicas
+        ));
+        let verify = ["hpa-migrate", "verify", "-n", NAMESPACE, PINNED.target, "--since", "10m"];
+        let shown = self.expect_output(0, &verify)?;
+        let named = format!("pinned at {}", PINNED.replicas);
+        ensure!(shown.contains(&named), "verify did not name the pin ({named:?}):\n{shown}");
+        self.say("Git no longer has replicas: the pin has done its work. Lift it:");
+        self.expect(0, &["hpa-migrate", "guard", "off", "-n", NAMESPACE, PINNED.target])?;
+        let object: Value = serde_json::from_str(&self.kubectl(&[
+            "get",
+            PINNED.target,
+            "-n",
+            NAMESPACE,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ])?)?;
+        let metadata = &object["metadata"];
+        let left: Vec<String> = ["labels", "annotations"]
+            .iter()
+            .flat_map(|map| metadata[map].as_object().into_iter().flatten().map(|(key, _)| key.clone()))
+            .chain(
+                metadata["managedFields"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e["manager"].as_str().map(String::from)),
+            )
+            .filter(|key| key.contains("hpa-migrate"))
+            .collect();
+        ensure!(left.is_empty(), "guard off left {left:?} on {}", PINNED.label());
+        let owners: Vec<&Value> = metadata["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| !e["fieldsV1"]["f:spec"]["f:replicas"].is_null())
+            .map(|e| &e["manager"])
+            .collect();
+        ensure!(owners.is_empty(), "after the pinned apply {owners:?} still own the {}'s replicas", PINNED.name());
+        // The policy is shared by every namespace pinned on the plane: only this entry must be gone.
+        let listing = self.kubectl(&[
+            "get",
+            "mutatingadmissionpolicy",
+            "hpa-migrate-guard-v1-deployments-pin",
+            "--ignore-not-found",
+            "-o",
+            "jsonpath={.metadata.annotations.hpa-migrate\\.io/guarded}",
+        ])?;
+        ensure!(!listing.contains(NAMESPACE), "guard off left the pin policy listing {NAMESPACE}: {listing}");
+        ensure!(self.replicas(&PINNED)? == Some(PINNED.replicas), "{} lost its count at guard off", PINNED.label());
+        self.expect(0, &["hpa-migrate", "check", "-n", NAMESPACE, PINNED.target])?;
+        self.say(&format!(
+            "Exit 0, safe, OWNERS <none>: the pinned write handed replicas over by itself (Flux's apply\n\
+             no longer owns the field), so no later deploy of the {} can drop it; and guard off left\n\
+             no policy entry, mark or stamp behind.",
+            PINNED.name()
         ));
         Ok(())
     }
@@ -399,7 +553,7 @@ impl<'a> Demo<'a> {
     /// The final state, checked: every migrated workload kept its count and never dropped; the
     /// ruler alone dropped.
     fn summary(&self) -> Result<()> {
-        let all: Vec<&Workload> = std::iter::once(&RULER).chain(&MIGRATED).collect();
+        let all: Vec<&Workload> = [&RULER, &PINNED].into_iter().chain(&MIGRATED).collect();
         let mut args = vec!["hpa-migrate", "verify", "-n", NAMESPACE, "--since", "10m", "-o", "json"];
         args.extend(all.iter().map(|w| w.target));
         let output = self.command(&args).stderr(Stdio::inherit()).output().context("running verify -o json")?;
@@ -425,7 +579,9 @@ impl<'a> Demo<'a> {
                 .collect();
             let after = self.replicas(workload)?;
             let migrated = workload.target != RULER.target;
-            let how = if workload.target == GUARDED.target {
+            let how = if workload.target == PINNED.target {
+                "pinned: Git without replicas applied, no strip; then guard off"
+            } else if workload.target == GUARDED.target {
                 "guarded: Git without replicas refused; then strip --pause-flux"
             } else if migrated {
                 "strip --pause-flux, then Git without replicas"
@@ -465,11 +621,12 @@ impl<'a> Demo<'a> {
         fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
     }
 
-    /// A commit to the local Git, pushed, then a reconcile of the Kustomization.
-    fn commit(&self, message: &str, files: &[(&str, String)]) -> Result<()> {
-        let revision = self.git.push(self.paths, FLUX_NAMESPACE, FLUX_NAME, files)?;
+    /// A commit to the local Git repository `kustomization` (each Kustomization here has its
+    /// GitRepository of the same name), pushed, then a reconcile of the Kustomization.
+    fn commit(&self, kustomization: &str, message: &str, files: &[(&str, String)]) -> Result<()> {
+        let revision = self.git.push(self.paths, FLUX_NAMESPACE, kustomization, files)?;
         self.show_commit(message, &revision);
-        self.reconcile(&revision)
+        self.reconcile(kustomization, &revision)
     }
 
     fn show_commit(&self, message: &str, revision: &str) {
@@ -477,14 +634,14 @@ impl<'a> Demo<'a> {
         println!("[main {}] {message}", &revision["main@sha1:".len()..][..7]);
     }
 
-    fn reconcile(&self, revision: &str) -> Result<()> {
-        self.reconcile_expecting(revision, Reconciled::Applied)
+    fn reconcile(&self, kustomization: &str, revision: &str) -> Result<()> {
+        self.reconcile_expecting(kustomization, revision, Reconciled::Applied)
     }
 
     /// What `flux reconcile kustomization mimir` does (the flux CLI is not installed here): the
     /// request annotation, then the wait until the controller has applied `revision` (or, for
     /// [`Reconciled::Refused`], has failed to apply it with the guard's refusal).
-    fn reconcile_expecting(&self, revision: &str, expected: Reconciled) -> Result<()> {
+    fn reconcile_expecting(&self, kustomization: &str, revision: &str, expected: Reconciled) -> Result<()> {
         let requested = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos());
         self.expect(
             0,
@@ -493,7 +650,7 @@ impl<'a> Demo<'a> {
                 "--overwrite",
                 "-n",
                 FLUX_NAMESPACE,
-                &format!("kustomization/{FLUX_NAME}"),
+                &format!("kustomization/{kustomization}"),
                 &format!("reconcile.fluxcd.io/requestedAt={requested}"),
             ],
         )?;
@@ -501,7 +658,7 @@ impl<'a> Demo<'a> {
             let object: Value = serde_json::from_str(&self.kubectl(&[
                 "get",
                 "kustomization",
-                FLUX_NAME,
+                kustomization,
                 "-n",
                 FLUX_NAMESPACE,
                 "-o",
@@ -521,7 +678,7 @@ impl<'a> Demo<'a> {
                     }
                 }))
         })?;
-        self.expect(0, &["get", "kustomization", "-n", FLUX_NAMESPACE, FLUX_NAME])
+        self.expect(0, &["get", "kustomization", "-n", FLUX_NAMESPACE, kustomization])
     }
 
     fn applied_revision(&self) -> Result<String> {
@@ -585,6 +742,22 @@ impl<'a> Demo<'a> {
         println!("\n{}", self.style("1", &text));
     }
 
+    /// As [`Self::expect`], and returns what the command printed on stdout (shown too).
+    fn expect_output(&self, code: i32, args: &[&str]) -> Result<String> {
+        self.show_command(args, "");
+        let output = self
+            .command(args)
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running kubectl {}", args.join(" ")))?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        print!("{stdout}");
+        if output.status.code() != Some(code) {
+            bail!("`kubectl {}` exited with {}, expected exit code {code}", args.join(" "), output.status);
+        }
+        Ok(stdout)
+    }
+
     /// Shows a command, runs it with its real output, and fails unless it exits with `code`.
     fn expect(&self, code: i32, args: &[&str]) -> Result<()> {
         self.show_command(args, "");
@@ -610,6 +783,12 @@ impl<'a> Demo<'a> {
     fn style(&self, sgr: &str, text: &str) -> String {
         if self.styled { format!("\x1b[{sgr}m{text}\x1b[0m") } else { text.to_string() }
     }
+}
+
+/// Where `cargo build` put the plugin: CARGO_TARGET_DIR's debug/ when set (a worktree's own),
+/// else target/debug.
+fn plugin_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from).join("debug")
 }
 
 /// Polls `probe` every 250 ms until it holds, or fails after `timeout` naming `what`.
