@@ -459,8 +459,10 @@ async fn self_heal_with_replicas_in_git_fights_the_hpa() {
     assert!(!warned(&report), "automated sync off, no warning: {report:#}");
     let gaps: Vec<i64> = reverts.windows(2).map(|w| w[1].as_second() - w[0].as_second()).collect();
     eprintln!("selfHeal against an HPA at 5 with 7 in Git: reverts to 7 at {reverts:?}, {gaps:?} s apart");
-    // The self-heal backoff, 2 s x 3^n (the times are to the second): measured 2, 6, 18.
+    // The self-heal backoff, 2 s x 3^n: measured 2, 6, 18 s apart on a quiet machine. Each gap
+    // also holds the HPA's next scale, which load delays, so only the backoff's floor is held
+    // (the times are to the second).
     for (gap, backoff) in gaps.iter().zip([2, 6, 18]) {
-        assert!((backoff - 1..=backoff + 3).contains(gap), "gaps {gaps:?}");
+        assert!(*gap >= backoff - 1, "a revert came sooner than the self-heal backoff allows: gaps {gaps:?}");
     }
 }
