@@ -352,6 +352,30 @@ mod tests {
     }
 
     #[test]
+    fn an_argo_cd_object_is_paused_by_its_application_s_automated_sync_only_while_it_is_on() {
+        let (mut assessment, object) = assessed("argocd-client-side-deployment", true);
+        let mut application =
+            crate::core::tools::argocd::Application::from_value(&load("argocd-application-self-heal"))
+                .expect("captured from the real Argo CD");
+        assessment.deploy.argocd_application = Some(application.clone());
+        let pausing = StripOptions { pause: true, ..options() };
+        let plan_with = |assessment: &Assessment, options: &StripOptions| {
+            plan(assessment, object.clone(), choose(assessment, options).unwrap(), options, &ReleaseRecords::NotRead)
+                .unwrap()
+        };
+        let paused = plan_with(&assessment, &pausing);
+        assert_eq!(paused.auto_sync_off, Some(application.reference()));
+        assert!(!paused.pause_flux && paused.suspend.is_none() && paused.notes.is_empty(), "{:?}", paused.notes);
+        assert_eq!(plan_with(&assessment, &options()).auto_sync_off, None, "only when asked");
+
+        application.automated = false;
+        assessment.deploy.argocd_application = Some(application);
+        let manual = plan_with(&assessment, &pausing);
+        assert_eq!(manual.auto_sync_off, None, "automation the user had off stays off");
+        assert!(manual.notes[0].contains("does not sync automatically"), "{:?}", manual.notes);
+    }
+
+    #[test]
     fn a_pause_asked_for_an_object_flux_does_not_manage_is_a_note() {
         let plan = planned("kubectl-csa-owns-replicas", &StripOptions { pause: true, ..options() }).unwrap();
         assert!(!plan.pause_flux);
