@@ -479,12 +479,21 @@ const AUTOMATED_RECORD: &str = "hpa-migrate.io/automated-sync-from";
 /// automatically (`automated: {}`, then with `selfHeal`). `strip --pause` takes `automated` off
 /// (recorded exactly) and strips; a commit without replicas, refreshed, is seen (OutOfSync at
 /// that commit) and not applied; `resume` puts `automated` back exactly, the controller syncs the
-/// commit by itself, and every stored version kept 5.
+/// commit by itself, and every stored version kept 5. The second resumes the workloads `-l`
+/// selects.
 #[tokio::test]
 async fn paused_automated_sync_applies_nothing_and_resume_keeps_the_count() {
-    for (prefix, automated) in [("argo-pause", json!({})), ("argo-pause-heal", json!({"selfHeal": true}))] {
+    let labelled = |replicas| {
+        let mut web = deployment_manifest("web", replicas);
+        web["metadata"]["labels"] = json!({"app": "web"});
+        web
+    };
+    let resumes: [&[&str]; 2] = [&["resume", "deploy/web"], &["resume", "-l", "app=web"]];
+    for ((prefix, automated), resume) in
+        [("argo-pause", json!({})), ("argo-pause-heal", json!({"selfHeal": true}))].into_iter().zip(resumes)
+    {
         let ns = TestNamespace::new(prefix).await;
-        let app = ArgoApp::new(&ns, json!({}), &[deployment_manifest("web", Some(5))]).await;
+        let app = ArgoApp::new(&ns, json!({}), &[labelled(Some(5))]).await;
         app.sync().await;
         app.set_spec(json!({"syncPolicy": {"automated": automated}})).await;
         hpa_at(&ns, "web", 3, 10).await;
@@ -502,7 +511,7 @@ async fn paused_automated_sync_applies_nothing_and_resume_keeps_the_count() {
         let record = paused["metadata"]["annotations"][AUTOMATED_RECORD].as_str().expect("the record");
         assert_eq!(serde_json::from_str::<Value>(record).unwrap(), automated);
 
-        let commit = app.commit(&[deployment_manifest("web", None), hpa_manifest("web", "Deployment", "web", 3, 10)]);
+        let commit = app.commit(&[labelled(None), hpa_manifest("web", "Deployment", "web", 3, 10)]);
         app.refresh().await;
         eventually(Duration::from_secs(120), "Argo CD to see the commit", || async {
             let status = app.application().await["status"]["sync"].clone();
@@ -515,7 +524,9 @@ async fn paused_automated_sync_applies_nothing_and_resume_keeps_the_count() {
         assert_ne!(operation, Some(json!(commit)), "{prefix}: nothing synced while paused");
         let stored_while_paused = ns.replicas_stored_since("web", &since).await;
 
-        assert_success(&ns.plugin(&admin_kubeconfig(), &["resume", "deploy/web"]), "resume");
+        let resumed = ns.plugin(&admin_kubeconfig(), resume);
+        assert_success(&resumed, "resume");
+        assert!(stdout(&resumed).contains("syncs automatically again"), "{}", stdout(&resumed));
         let resumed = app.application().await;
         assert_eq!(resumed["spec"]["syncPolicy"]["automated"], automated, "exactly what it was");
         assert!(resumed["metadata"]["annotations"].get(AUTOMATED_RECORD).is_none(), "{resumed:#}");

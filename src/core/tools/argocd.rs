@@ -149,7 +149,7 @@ impl Application {
         format!(
             "Argo CD Application {}/{} syncs automatically with selfHeal while Argo CD owns replicas: it puts Git's \
              count back after every scale of the autoscaler (measured on Argo CD v3.2.11: 2, 6, 18 s apart); turn its \
-             automated sync off for the handover",
+             automated sync off for the handover (strip --pause does, resume puts it back)",
             self.namespace, self.name
         )
     }
