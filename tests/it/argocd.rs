@@ -504,6 +504,9 @@ async fn paused_automated_sync_applies_nothing_and_resume_keeps_the_count() {
         assert_eq!((code, next.ends_with(" --pause")), (1, true), "check advises the pause: {report:#}");
         let (report, code, err) = strip_as(&ns, &admin_kubeconfig(), &["deploy/web", "--pause"]);
         assert_eq!(code, 0, "{report:#}\n{err}");
+        let shown = format!("Argo CD Application argocd/{}: spec.syncPolicy (resume puts it back)", app.name);
+        assert!(err.contains(&shown), "the diff shows the pause: {err}");
+        eprintln!("{prefix}: strip --pause showed:\n{err}");
         let message = report["results"][0]["message"].as_str().unwrap_or_default();
         assert!(message.contains("automated sync off"), "{report:#}");
         let paused = app.application().await;
