@@ -141,11 +141,11 @@ pub enum Verb {
     Strip(StripArgs),
     /// Prove, from history and by watching live, that replicas never dropped to the floor
     Verify(VerifyArgs),
-    /// The guided migration in a terminal: pick, check, pause Flux, strip, change the source, watch
+    /// The guided migration in a terminal: pick, check, pause Flux or Argo CD, strip, change the source, watch
     Migrate(MigrateArgs),
     /// Put back what a strip changed, from its backup file
     Restore(RestoreArgs),
-    /// Let Flux reconcile objects again after `strip --pause-flux`
+    /// Let Flux and Argo CD deploy objects again after `strip --pause`
     Resume(ResumeArgs),
     /// Predict what the next deploy of these manifests does to replicas, and the steps that keep the count
     Preflight(PreflightArgs),
@@ -219,11 +219,13 @@ pub struct StripArgs {
     #[command(flatten)]
     pub backups: BackupArgs,
 
-    /// Also pause Flux, so it cannot re-take ownership: kustomize.toolkit.fluxcd.io/reconcile=disabled
-    /// on the objects a Kustomization applies, spec.suspend=true on the HelmRelease of those
-    /// helm-controller deploys (`resume` undoes both)
-    #[arg(long)]
-    pub pause_flux: bool,
+    /// Also pause the deploy tool of each object, so it cannot re-take ownership:
+    /// kustomize.toolkit.fluxcd.io/reconcile=disabled on the objects a Flux Kustomization
+    /// applies, spec.suspend=true on the HelmRelease of those helm-controller deploys, the
+    /// automated sync off on the Argo CD Application that syncs them (`resume` undoes each).
+    /// --pause-flux is the same flag
+    #[arg(long, visible_alias = "pause-flux")]
+    pub pause: bool,
 
     /// Strip even though no autoscaler is in charge
     #[arg(long)]
@@ -273,8 +275,8 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// Workloads paused with `strip --pause-flux`. Without TARGET, -l SELECTOR picks the
-    /// paused workloads it selects
+    /// Workloads paused with `strip --pause`. Without TARGET, -l SELECTOR picks the paused
+    /// workloads it selects
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
 }

@@ -17,7 +17,7 @@ use crate::commands::Target;
 use crate::core::autoscaler::{self, Hpa, ScaledObject};
 use crate::core::helm::{self, ReleaseKey, ReleaseRecords};
 use crate::core::tools::{Mechanism, argocd};
-use crate::core::verdict::Assessment;
+use crate::core::verdict::{Assessment, Verdict};
 use crate::core::workload::{Workload, WorkloadKind};
 use crate::core::{self, Cluster};
 use crate::error::{Error, Result};
@@ -206,29 +206,46 @@ impl Analysis<'_> {
             handover_managers: self.handover_managers,
         };
         let mut assessment = core::analyze(w, &cluster);
+        assessment.deploy.argocd_application = self.tracking_application(&assessment).cloned();
+        advise_argocd_pause(&mut assessment);
         let stripped = w.metadata.uid.as_ref().and_then(|uid| self.inventory.backups.get(uid));
         if let Some((backup, path)) = stripped
             && !assessment.hazards.is_empty()
         {
             assessment.warnings.push(reclaimed_warning(&assessment, backup, path));
         }
-        if let Some(application) = self.self_healing_application(&assessment) {
-            assessment.warnings.push(application.self_heal_warning());
+        if let Some(warning) = self_healing_application(&assessment).map(argocd::Application::self_heal_warning) {
+            assessment.warnings.push(warning);
         }
         assessment
     }
 }
 
 impl Analysis<'_> {
-    /// The Argo CD Application that syncs the workload with selfHeal, when Argo CD owns its
-    /// replicas and an autoscaler targets it: measured, selfHeal then reverts every scale.
-    fn self_healing_application(&self, assessment: &Assessment) -> Option<&argocd::Application> {
+    /// The Argo CD Application whose tracking id the workload carries.
+    fn tracking_application(&self, assessment: &Assessment) -> Option<&argocd::Application> {
         let tracking_id = assessment.deploy.argocd_tracking_id.as_deref()?;
-        let argo_owns = assessment.replica_owners.iter().any(|o| o.mechanism == Mechanism::ArgoCd);
-        if !argo_owns || assessment.autoscalers.is_empty() {
-            return None;
-        }
-        self.inventory.argocd_applications.iter().find(|a| a.self_heal && a.tracks(tracking_id))
+        self.inventory.argocd_applications.iter().find(|a| a.tracks(tracking_id))
+    }
+}
+
+/// The Argo CD Application that syncs the workload with selfHeal, when Argo CD owns its
+/// replicas and an autoscaler targets it: measured, selfHeal then reverts every scale.
+fn self_healing_application(assessment: &Assessment) -> Option<&argocd::Application> {
+    let argo_owns = assessment.replica_owners.iter().any(|o| o.mechanism == Mechanism::ArgoCd);
+    if !argo_owns || assessment.autoscalers.is_empty() {
+        return None;
+    }
+    assessment.deploy.argocd_application.as_ref().filter(|a| a.self_heal)
+}
+
+/// A strip of what Argo CD owns, while its Application syncs automatically, is taken back by
+/// the next sync of a commit that still sets replicas: `check`'s next command pauses it too.
+fn advise_argocd_pause(assessment: &mut Assessment) {
+    let argo_hazard = assessment.hazards.iter().any(|h| h.mechanism == Mechanism::ArgoCd);
+    let automated = assessment.deploy.argocd_application.as_ref().is_some_and(|a| a.automated);
+    if assessment.verdict == Verdict::StripNeeded && argo_hazard && automated && !assessment.next.contains("--pause") {
+        assessment.next.push_str(" --pause");
     }
 }
 

@@ -291,18 +291,26 @@ pub async fn list_scaled_objects_where(
     }
 }
 
-/// Lists Argo CD's Applications in every namespace, each reduced to an
-/// [`argocd::Application`]; `None` when Argo CD's CRD is not installed or listing them is not
-/// allowed (what needs them is then not checked).
-pub async fn list_argocd_applications(client: &Client) -> Result<Option<Vec<argocd::Application>>> {
-    let resource = ApiResource {
+fn argocd_application_resource() -> ApiResource {
+    ApiResource {
         group: "argoproj.io".into(),
         version: "v1alpha1".into(),
         api_version: "argoproj.io/v1alpha1".into(),
         kind: "Application".into(),
         plural: "applications".into(),
-    };
-    let api = dynamic_api(client, &resource, &NamespaceScope::All);
+    }
+}
+
+/// Argo CD Applications (`argoproj.io/v1alpha1`), in `namespace`.
+pub fn argocd_application_api(client: &Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), namespace, &argocd_application_resource())
+}
+
+/// Lists Argo CD's Applications in every namespace, each reduced to an
+/// [`argocd::Application`]; `None` when Argo CD's CRD is not installed or listing them is not
+/// allowed (what needs them is then not checked).
+pub async fn list_argocd_applications(client: &Client) -> Result<Option<Vec<argocd::Application>>> {
+    let api = dynamic_api(client, &argocd_application_resource(), &NamespaceScope::All);
     let reduce = |object: DynamicObject| argocd::Application::from_value(&to_value(object));
     match list_reduced(&api, &ListParams::default(), reduce).await {
         Ok(applications) => Ok(Some(applications)),

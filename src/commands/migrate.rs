@@ -82,7 +82,7 @@ pub async fn run(
     };
     let pinned = flow.offer_pin(&migrating).await?;
     let guarded = pinned || flow.offer_guard(&migrating).await?;
-    let pause = !pinned && flow.ask_pause_flux(&migrating)?;
+    let pause = !pinned && flow.ask_pause(&migrating)?;
     let backups = if pinned {
         Vec::new()
     } else {
@@ -236,21 +236,21 @@ impl Flow<'_> {
         }
     }
 
-    /// Step 3, Flux: pause first, so its next apply cannot take replicas back; the prompt names
-    /// each controller's own pause (the annotation for a Kustomization, the HelmRelease's
-    /// suspend).
-    fn ask_pause_flux(&self, migrating: &[Assessment]) -> Result<bool> {
-        let unpaused: Vec<&Assessment> =
-            migrating.iter().filter(|a| a.flux_owns_replicas() && !a.flux_paused()).collect();
+    /// Step 3, pause first, so the deploy tool's next apply cannot take replicas back; the
+    /// prompt names each tool's own pause (the annotation for a Kustomization, the HelmRelease's
+    /// suspend, the Argo CD Application's automated sync).
+    fn ask_pause(&self, migrating: &[Assessment]) -> Result<bool> {
+        let unpaused: Vec<&Assessment> = migrating.iter().filter(|a| needs_pause(a)).collect();
         let mut pauses: Vec<String> = unpaused.iter().flat_map(|a| a.pauses()).map(|p| p.describe()).collect();
         pauses.sort();
         pauses.dedup();
         if pauses.is_empty() {
             return Ok(false);
         }
-        self.heading("3. Flux");
+        let tools = tools_named(unpaused.iter().copied());
+        self.heading(&format!("3. {tools}"));
         self.confirm(&format!(
-            "Flux owns replicas of {} workload(s). Pause their reconciliation first ({})?",
+            "Replicas of {} workload(s) are owned by {tools}. Pause their reconciliation first ({})?",
             unpaused.len(),
             pauses.join("; ")
         ))
@@ -265,7 +265,7 @@ impl Flow<'_> {
     ) -> Result<Step<Vec<std::path::PathBuf>>> {
         let to_strip: Vec<Assessment> = migrating
             .iter()
-            .filter(|a| a.verdict == Verdict::StripNeeded || (pause && a.flux_owns_replicas()))
+            .filter(|a| a.verdict == Verdict::StripNeeded || (pause && needs_pause(a)))
             .cloned()
             .collect();
         if to_strip.is_empty() {
@@ -312,11 +312,16 @@ impl Flow<'_> {
         // A HelmRelease's suspend is not on the workload: those step 3 suspended are resumed too
         // (resume leaves a HelmRelease it did not suspend as it is).
         let suspended = |a: &Assessment| paused_here && a.pauses().iter().any(|p| matches!(p, Pause::HelmRelease(_)));
-        let paused: Vec<&Assessment> = now.workloads.iter().filter(|a| a.flux_paused() || suspended(a)).collect();
+        let auto_sync_off =
+            |a: &Assessment| a.deploy.argocd_application.as_ref().is_some_and(|app| app.paused_by_strip);
+        let paused: Vec<&Assessment> =
+            now.workloads.iter().filter(|a| a.flux_paused() || suspended(a) || auto_sync_off(a)).collect();
         if !paused.is_empty() {
-            self.printer.note("Flux is paused for these objects: merge the change in Git, then come back here.");
+            let tools = tools_named(paused.iter().copied());
+            self.printer
+                .note(&format!("{tools} is paused for these objects: merge the change in Git, then come back here."));
             Confirm::with_theme(&self.theme)
-                .with_prompt("Is the change merged? Resume Flux reconciliation now")
+                .with_prompt(format!("Is the change merged? Resume {tools} reconciliation now"))
                 .default(true)
                 .wait_for_newline(true)
                 .interact_on(&self.term)
@@ -440,6 +445,28 @@ fn explain(a: &Assessment) -> String {
         }
         Verdict::AutoscalerNotReady => format!("The autoscaler cannot act yet: {}.", a.reason),
         Verdict::AmbiguousAutoscalers => "Several autoscalers fight over this workload: keep one.".into(),
+    }
+}
+
+/// Whether a deploy tool that owns the workload's replicas is not paused yet and has a pause.
+fn needs_pause(a: &Assessment) -> bool {
+    let flux = a.flux_owns_replicas() && !a.flux_paused();
+    let argo_owns = a.replica_owners.iter().any(|o| o.mechanism == Mechanism::ArgoCd);
+    let argo = argo_owns && a.pauses().iter().any(|p| matches!(p, Pause::ArgoCdAutoSync(_)));
+    flux || argo
+}
+
+/// "Flux", "Argo CD", or both: the tools that deploy these workloads.
+fn tools_named<'a>(workloads: impl Iterator<Item = &'a Assessment>) -> &'static str {
+    let (mut flux, mut argo) = (false, false);
+    for a in workloads {
+        flux |= a.deploy.flux.is_some();
+        argo |= a.deploy.argocd_tracking_id.is_some();
+    }
+    match (flux, argo) {
+        (false, true) => "Argo CD",
+        (true, true) => "Flux and Argo CD",
+        _ => "Flux",
     }
 }
 

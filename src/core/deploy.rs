@@ -96,6 +96,9 @@ pub struct DeployInfo {
     /// The Argo CD tracking id (`app:group/Kind:namespace/name`), when annotation tracking is used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub argocd_tracking_id: Option<String>,
+    /// The Argo CD Application that tracking id names, when it was read (the inventory adds it).
+    #[serde(skip)]
+    pub argocd_application: Option<argocd::Application>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub helm: Option<HelmInfo>,
     /// The replicas recorded in the last-applied annotation (client-side apply), if any.
@@ -128,6 +131,7 @@ pub fn deploy_info(workload: &Workload, owners: &[ReplicaOwner], helm: Option<He
     DeployInfo {
         flux: flux_info(workload, owners),
         argocd_tracking_id: workload.annotation(argocd::TRACKING_ANNOTATION).map(str::to_string),
+        argocd_application: None,
         helm,
         last_applied_replicas: last_applied_replicas(workload),
     }

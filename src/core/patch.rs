@@ -33,6 +33,8 @@ pub enum PlanError {
     NoHelmDocument(String),
     #[error("cannot edit the Helm release manifest safely: {0}")]
     HelmManifest(String),
+    #[error("annotation {0} does not hold the JSON this tool wrote; put the value back by hand, then remove it")]
+    MarkerNotJson(&'static str),
 }
 
 /// The identity of a managedFields entry: manager, operation, subresource and apiVersion.

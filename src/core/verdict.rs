@@ -66,10 +66,11 @@ impl Assessment {
         self.replica_owners.iter().any(|o| o.mechanism.is_flux())
     }
 
-    /// The pauses of the deploy tools that reconcile the object (`strip --pause-flux` writes
-    /// them, `resume` lifts them): one per Flux controller that deploys it.
+    /// The pauses of the deploy tools that reconcile the object (`strip --pause` writes them,
+    /// `resume` lifts them): one per Flux controller that deploys it, and Argo CD's when its
+    /// Application syncs automatically.
     pub fn pauses(&self) -> Vec<Pause> {
-        pause::pauses_of(self.deploy.flux.as_ref(), &self.replica_owners)
+        pause::pauses_of(self.deploy.flux.as_ref(), self.deploy.argocd_application.as_ref(), &self.replica_owners)
     }
 
     /// Whether this tool's Flux pause is on the object.

@@ -144,6 +144,13 @@ impl ArgoApp {
         state
     }
 
+    /// Asks the controller to compare with Git's latest commit now, as `argocd app get --refresh`
+    /// does (the `argocd.argoproj.io/refresh` annotation); with automated sync on, it then syncs.
+    pub async fn refresh(&self) {
+        let refresh = json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}});
+        self.apps.patch(&self.name, &PatchParams::default(), &Patch::Merge(refresh)).await.expect("refreshing");
+    }
+
     /// The tracking id Argo CD writes on a namespaced object it deploys.
     pub fn tracking_id(&self, ns: &TestNamespace, group_kind: &str, name: &str) -> String {
         format!("{}:{group_kind}:{}/{name}", self.name, ns.name)
@@ -464,5 +471,87 @@ async fn self_heal_with_replicas_in_git_fights_the_hpa() {
     // (the times are to the second).
     for (gap, backoff) in gaps.iter().zip([2, 6, 18]) {
         assert!(*gap >= backoff - 1, "a revert came sooner than the self-heal backoff allows: gaps {gaps:?}");
+    }
+}
+
+/// The record `strip --pause` leaves on the Application (src/core/tools/pause.rs).
+const AUTOMATED_RECORD: &str = "hpa-migrate.io/automated-sync-from";
+
+/// Fact 12, the pause: `web` at 5 in Git, an HPA (3..10) in charge, the Application syncing
+/// automatically (`automated: {}`, then with `selfHeal`). `strip --pause` takes `automated` off
+/// (recorded exactly) and strips; a commit without replicas, refreshed, is seen (OutOfSync at
+/// that commit) and not applied; `resume` puts `automated` back exactly, the controller syncs the
+/// commit by itself, and every stored version kept 5. The second resumes the workloads `-l`
+/// selects.
+#[tokio::test]
+async fn paused_automated_sync_applies_nothing_and_resume_keeps_the_count() {
+    let labelled = |replicas| {
+        let mut web = deployment_manifest("web", replicas);
+        web["metadata"]["labels"] = json!({"app": "web"});
+        web
+    };
+    let resumes: [&[&str]; 2] = [&["resume", "deploy/web"], &["resume", "-l", "app=web"]];
+    for ((prefix, automated), resume) in
+        [("argo-pause", json!({})), ("argo-pause-heal", json!({"selfHeal": true}))].into_iter().zip(resumes)
+    {
+        let ns = TestNamespace::new(prefix).await;
+        let app = ArgoApp::new(&ns, json!({}), &[labelled(Some(5))]).await;
+        app.sync().await;
+        app.set_spec(json!({"syncPolicy": {"automated": automated}})).await;
+        hpa_at(&ns, "web", 3, 10).await;
+        let since = ns.resource_version("web").await;
+
+        let (report, code) = plugin_json(&ns, &admin_kubeconfig(), &["check", "deploy/web"]);
+        let next = report["workloads"][0]["next"].as_str().unwrap_or_default().to_string();
+        assert_eq!((code, next.ends_with(" --pause")), (1, true), "check advises the pause: {report:#}");
+        let (report, code, err) = strip_as(&ns, &admin_kubeconfig(), &["deploy/web", "--pause"]);
+        assert_eq!(code, 0, "{report:#}\n{err}");
+        let shown = format!("Argo CD Application argocd/{}: spec.syncPolicy (resume puts it back)", app.name);
+        assert!(err.contains(&shown), "the diff shows the pause: {err}");
+        eprintln!("{prefix}: strip --pause showed:\n{err}");
+        let message = report["results"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("automated sync off"), "{report:#}");
+        let paused = app.application().await;
+        assert_eq!(paused.pointer("/spec/syncPolicy/automated"), None, "{paused:#}");
+        let record = paused["metadata"]["annotations"][AUTOMATED_RECORD].as_str().expect("the record");
+        assert_eq!(serde_json::from_str::<Value>(record).unwrap(), automated);
+
+        let commit = app.commit(&[labelled(None), hpa_manifest("web", "Deployment", "web", 3, 10)]);
+        app.refresh().await;
+        eventually(Duration::from_secs(120), "Argo CD to see the commit", || async {
+            let status = app.application().await["status"]["sync"].clone();
+            (status["revision"] == commit.as_str() && status["status"] == "OutOfSync").then_some(())
+        })
+        .await;
+        // Automated sync (and self-heal) would start within seconds of the comparison.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let operation = app.application().await.pointer("/status/operationState/syncResult/revision").cloned();
+        assert_ne!(operation, Some(json!(commit)), "{prefix}: nothing synced while paused");
+        let stored_while_paused = ns.replicas_stored_since("web", &since).await;
+
+        let resumed = ns.plugin(&admin_kubeconfig(), resume);
+        assert_success(&resumed, "resume");
+        assert!(stdout(&resumed).contains("syncs automatically again"), "{}", stdout(&resumed));
+        let resumed = app.application().await;
+        assert_eq!(resumed["spec"]["syncPolicy"]["automated"], automated, "exactly what it was");
+        assert!(resumed["metadata"]["annotations"].get(AUTOMATED_RECORD).is_none(), "{resumed:#}");
+        app.refresh().await;
+        let state = eventually(Duration::from_secs(180), "Argo CD to sync the commit by itself", || async {
+            let state = app.application().await.pointer("/status/operationState").cloned()?;
+            let ours = state.pointer("/syncResult/revision") == Some(&json!(commit));
+            (ours && state["phase"] == "Succeeded").then_some(state)
+        })
+        .await;
+        let stored = ns.replicas_stored_since("web", &since).await;
+        let web = ns.deployment_value("web").await;
+        eprintln!(
+            "{prefix}: automated {automated}: stored while paused {stored_while_paused:?}; after resume, synced by {} \
+             and stored {stored:?}; owners {:?}",
+            state["operation"]["initiatedBy"],
+            replica_managers(&web)
+        );
+        assert!(stored.iter().all(|&r| r == 5), "{prefix}: kept 5 in every stored version: {stored:?}");
+        assert_eq!(state["operation"]["initiatedBy"]["automated"], true, "{state:#}");
+        assert!(!replica_managers(&web).iter().any(|(m, _, _)| m == FIELD_MANAGER), "{web:#}");
     }
 }

@@ -51,6 +51,9 @@ fn the_strip_role_is_the_reader_role_plus_patch_on_what_strip_changes() {
         // --pause-flux reads and suspends the HelmRelease of what helm-controller deploys.
         ("helm.toolkit.fluxcd.io", "helmreleases", "get"),
         ("helm.toolkit.fluxcd.io", "helmreleases", "patch"),
+        // --pause turns the automated sync of an Argo CD Application off, resume puts it back.
+        ("argoproj.io", "applications", "get"),
+        ("argoproj.io", "applications", "patch"),
     ]);
     assert_eq!(extra, expected);
 }

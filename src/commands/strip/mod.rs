@@ -63,7 +63,7 @@ impl Options {
                 dry_run: args.dry_run,
                 yes: args.yes,
                 backup_dir: args.backups.dir(),
-                pause: args.pause_flux,
+                pause: args.pause,
                 force: args.force,
                 plans_to_stdout: args.output == OutputFormat::Text,
             },
@@ -385,6 +385,7 @@ mod tests {
         assert!(strip.pause && !strip.plans_to_stdout && !strip.dry_run && !strip.force);
         assert_eq!(options.output, OutputFormat::Json);
 
+        assert!(resolve("x strip deploy/web --pause").unwrap().strip.pause, "--pause-flux is its alias");
         let selected = resolve("x strip -l app=web").unwrap();
         assert!(selected.strip.targets.is_empty() && selected.strip.method.is_none() && selected.strip.plans_to_stdout);
     }

@@ -9,7 +9,7 @@ use crate::core::helm::{ReleaseKey, ReleaseRecords};
 use crate::core::ownership;
 use crate::core::patch::{HelmChange, PlanError, WorkloadChange};
 use crate::core::tools::DEFAULT_HANDOVER_MANAGER;
-use crate::core::tools::pause::{HelmReleaseRef, Pause};
+use crate::core::tools::pause::{ApplicationRef, HelmReleaseRef, Pause};
 use crate::core::verdict::{Assessment, Verdict};
 use crate::core::workload::{Workload, WorkloadKind};
 use crate::error::ExitStatus;
@@ -26,6 +26,9 @@ pub(super) struct ObjectPlan {
     pub pause_flux: bool,
     /// Suspend the HelmRelease that deploys the workload, before anything else is written.
     pub suspend: Option<HelmReleaseRef>,
+    /// Turn off the automated sync of the Argo CD Application that syncs the workload, before
+    /// anything else is written.
+    pub auto_sync_off: Option<ApplicationRef>,
     pub handover_manager: Option<String>,
     pub workload_change: Option<WorkloadChange>,
     pub helm_change: Option<HelmChange>,
@@ -79,9 +82,13 @@ pub(super) fn plan(
     let Chosen { methods, managers } = chosen;
     let pauses = if options.pause { assessment.pauses() } else { Vec::new() };
     let pause_flux = pauses.contains(&Pause::FluxKustomization);
-    let suspend = pauses.into_iter().find_map(|pause| match pause {
-        Pause::HelmRelease(release) => Some(release),
-        Pause::FluxKustomization => None,
+    let suspend = pauses.iter().find_map(|pause| match pause {
+        Pause::HelmRelease(release) => Some(release.clone()),
+        _ => None,
+    });
+    let auto_sync_off = pauses.into_iter().find_map(|pause| match pause {
+        Pause::ArgoCdAutoSync(application) => Some(application),
+        _ => None,
     });
     let last_applied = methods.contains(&StripMethod::LastApplied);
     let workload_change = match WorkloadChange::plan(&before, &managers, last_applied, pause_flux) {
@@ -95,16 +102,30 @@ pub(super) fn plan(
         unless_flux_leaves_it(manager)?;
     }
     let handover_needed = handover_manager.as_ref().is_some_and(|m| !owns_replicas(&before, m));
-    if workload_change.is_none() && helm_change.is_none() && !handover_needed && suspend.is_none() {
+    if workload_change.is_none()
+        && helm_change.is_none()
+        && !handover_needed
+        && suspend.is_none()
+        && auto_sync_off.is_none()
+    {
         return Err(nothing_to_do(assessment, &methods));
     }
     let mut notes = Vec::new();
-    if options.pause && !pause_flux && suspend.is_none() {
-        notes.push(if assessment.flux_owns_replicas() {
+    if options.pause && !pause_flux && suspend.is_none() && auto_sync_off.is_none() {
+        notes.push(if let Some(application) = &assessment.deploy.argocd_application {
+            format!(
+                "not paused: Argo CD Application {} does not sync automatically{} (a sync someone asks for still applies Git)",
+                application.reference(),
+                if application.paused_by_strip { " (an earlier strip --pause turned it off)" } else { "" }
+            )
+        } else if assessment.deploy.argocd_tracking_id.is_some() {
+            "not paused: Argo CD tracks it, but its Application could not be read (list applications.argoproj.io); turn its automated sync off yourself"
+                .to_string()
+        } else if assessment.flux_owns_replicas() {
             "not paused for Flux: helm-controller owns replicas, but no helm.toolkit.fluxcd.io labels name its HelmRelease: suspend it yourself (flux suspend helmrelease)"
                 .to_string()
         } else {
-            "not paused for Flux: Flux does not manage it (no kustomize.toolkit.fluxcd.io or helm.toolkit.fluxcd.io labels, no Flux owner of replicas)"
+            "not paused: neither Flux nor Argo CD manages it (no kustomize.toolkit.fluxcd.io or helm.toolkit.fluxcd.io labels, no Flux owner of replicas, no Argo CD tracking id)"
                 .to_string()
         });
     }
@@ -117,6 +138,7 @@ pub(super) fn plan(
         last_applied,
         pause_flux,
         suspend,
+        auto_sync_off,
         handover_manager: handover_manager.filter(|_| handover_needed),
         workload_change,
         helm_change,
@@ -330,10 +352,34 @@ mod tests {
     }
 
     #[test]
+    fn an_argo_cd_object_is_paused_by_its_application_s_automated_sync_only_while_it_is_on() {
+        let (mut assessment, object) = assessed("argocd-client-side-deployment", true);
+        let mut application =
+            crate::core::tools::argocd::Application::from_value(&load("argocd-application-self-heal"))
+                .expect("captured from the real Argo CD");
+        assessment.deploy.argocd_application = Some(application.clone());
+        let pausing = StripOptions { pause: true, ..options() };
+        let plan_with = |assessment: &Assessment, options: &StripOptions| {
+            plan(assessment, object.clone(), choose(assessment, options).unwrap(), options, &ReleaseRecords::NotRead)
+                .unwrap()
+        };
+        let paused = plan_with(&assessment, &pausing);
+        assert_eq!(paused.auto_sync_off, Some(application.reference()));
+        assert!(!paused.pause_flux && paused.suspend.is_none() && paused.notes.is_empty(), "{:?}", paused.notes);
+        assert_eq!(plan_with(&assessment, &options()).auto_sync_off, None, "only when asked");
+
+        application.automated = false;
+        assessment.deploy.argocd_application = Some(application);
+        let manual = plan_with(&assessment, &pausing);
+        assert_eq!(manual.auto_sync_off, None, "automation the user had off stays off");
+        assert!(manual.notes[0].contains("does not sync automatically"), "{:?}", manual.notes);
+    }
+
+    #[test]
     fn a_pause_asked_for_an_object_flux_does_not_manage_is_a_note() {
         let plan = planned("kubectl-csa-owns-replicas", &StripOptions { pause: true, ..options() }).unwrap();
         assert!(!plan.pause_flux);
-        assert!(plan.notes[0].starts_with("not paused for Flux"), "{:?}", plan.notes);
+        assert!(plan.notes[0].starts_with("not paused: neither Flux nor Argo CD"), "{:?}", plan.notes);
     }
 
     #[test]

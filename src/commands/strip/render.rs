@@ -30,6 +30,11 @@ pub(super) fn render_plan(plan: &ObjectPlan, printer: &Printer, to_stdout: bool)
         let title = format!("HelmRelease {release} (left as it is if suspended already)");
         out.push_str(&diff(&title, "", "spec:\n  suspend: true\n"));
     }
+    if let Some(application) = &plan.auto_sync_off {
+        let automated = application_automated(plan).map(|a| yaml(&serde_json::json!({"automated": a})));
+        let title = format!("Argo CD Application {application}: spec.syncPolicy (resume puts it back)");
+        out.push_str(&diff(&title, &automated.unwrap_or_default(), ""));
+    }
     if let Some(change) = &plan.workload_change {
         if let Some(fields) = &change.managed_fields {
             for edit in &fields.edits {
@@ -84,8 +89,20 @@ pub(super) fn render_plan(plan: &ObjectPlan, printer: &Printer, to_stdout: bool)
              re-takes them; add --pause-flux (it suspends the HelmRelease), or stop rendering replicas first\n"
         ));
     }
+    let automated = plan.assessment.deploy.argocd_application.as_ref().is_some_and(|a| a.automated);
+    if owned_by(Mechanism::ArgoCd) && automated && plan.auto_sync_off.is_none() {
+        out.push_str(&format!(
+            "  {warning} Argo CD owns replicas and its Application syncs automatically: its next sync of a commit that \
+             still sets replicas re-takes them; add --pause, or remove replicas from Git first\n"
+        ));
+    }
     out.push('\n');
     out
+}
+
+/// The `automated` sync policy of the Application as `check` read it (the pause re-reads it).
+fn application_automated(plan: &ObjectPlan) -> Option<&Value> {
+    plan.assessment.deploy.argocd_application.as_ref()?.automated_policy.as_ref()
 }
 
 fn pretty(json_text: &str) -> String {

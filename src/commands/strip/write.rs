@@ -15,7 +15,7 @@ use crate::core::helm;
 use crate::core::patch::{self, EntryIdentity, HelmChange, Mismatch, WorkloadChange};
 use crate::core::tools::flux::RECONCILE_ANNOTATION as FLUX_RECONCILE_ANNOTATION;
 use crate::core::tools::kubectl::LAST_APPLIED_ANNOTATION;
-use crate::core::tools::pause::{self, HelmReleaseRef};
+use crate::core::tools::pause::{self, ApplicationRef, HelmReleaseRef};
 use crate::core::workload::Workload;
 use crate::error::{Error, ExitStatus, Result};
 use crate::kubeio::{self, NamespaceScope};
@@ -34,6 +34,9 @@ pub(super) async fn ensure_permissions(client: &Client, plans: &[ObjectPlan]) ->
         }
         if let Some(release) = &plan.suspend {
             needed.push(("patch".into(), HELM_RELEASE_GROUP.into(), "helmreleases".into(), release.namespace.clone()));
+        }
+        if let Some(application) = &plan.auto_sync_off {
+            needed.push(("patch".into(), ARGOCD_GROUP.into(), "applications".into(), application.namespace.clone()));
         }
     }
     needed.sort();
@@ -79,9 +82,13 @@ async fn execute_steps(
     result: &mut ObjectResult,
 ) -> Result<Vec<String>> {
     let mut messages = Vec::new();
-    // First, so that helm-controller upgrades nothing once replicas leaves its entry.
+    // First, so that neither helm-controller nor Argo CD applies anything once replicas
+    // leaves their entries.
     if let Some(release) = &plan.suspend {
         messages.push(suspend_helm_release(client, release, dry_run).await?);
+    }
+    if let Some(application) = &plan.auto_sync_off {
+        messages.push(pause_application(client, application, dry_run).await?);
     }
     if let Some(confirmed) = &plan.workload_change {
         messages.push(apply_workload_change(client, plan, confirmed, dry_run, backup_dir, result).await?);
@@ -101,33 +108,78 @@ const HELM_RELEASE_GROUP: &str = "helm.toolkit.fluxcd.io";
 /// `resume` puts exactly that back), unless it is suspended already: then it is left as it is.
 /// No backup file: the marker on the HelmRelease is the record, and `resume` the undo.
 async fn suspend_helm_release(client: &Client, release: &HelmReleaseRef, dry_run: bool) -> Result<String> {
-    let api = kubeio::helm_release_api(client, &release.namespace);
-    let scope = NamespaceScope::Namespace(release.namespace.clone());
-    let resource = format!("helmreleases.{HELM_RELEASE_GROUP}");
-    let label = format!("HelmRelease {release}");
-    let (api, scope, resource, label) = (&api, &scope, &resource, &label);
-    retry::on_conflict(label, |_| async move {
-        let before = kubeio::get_object(api, &release.name)
-            .await
-            .map_err(|e| kubeio::classify_error(e, "get", resource, scope))?;
-        let plan = pause::plan_suspend(&before).map_err(|source| Error::Plan { target: label.clone(), source })?;
-        let Some(patch) = plan else {
-            return Ok(Attempt::Done(format!("{label} is suspended already: left as it is")));
-        };
-        match kubeio::json_patch(api, &release.name, patch, dry_run).await {
-            Ok(written) if pause::suspended_by_strip(&written) => {
-                let what = format!("{label} suspended");
-                Ok(Attempt::Done(if dry_run { format!("dry run: {what}") } else { what }))
+    let pause = ToolPause {
+        api: kubeio::helm_release_api(client, &release.namespace),
+        name: &release.name,
+        resource: format!("helmreleases.{HELM_RELEASE_GROUP}"),
+        label: format!("HelmRelease {release}"),
+        plan: pause::plan_suspend,
+        paused: pause::suspended_by_strip,
+        done: ("suspended", "is suspended already: left as it is", "spec.suspend is not true after the patch"),
+    };
+    pause.write(&release.namespace, dry_run).await
+}
+
+const ARGOCD_GROUP: &str = "argoproj.io";
+
+/// Turns the Application's automated sync off (`spec.syncPolicy.automated` removed, recorded
+/// exactly in [`pause::AUTOMATED_ANNOTATION`], so that `resume` puts exactly that back), unless
+/// it is off already: then it is left as it is. No backup file: the record on the Application is
+/// the backup, and `resume` the undo.
+async fn pause_application(client: &Client, application: &ApplicationRef, dry_run: bool) -> Result<String> {
+    let pause = ToolPause {
+        api: kubeio::argocd_application_api(client, &application.namespace),
+        name: &application.name,
+        resource: format!("applications.{ARGOCD_GROUP}"),
+        label: format!("Argo CD Application {application}"),
+        plan: pause::plan_pause_automated,
+        paused: pause::automated_paused_by_strip,
+        done: (
+            "automated sync off",
+            "syncs automatically no more: left as it is",
+            "spec.syncPolicy.automated is still there after the patch",
+        ),
+    };
+    pause.write(&application.namespace, dry_run).await
+}
+
+/// The pause of a deploy tool's own object (a HelmRelease, an Application): one guarded JSON
+/// patch, re-planned on a conflict, confirmed on the object as stored.
+struct ToolPause<'a> {
+    api: kube::Api<kube::api::DynamicObject>,
+    name: &'a str,
+    resource: String,
+    label: String,
+    plan: fn(&Value) -> std::result::Result<Option<json_patch::Patch>, patch::PlanError>,
+    paused: fn(&Value) -> bool,
+    /// What to say when done, when paused already, and when the stored object is not paused.
+    done: (&'static str, &'static str, &'static str),
+}
+
+impl ToolPause<'_> {
+    async fn write(&self, namespace: &str, dry_run: bool) -> Result<String> {
+        let scope = NamespaceScope::Namespace(namespace.to_string());
+        let Self { api, name, resource, label, plan, paused, done: (done, already, unconfirmed) } = self;
+        let scope = &scope;
+        retry::on_conflict(label, |_| async move {
+            let before =
+                kubeio::get_object(api, name).await.map_err(|e| kubeio::classify_error(e, "get", resource, scope))?;
+            let planned = plan(&before).map_err(|source| Error::Plan { target: label.clone(), source })?;
+            let Some(patch) = planned else {
+                return Ok(Attempt::Done(format!("{label} {already}")));
+            };
+            match kubeio::json_patch(api, name, patch, dry_run).await {
+                Ok(written) if paused(&written) => {
+                    let what = format!("{label} {done}");
+                    Ok(Attempt::Done(if dry_run { format!("dry run: {what}") } else { what }))
+                }
+                Ok(_) => Err(Error::Unconfirmed { target: label.clone(), why: unconfirmed.to_string() }),
+                Err(error) if retry::is_conflict(&error) => Ok(Attempt::Conflict),
+                Err(error) => Err(kubeio::classify_error(error, "patch", resource, scope)),
             }
-            Ok(_) => Err(Error::Unconfirmed {
-                target: label.clone(),
-                why: "spec.suspend is not true after the patch".into(),
-            }),
-            Err(error) if retry::is_conflict(&error) => Ok(Attempt::Conflict),
-            Err(error) => Err(kubeio::classify_error(error, "patch", resource, scope)),
-        }
-    })
-    .await
+        })
+        .await
+    }
 }
 
 fn object_ref(plan: &ObjectPlan, object: &Value) -> ObjectRef {

@@ -36,6 +36,14 @@ pub struct Application {
     /// Automated sync is on (`spec.syncPolicy.automated`, unless its `enabled` is false) with
     /// `selfHeal`: the controller re-syncs whenever a live object differs from Git.
     pub self_heal: bool,
+    /// Automated sync is on (`spec.syncPolicy.automated`, unless its `enabled` is false): the
+    /// controller syncs every new commit by itself. `strip --pause` turns it off.
+    pub automated: bool,
+    /// `spec.syncPolicy.automated` as read, when it is set.
+    pub automated_policy: Option<serde_json::Value>,
+    /// `strip --pause` turned its automated sync off ([`super::pause::AUTOMATED_ANNOTATION`]
+    /// records what it was) and it is still off: `resume` puts it back.
+    pub paused_by_strip: bool,
     /// `spec.syncPolicy.syncOptions` (argocd-server's sync and the automated sync both use
     /// them), e.g. `ServerSideApply=true`.
     pub sync_options: Vec<String>,
@@ -95,6 +103,9 @@ impl Application {
             namespace: object.pointer("/metadata/namespace")?.as_str()?.to_string(),
             name: object.pointer("/metadata/name")?.as_str()?.to_string(),
             self_heal: enabled && self_heal,
+            automated: enabled,
+            automated_policy: automated.cloned(),
+            paused_by_strip: super::pause::automated_paused_by_strip(object),
             sync_options: strings(object.pointer("/spec/syncPolicy/syncOptions")),
             replicas_ignored_for,
         })
@@ -117,6 +128,10 @@ impl Application {
             && self.replicas_ignored_for.iter().any(|rule| rule.covers(group, kind, namespace, name))
     }
 
+    pub fn reference(&self) -> super::pause::ApplicationRef {
+        super::pause::ApplicationRef { namespace: self.namespace.clone(), name: self.name.clone() }
+    }
+
     /// Whether a tracking id names this Application. Its first part is the Application's name
     /// when the Application lives in Argo CD's own namespace, `NAMESPACE_NAME` otherwise
     /// (argo-cd v3.2.11 `util/argo.AppInstanceName`); Argo CD's namespace is not known here, so
@@ -134,7 +149,7 @@ impl Application {
         format!(
             "Argo CD Application {}/{} syncs automatically with selfHeal while Argo CD owns replicas: it puts Git's \
              count back after every scale of the autoscaler (measured on Argo CD v3.2.11: 2, 6, 18 s apart); turn its \
-             automated sync off for the handover",
+             automated sync off for the handover (strip --pause does, resume puts it back)",
             self.namespace, self.name
         )
     }
@@ -181,6 +196,9 @@ mod tests {
             namespace: "team".into(),
             name: "shop".into(),
             self_heal: true,
+            automated: true,
+            automated_policy: None,
+            paused_by_strip: false,
             sync_options: Vec::new(),
             replicas_ignored_for: Vec::new(),
         };

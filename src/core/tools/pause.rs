@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::argocd::Application;
 use super::{Mechanism, Traces, flux};
 use crate::core::deploy::FluxInfo;
 use crate::core::ownership::ReplicaOwner;
@@ -21,8 +22,12 @@ pub enum Pause {
     /// suspend is written on the HelmRelease with [`SUSPENDED_ANNOTATION`] saying what
     /// `spec.suspend` was, and `resume` puts exactly that back ([`ResumePlan`]).
     HelmRelease(HelmReleaseRef),
-    // ArgoCdAutoSync: Argo CD's pause (the Application's automated sync turned off) comes here
-    // once it is measured on the real Argo CD, with its line in `pauses_of`.
+    /// Argo CD syncs a new commit by itself while its Application has
+    /// `spec.syncPolicy.automated`; without it, only a sync someone asks for runs (measured:
+    /// docs/measured/argocd.md). The pause removes `automated`, with [`AUTOMATED_ANNOTATION`]
+    /// holding exactly what it was, and `resume` puts exactly that back. An Application whose
+    /// automated sync is off already has no pause: its automation is never turned on.
+    ArgoCdAutoSync(ApplicationRef),
 }
 
 impl Pause {
@@ -31,6 +36,9 @@ impl Pause {
         match self {
             Pause::FluxKustomization => format!("{}={} on the object", flux::RECONCILE_ANNOTATION, flux::PAUSED),
             Pause::HelmRelease(release) => format!("spec.suspend=true on HelmRelease {release}"),
+            Pause::ArgoCdAutoSync(application) => {
+                format!("automated sync off for Argo CD Application {application}")
+            }
         }
     }
 }
@@ -59,11 +67,26 @@ impl std::fmt::Display for HelmReleaseRef {
     }
 }
 
-/// The pauses that stop the Flux controllers deploying an object: kustomize-controller's when a
+/// An Argo CD Application (`applications.argoproj.io`), the one whose tracking id an object
+/// carries.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ApplicationRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ApplicationRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The pauses that stop the deploy tools deploying an object: kustomize-controller's when a
 /// Kustomization applies it (its labels, or its entry owning replicas), helm-controller's when a
-/// HelmRelease does (its labels). A helm-controller entry on an object without the labels names
-/// no HelmRelease, so it gets no pause.
-pub fn pauses_of(flux: Option<&FluxInfo>, owners: &[ReplicaOwner]) -> Vec<Pause> {
+/// HelmRelease does (its labels), Argo CD's when the Application that tracks it syncs
+/// automatically. A helm-controller entry on an object without the labels names no
+/// HelmRelease, so it gets no pause.
+pub fn pauses_of(flux: Option<&FluxInfo>, argocd: Option<&Application>, owners: &[ReplicaOwner]) -> Vec<Pause> {
     let mut pauses = Vec::new();
     let kustomization = flux.is_some_and(|f| f.kustomization.is_some())
         || owners.iter().any(|o| o.mechanism == Mechanism::FluxKustomize);
@@ -73,6 +96,9 @@ pub fn pauses_of(flux: Option<&FluxInfo>, owners: &[ReplicaOwner]) -> Vec<Pause>
     let helm_release = flux.and_then(|f| f.helm_release.as_deref()).and_then(|r| r.split_once('/'));
     if let Some((namespace, name)) = helm_release {
         pauses.push(Pause::HelmRelease(HelmReleaseRef { namespace: namespace.into(), name: name.into() }));
+    }
+    if let Some(application) = argocd.filter(|a| a.automated) {
+        pauses.push(Pause::ArgoCdAutoSync(application.reference()));
     }
     pauses
 }
@@ -149,6 +175,72 @@ pub fn suspended_by_strip(helm_release: &Value) -> bool {
         && helm_release.pointer(&patch::annotation_path(SUSPENDED_ANNOTATION)).is_some()
 }
 
+/// On an Argo CD Application: `strip --pause` removed `spec.syncPolicy.automated`, which was
+/// this (its JSON, exactly).
+pub const AUTOMATED_ANNOTATION: &str = "hpa-migrate.io/automated-sync-from";
+
+fn automated(application: &Value) -> Option<&Value> {
+    application.pointer("/spec/syncPolicy/automated").filter(|a| a.is_object())
+}
+
+fn automated_pointer() -> json_patch::jsonptr::PointerBuf {
+    op::at(["spec", "syncPolicy", "automated"])
+}
+
+/// The pause of an Application as read: `automated` removed and recorded. `None` when its
+/// automated sync is off already (absent, or `enabled: false`): it is left as it is, and no
+/// resume turns it on.
+pub fn plan_pause_automated(application: &Value) -> Result<Option<json_patch::Patch>, PlanError> {
+    let resource_version = patch::resource_version(application)?;
+    let Some(before) = automated(application).filter(|a| a.get("enabled") != Some(&Value::Bool(false))) else {
+        return Ok(None);
+    };
+    let mut part = PatchPart::default();
+    part.tests.push(op::test(automated_pointer(), before.clone()));
+    part.changes.push(op::remove(automated_pointer()));
+    let marker = patch::annotation_part(application, AUTOMATED_ANNOTATION, Some(&before.to_string()));
+    Ok(Some(patch::combine(&resource_version, &[part, marker])))
+}
+
+/// What `resume` does to an Application as read: [`ResumePlan::Restore`] puts back exactly the
+/// `automated` the pause recorded and removes the record; when someone turned automated sync
+/// back on meanwhile, theirs is kept and only the record goes. Without the record it was not
+/// paused by a strip: [`ResumePlan::NotSuspended`], left as it is.
+pub fn plan_resume_automated(application: &Value) -> Result<ResumePlan, PlanError> {
+    let resource_version = patch::resource_version(application)?;
+    let Some(recorded) = application.pointer(&patch::annotation_path(AUTOMATED_ANNOTATION)).and_then(Value::as_str)
+    else {
+        return Ok(ResumePlan::NotSuspended);
+    };
+    let mut part = PatchPart::default();
+    match automated(application) {
+        Some(current) => part.tests.push(op::test(automated_pointer(), current.clone())),
+        None => {
+            let recorded: Value = serde_json::from_str(recorded)
+                .ok()
+                .filter(Value::is_object)
+                .ok_or(PlanError::MarkerNotJson(AUTOMATED_ANNOTATION))?;
+            match application.pointer("/spec/syncPolicy") {
+                Some(policy) if policy.is_object() => {
+                    part.tests.push(op::test(op::at(["spec", "syncPolicy"]), policy.clone()));
+                    part.changes.push(op::add(automated_pointer(), recorded));
+                }
+                _ => part
+                    .changes
+                    .push(op::add(op::at(["spec", "syncPolicy"]), serde_json::json!({"automated": recorded}))),
+            }
+        }
+    }
+    let marker = patch::annotation_part(application, AUTOMATED_ANNOTATION, None);
+    Ok(ResumePlan::Restore(patch::combine(&resource_version, &[part, marker])))
+}
+
+/// Whether an Application's automated sync is off and the record of a strip's pause is on it
+/// (after a pause), as opposed to on with no record (after a resume).
+pub fn automated_paused_by_strip(application: &Value) -> bool {
+    automated(application).is_none() && application.pointer(&patch::annotation_path(AUTOMATED_ANNOTATION)).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -208,16 +300,93 @@ mod tests {
     #[test]
     fn each_flux_controller_has_its_own_pause() {
         let kustomization = FluxInfo { kustomization: Some("flux-system/apps".into()), ..FluxInfo::default() };
-        assert_eq!(pauses_of(Some(&kustomization), &[]), vec![Pause::FluxKustomization]);
+        assert_eq!(pauses_of(Some(&kustomization), None, &[]), vec![Pause::FluxKustomization]);
         let helm_release = FluxInfo { helm_release: Some("shop/web".into()), ..FluxInfo::default() };
         let release = HelmReleaseRef { namespace: "shop".into(), name: "web".into() };
-        assert_eq!(pauses_of(Some(&helm_release), &[]), vec![Pause::HelmRelease(release.clone())]);
+        assert_eq!(pauses_of(Some(&helm_release), None, &[]), vec![Pause::HelmRelease(release.clone())]);
         assert_eq!(Pause::HelmRelease(release).describe(), "spec.suspend=true on HelmRelease shop/web");
-        assert_eq!(pauses_of(None, &[]), vec![]);
+        assert_eq!(pauses_of(None, None, &[]), vec![]);
 
         let deployed = load("helm-controller-deployment");
         let namespace = deployed["metadata"]["namespace"].as_str().unwrap().to_string();
         assert_eq!(HelmReleaseRef::of(&deployed), Some(HelmReleaseRef { namespace, name: "web".into() }));
         assert_eq!(HelmReleaseRef::of(&load("flux-real-owns-replicas")), None);
+    }
+
+    #[test]
+    fn an_application_paused_by_strip_resumes_to_exactly_its_automated_sync() {
+        // Captured from the real Argo CD v3.2.11: automated sync with selfHeal.
+        let captured = load("argocd-application-self-heal");
+        let mut with_options = captured.clone();
+        with_options["spec"]["syncPolicy"] = json!({
+            "automated": {"prune": true, "selfHeal": false, "allowEmpty": true},
+            "syncOptions": ["ServerSideApply=true"]
+        });
+        let mut bare = captured.clone();
+        bare["spec"]["syncPolicy"]["automated"] = json!({});
+        for before in [captured, with_options, bare] {
+            let application = Application::from_value(&before).unwrap();
+            assert!(application.automated && !application.paused_by_strip);
+            let pauses = pauses_of(None, Some(&application), &[]);
+            assert_eq!(pauses, vec![Pause::ArgoCdAutoSync(application.reference())]);
+
+            let patch = plan_pause_automated(&before).unwrap().expect("automated sync is on");
+            let paused = applied(&before, &patch);
+            assert_eq!(automated(&paused), None, "{paused:#}");
+            assert_eq!(paused["spec"]["syncPolicy"]["syncOptions"], before["spec"]["syncPolicy"]["syncOptions"]);
+            let recorded = paused.pointer(&patch::annotation_path(AUTOMATED_ANNOTATION)).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Value>(recorded.as_str().unwrap()).unwrap(),
+                before["spec"]["syncPolicy"]["automated"]
+            );
+            let application = Application::from_value(&paused).unwrap();
+            assert!(!application.automated && !application.self_heal && application.paused_by_strip);
+            assert_eq!(pauses_of(None, Some(&application), &[]), vec![], "paused: nothing more to pause");
+            assert_eq!(plan_pause_automated(&paused).unwrap(), None, "a second strip leaves the record as it is");
+
+            let ResumePlan::Restore(patch) = plan_resume_automated(&paused).unwrap() else { panic!("paused by strip") };
+            let resumed = applied(&paused, &patch);
+            assert_eq!(resumed["spec"], before["spec"], "exactly the automated sync it had");
+            assert_eq!(resumed.pointer(&patch::annotation_path(AUTOMATED_ANNOTATION)), None, "the record is gone");
+            assert!(!automated_paused_by_strip(&resumed));
+            assert_eq!(plan_resume_automated(&resumed).unwrap(), ResumePlan::NotSuspended);
+        }
+    }
+
+    #[test]
+    fn automation_the_user_had_off_is_never_turned_on() {
+        let mut manual = load("argocd-application-self-heal");
+        manual["spec"]["syncPolicy"] = json!({"syncOptions": ["ServerSideApply=true"]});
+        let mut disabled = load("argocd-application-self-heal");
+        disabled["spec"]["syncPolicy"]["automated"]["enabled"] = false.into();
+        for off in [manual, disabled] {
+            assert!(!Application::from_value(&off).unwrap().automated);
+            assert_eq!(plan_pause_automated(&off).unwrap(), None);
+            assert_eq!(plan_resume_automated(&off).unwrap(), ResumePlan::NotSuspended);
+        }
+    }
+
+    #[test]
+    fn the_application_pause_is_guarded_and_keeps_automation_turned_on_meanwhile() {
+        let before = load("argocd-application-self-heal");
+        let patch = plan_pause_automated(&before).unwrap().unwrap();
+        let mut moved = before.clone();
+        moved["metadata"]["resourceVersion"] = "1".into();
+        assert!(json_patch::patch(&mut moved, &patch).is_err(), "another writer's version");
+        let mut changed = before.clone();
+        changed["spec"]["syncPolicy"]["automated"]["prune"] = true.into();
+        assert!(json_patch::patch(&mut changed, &patch).is_err(), "automation changed meanwhile");
+
+        // Turned back on by someone while paused: resume keeps theirs and drops the record.
+        let mut paused = applied(&before, &patch);
+        paused["spec"]["syncPolicy"]["automated"] = json!({"prune": true});
+        let ResumePlan::Restore(patch) = plan_resume_automated(&paused).unwrap() else { panic!("recorded") };
+        let resumed = applied(&paused, &patch);
+        assert_eq!(resumed["spec"]["syncPolicy"]["automated"], json!({"prune": true}));
+        assert_eq!(resumed.pointer(&patch::annotation_path(AUTOMATED_ANNOTATION)), None);
+
+        let mut garbled = applied(&before, &plan_pause_automated(&before).unwrap().unwrap());
+        garbled["metadata"]["annotations"][AUTOMATED_ANNOTATION] = "on".into();
+        assert_eq!(plan_resume_automated(&garbled), Err(PlanError::MarkerNotJson(AUTOMATED_ANNOTATION)));
     }
 }
