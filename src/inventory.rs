@@ -229,11 +229,14 @@ impl Analysis<'_> {
     }
 }
 
-/// The Argo CD Application that syncs the workload with selfHeal, when Argo CD owns its
-/// replicas and an autoscaler targets it: measured, selfHeal then reverts every scale.
+/// The Argo CD Application that syncs the workload with selfHeal, when Argo CD sends its
+/// replicas (it owns them, or its last-applied annotation sets them: right after the HPA's
+/// scale the `/scale` writer owns the field, and selfHeal reverts it all the same) and an
+/// autoscaler targets it: measured, selfHeal then reverts every scale.
 fn self_healing_application(assessment: &Assessment) -> Option<&argocd::Application> {
     let argo_owns = assessment.replica_owners.iter().any(|o| o.mechanism == Mechanism::ArgoCd);
-    if !argo_owns || assessment.autoscalers.is_empty() {
+    let argo_sends = argo_owns || assessment.hazards.iter().any(|h| h.mechanism == Mechanism::ArgoCd);
+    if !argo_sends || assessment.autoscalers.is_empty() {
         return None;
     }
     assessment.deploy.argocd_application.as_ref().filter(|a| a.self_heal)
