@@ -248,7 +248,8 @@ pub struct PreflightArgs {
     #[arg(short = 'R', long)]
     pub recursive: bool,
 
-    /// The tool that applies them: flux, argocd, helm, kubectl, kubectl-server-side, or any
+    /// The tool that applies them: flux, argocd, helm, helm-server-side (helm upgrade
+    /// --server-side=true), kubectl, kubectl-server-side, tanka, or any
     /// other server-side applier's field manager (default: told from each live object)
     #[arg(long = "as", value_name = "TOOL")]
     pub as_tool: Option<String>,

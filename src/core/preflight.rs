@@ -10,7 +10,7 @@ use super::helm::{self, ReleaseRecord};
 use super::manifest::Document;
 use super::ownership::{self, ReplicaOwner};
 use super::tools::kubectl::LAST_APPLIED_ANNOTATION;
-use super::tools::{Tool, Traces, Untraced, argocd, flux, kubectl};
+use super::tools::{Tool, Traces, Untraced, argocd, flux, helm as helm_cli, kubectl};
 
 /// What an apply that removes `.spec.replicas` leaves: the API server defaults the field of
 /// Deployments, StatefulSets, ReplicaSets (and Argo Rollouts) to 1.
@@ -33,6 +33,11 @@ pub enum Takeover {
     ArgoCdClientSide {
         manager: String,
     },
+    /// Helm 4's first server-side upgrade of a release that applied client-side, before its
+    /// apply: [`helm_cli::switch_migrates`].
+    HelmClientSide {
+        manager: String,
+    },
 }
 
 impl Takeover {
@@ -43,6 +48,7 @@ impl Takeover {
             Takeover::Flux => flux::takes_over(owner),
             Takeover::KubectlClientSide { managers } => kubectl::migrates(owner, managers),
             Takeover::ArgoCdClientSide { manager } => argocd::migrates(owner, manager),
+            Takeover::HelmClientSide { manager } => helm_cli::migrates(owner, manager),
         }
     }
 
@@ -53,7 +59,9 @@ impl Takeover {
             Takeover::KubectlClientSide { managers } => {
                 format!(", then migrating {}'s entry into its own and applying again", managers.join(", "))
             }
-            Takeover::ArgoCdClientSide { manager } => format!(", after migrating {manager}'s entry into its own"),
+            Takeover::ArgoCdClientSide { manager } | Takeover::HelmClientSide { manager } => {
+                format!(", after migrating {manager}'s entry into its own")
+            }
         }
     }
 }
@@ -134,16 +142,23 @@ pub fn applier(
             Takeover::ArgoCdClientSide { manager: argocd::migration_manager(live) },
         ),
         Tool::Argocd => Apply::ClientSide { manager: argocd::CONTROLLER_MANAGER.into() },
-        Tool::Helm => {
+        Tool::Helm | Tool::HelmServerSide => {
             let release = live.annotation(helm::RELEASE_NAME_ANNOTATION).unwrap_or_default();
             let record = match helm_record {
                 Ok(Some(record)) => record,
                 Ok(None) => return Err(Undetermined::HelmRecordMissing { release: release.to_string() }),
                 Err(problem) => return Err(Undetermined::HelmRecordsUnreadable { problem }),
             };
-            match record.apply_method.as_deref() {
-                // Helm 4 upgrades as the release was installed; server-side unforced by default.
-                Some("ssa") => server_side("helm", false, Takeover::None),
+            let method = record.apply_method.as_deref();
+            match (&tool, helm_cli::switch_migrates(method)) {
+                // Helm 4 upgrades as the release was installed (server-side, unforced by
+                // default) unless told --server-side=true.
+                (_, false) => server_side(helm_cli::MANAGER, false, Takeover::None),
+                (Tool::HelmServerSide, true) => server_side(
+                    helm_cli::MANAGER,
+                    false,
+                    Takeover::HelmClientSide { manager: helm_cli::MANAGER.into() },
+                ),
                 _ => Apply::HelmThreeWay { release: record.release.clone(), revision: record.revision },
             }
         }
@@ -506,6 +521,33 @@ mod tests {
         let helm = load("helm3-deployment");
         let error = applier(Tool::Helm, String::new(), &helm, Ok(None)).unwrap_err();
         assert_eq!(error, Undetermined::HelmRecordMissing { release: "web".into() });
+    }
+
+    #[test]
+    fn helm_server_side_upgrade_of_a_client_side_release_migrates_helms_entry_first() {
+        use crate::core::helm::Driver;
+        // Captured after a Helm 3 install (helm's Update entry owns replicas; no apply_method)
+        // and a Helm 4 server-side install (apply_method ssa).
+        let (helm3, helm4) = (load("helm3-deployment"), load("helm4-deployment"));
+        let record3 = ReleaseRecord::from_object(Driver::Secret, &load("helm3-release-secret")).unwrap();
+        let record4 = ReleaseRecord::from_object(Driver::Secret, &load("helm4-release-secret")).unwrap();
+        let migrating = Takeover::HelmClientSide { manager: helm_cli::MANAGER.into() };
+        let switched = applier(Tool::HelmServerSide, String::new(), &helm3, Ok(Some(&record3))).unwrap();
+        assert_eq!(
+            switched.apply,
+            Apply::ServerSide { manager: "helm".into(), force: false, takeover: migrating.clone() }
+        );
+        // Without --server-side=true the upgrade stays a three-way merge against the record.
+        let merged = applier(Tool::Helm, String::new(), &helm3, Ok(Some(&record3))).unwrap();
+        assert_eq!(merged.apply, Apply::HelmThreeWay { release: "web".into(), revision: 1 });
+        // The dry run of the apply alone keeps replicas (helm's Update entry still owns them);
+        // the migration makes them the apply's, which removes them.
+        assert_eq!(after_server_side(&helm3, &manifest(None), "helm", &Takeover::None), Some(5));
+        assert_eq!(after_server_side(&helm3, &manifest(None), "helm", &migrating), Some(DEFAULT_REPLICAS));
+        assert_eq!(after_server_side_locally(&helm3, &manifest(None), "helm", &migrating), Some(DEFAULT_REPLICAS));
+        // A release already server-side has nothing to migrate.
+        let already = applier(Tool::HelmServerSide, String::new(), &helm4, Ok(Some(&record4))).unwrap();
+        assert_eq!(already.apply, Apply::ServerSide { manager: "helm".into(), force: false, takeover: Takeover::None });
     }
 
     #[test]

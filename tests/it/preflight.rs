@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::argocd::ArgoApp;
 use crate::common::*;
 use crate::gitops::FluxRepo;
-use crate::tools::{Helm, chart};
+use crate::tools::{Helm, chart, decode_release_record, release_record};
 
 /// The next deploy's manifests as one multi-document file (JSON documents are YAML).
 pub(crate) struct Manifests {
@@ -380,6 +380,62 @@ async fn helm3_chart_autoscaling_toggle() {
 async fn helm4_chart_autoscaling_toggle() {
     let ns = TestNamespace::new("pf-helm4").await;
     chart_toggle_story("Helm 4", &ns, &Helm::v4(&ns)).await;
+}
+
+/// Helm 4's `helm upgrade --server-side=true` of a release that applied client-side (installed
+/// with `--server-side=false`, or by Helm 3) first migrates `helm`'s Update entry into its Apply
+/// entry, then applies: the chart's autoscaling toggle leaves replicas out and the field goes.
+/// `--as helm-server-side` predicts that drop (the dry run of the apply alone keeps 5), and its
+/// steps, followed with the same upgrade, keep the count.
+#[tokio::test]
+async fn helm4_switch_from_client_side_to_server_side_migrates_and_drops() {
+    let ns = TestNamespace::new("pf-helm-switch").await;
+    let (helm3, helm4) = (Helm::v3(&ns), Helm::v4(&ns));
+    let chart = chart("autoscaled");
+    helm3.ok(&["install", "moved", &chart]);
+    for release in ["web", "safe"] {
+        helm4.ok(&["install", release, &chart, "--server-side=false"]);
+    }
+    for release in ["moved", "web", "safe"] {
+        let owners = replica_managers(&ns.deployment_value(release).await);
+        assert_eq!(owners, vec![("helm".into(), "Update".into(), None)], "{release} applied client-side");
+    }
+    let toggle = ["--set", "autoscaling.enabled=true"];
+    let upgrade = |release: &str| [&["upgrade", release, &chart, "--server-side=true"][..], &toggle].concat();
+    for release in ["moved", "web", "safe"] {
+        let rendered = helm4.ok(&[&["template", release, &chart][..], &toggle].concat());
+        let manifests = Manifests::text(&rendered);
+        let (report, code) = preflight(&ns, &manifests, &["--as", "helm-server-side"]);
+        assert_eq!((code, predicted(&report, release)), (1, (1, "drops".into())), "{report:#}");
+        let p = prediction(&report, release);
+        assert!(p["apply"].as_str().unwrap().contains("after migrating helm's entry into its own"), "{p:#}");
+        let since = ns.resource_version(release).await;
+        if release == "safe" {
+            let verified = follow(p, async || {
+                helm4.ok(&upgrade(release));
+            })
+            .await;
+            ns.assert_kept_since(release, &since, 5).await;
+            matrix_row(
+                "Helm 4 client-side release -> --server-side=true",
+                (1, "drops"),
+                5,
+                &format!("kept 5 (verify {verified})"),
+            );
+            continue;
+        }
+        helm4.ok(&upgrade(release));
+        let control = lowest_since(&ns, release, &since).await;
+        assert_eq!(control, 1, "{release}: the switch dropped as predicted");
+        let record = decode_release_record(&release_record(&ns, "secret", release, 2));
+        assert_eq!(record["apply_method"], "ssa", "{release}: the upgrade switched the release");
+        let scenario = if release == "moved" {
+            "Helm 3 release -> Helm 4 --server-side=true"
+        } else {
+            "Helm 4 client-side release -> --server-side=true"
+        };
+        matrix_row(scenario, (1, "drops"), control, "");
+    }
 }
 
 /// The real kustomize-controller reconciling one commit that removes replicas and adds the HPA

@@ -12,6 +12,9 @@ pub enum Tool {
     Flux,
     Argocd,
     Helm,
+    /// `helm upgrade --server-side=true` (Helm 4): server-side even for a release that applied
+    /// client-side, whose entries Helm migrates first.
+    HelmServerSide,
     Kubectl,
     KubectlServerSide,
     /// `tk apply` with the server-side strategy: `kubectl apply --server-side` as `tanka`.
@@ -26,6 +29,7 @@ impl Tool {
             "flux" => Tool::Flux,
             "argocd" => Tool::Argocd,
             "helm" => Tool::Helm,
+            "helm-server-side" => Tool::HelmServerSide,
             "kubectl" => Tool::Kubectl,
             "kubectl-server-side" => Tool::KubectlServerSide,
             "tanka" => Tool::Tanka,
@@ -38,6 +42,7 @@ impl Tool {
             Tool::Flux => "flux".into(),
             Tool::Argocd => "argocd".into(),
             Tool::Helm => "helm".into(),
+            Tool::HelmServerSide => "helm-server-side".into(),
             Tool::Kubectl => "kubectl".into(),
             Tool::KubectlServerSide => "kubectl-server-side".into(),
             Tool::Tanka => "tanka".into(),
@@ -51,6 +56,7 @@ impl Tool {
             Tool::Flux => "commit and push the change checked here; Flux applies it at its next reconcile",
             Tool::Argocd => "commit and push the change checked here, and sync the Argo CD application",
             Tool::Helm => "run the helm upgrade checked here",
+            Tool::HelmServerSide => "run the helm upgrade --server-side=true checked here",
             Tool::Kubectl => "kubectl apply the manifests checked here",
             Tool::KubectlServerSide => "kubectl apply --server-side the manifests checked here",
             Tool::Tanka => "tk apply the environment checked here",

@@ -8,6 +8,7 @@
 pub mod argocd;
 mod detect;
 pub mod flux;
+pub mod helm;
 pub mod kubectl;
 pub mod pause;
 
@@ -136,7 +137,7 @@ pub fn classify(manager: &str, operation: &str, subresource: Option<&str>, hando
         flux::KUSTOMIZE_MANAGER => Mechanism::FluxKustomize,
         flux::HELM_MANAGER => Mechanism::FluxHelm,
         m if argocd::MANAGERS.contains(&m) => Mechanism::ArgoCd,
-        "helm" => Mechanism::Helm,
+        helm::MANAGER => Mechanism::Helm,
         TANKA_MANAGER if operation == "Apply" => Mechanism::Tanka,
         m if m.starts_with(PULUMI_MANAGER) => Mechanism::Pulumi,
         TERRAFORM_MANAGER => Mechanism::Terraform,
