@@ -572,7 +572,7 @@ async fn a_helm_release_suspended_before_the_strip_stays_suspended_after_resume(
     let output = ns.plugin(&admin_kubeconfig(), &["resume", &format!("deploy/{RELEASE}")]);
     assert_success(&output, "resume");
     println!("resume: {}", stdout(&output));
-    assert!(stdout(&output).contains("not by strip --pause-flux; left suspended"), "{}", stdout(&output));
+    assert!(stdout(&output).contains("not by strip --pause; left suspended"), "{}", stdout(&output));
     let object = release.object().await;
     assert_eq!(object["spec"]["suspend"], true);
     assert!(object["metadata"]["annotations"][SUSPENDED_FROM].is_null());
