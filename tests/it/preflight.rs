@@ -401,7 +401,9 @@ async fn helm4_switch_from_client_side_to_server_side_migrates_and_drops() {
         assert_eq!(owners, vec![("helm".into(), "Update".into(), None)], "{release} applied client-side");
     }
     let toggle = ["--set", "autoscaling.enabled=true"];
-    let upgrade = |release: &str| [&["upgrade", release, &chart, "--server-side=true"][..], &toggle].concat();
+    fn upgrade<'a>(release: &'a str, chart: &'a str, toggle: &[&'a str]) -> Vec<&'a str> {
+        [&["upgrade", release, chart, "--server-side=true"][..], toggle].concat()
+    }
     for release in ["moved", "web", "safe"] {
         let rendered = helm4.ok(&[&["template", release, &chart][..], &toggle].concat());
         let manifests = Manifests::text(&rendered);
@@ -412,7 +414,7 @@ async fn helm4_switch_from_client_side_to_server_side_migrates_and_drops() {
         let since = ns.resource_version(release).await;
         if release == "safe" {
             let verified = follow(p, async || {
-                helm4.ok(&upgrade(release));
+                helm4.ok(&upgrade(release, &chart, &toggle));
             })
             .await;
             ns.assert_kept_since(release, &since, 5).await;
@@ -424,7 +426,7 @@ async fn helm4_switch_from_client_side_to_server_side_migrates_and_drops() {
             );
             continue;
         }
-        helm4.ok(&upgrade(release));
+        helm4.ok(&upgrade(release, &chart, &toggle));
         let control = lowest_since(&ns, release, &since).await;
         assert_eq!(control, 1, "{release}: the switch dropped as predicted");
         let record = decode_release_record(&release_record(&ns, "secret", release, 2));
