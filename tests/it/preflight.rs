@@ -419,7 +419,7 @@ async fn helm4_switch_from_client_side_to_server_side_migrates_and_drops() {
             .await;
             ns.assert_kept_since(release, &since, 5).await;
             matrix_row(
-                "Helm 4 client-side release -> --server-side=true",
+                "Helm 4 client-side -> --server-side=true, steps followed",
                 (1, "drops"),
                 5,
                 &format!("kept 5 (verify {verified})"),
