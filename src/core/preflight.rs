@@ -29,9 +29,9 @@ pub enum Takeover {
     KubectlClientSide {
         managers: Vec<String>,
     },
-    /// Argo CD's server-side sync, before its apply: [`argocd::migration_manager`].
-    ArgoCdClientSide {
-        manager: String,
+    /// Argo CD's server-side sync, around its apply: [`argocd::migrated_by_server_side_sync`].
+    ArgoCdServerSideSync {
+        managers: Vec<String>,
     },
     /// Helm 4's first server-side upgrade of a release that applied client-side, before its
     /// apply: [`helm_cli::switch_migrates`].
@@ -47,7 +47,7 @@ impl Takeover {
             Takeover::None => false,
             Takeover::Flux => flux::takes_over(owner),
             Takeover::KubectlClientSide { managers } => kubectl::migrates(owner, managers),
-            Takeover::ArgoCdClientSide { manager } => argocd::migrates(owner, manager),
+            Takeover::ArgoCdServerSideSync { managers } => argocd::migrates(owner, managers),
             Takeover::HelmClientSide { manager } => helm_cli::migrates(owner, manager),
         }
     }
@@ -59,9 +59,10 @@ impl Takeover {
             Takeover::KubectlClientSide { managers } => {
                 format!(", then migrating {}'s entry into its own and applying again", managers.join(", "))
             }
-            Takeover::ArgoCdClientSide { manager } | Takeover::HelmClientSide { manager } => {
-                format!(", after migrating {manager}'s entry into its own")
+            Takeover::ArgoCdServerSideSync { managers } => {
+                format!(", migrating {}'s entry into its own around it", managers.join(", "))
             }
+            Takeover::HelmClientSide { manager } => format!(", after migrating {manager}'s entry into its own"),
         }
     }
 }
@@ -136,10 +137,12 @@ pub fn applier(
         Tool::Kubectl => Apply::ClientSide { manager: kubectl::CLIENT_SIDE_MANAGER.into() },
         // Argo CD applies server-side, forced, as argocd-controller once the application has
         // ServerSideApply=true; its entry says which mode last synced the object.
+        // Without its Application, the default migration manager ([`under_application`] reads
+        // the Application's).
         Tool::Argocd if live.has_entry(argocd::CONTROLLER_MANAGER, "Apply") => server_side(
             argocd::CONTROLLER_MANAGER,
             true,
-            Takeover::ArgoCdClientSide { manager: argocd::migration_manager(live) },
+            argo_sync_takeover(live, Some(argocd::DEFAULT_MIGRATION_MANAGER)),
         ),
         Tool::Argocd => Apply::ClientSide { manager: argocd::CONTROLLER_MANAGER.into() },
         Tool::Helm | Tool::HelmServerSide => {
@@ -168,23 +171,28 @@ pub fn applier(
 
 /// How Argo CD syncs `live` under `application`, the Application that tracks it: with
 /// `ServerSideApply=true` a sync is a forced apply as `argocd-controller` even if the object was
-/// last synced client-side, and kubectl's apply code it runs first migrates the Update owners of
-/// the last-applied annotation into that entry and applies again (measured on v3.2.11, with
-/// and without `ClientSideApplyMigration=false`: 5 -> 1 in that one sync).
+/// last synced client-side, and the entries [`argocd::migrated_by_server_side_sync`] names for
+/// the Application's migration manager become its own around the apply (measured on v3.2.11,
+/// with and without `ClientSideApplyMigration=false`: 5 -> 1 in that one sync).
 pub fn under_application(applier: Applier, application: &argocd::Application, live: &Value) -> Applier {
     let named = format!("{}, Application {}/{}", applier.evidence, application.namespace, application.name);
+    let takeover = argo_sync_takeover(live, application.migration_manager.as_deref());
     match applier.apply {
-        Apply::ClientSide { .. } if application.server_side() => {
-            let managers = kubectl::client_side_managers(live);
-            let takeover = if managers.is_empty() { Takeover::None } else { Takeover::KubectlClientSide { managers } };
-            Applier {
-                apply: Apply::ServerSide { manager: argocd::CONTROLLER_MANAGER.into(), force: true, takeover },
-                evidence: format!("{named} (ServerSideApply=true)"),
-                ..applier
-            }
+        Apply::ClientSide { .. } if application.server_side() => Applier {
+            apply: Apply::ServerSide { manager: argocd::CONTROLLER_MANAGER.into(), force: true, takeover },
+            evidence: format!("{named} (ServerSideApply=true)"),
+            ..applier
+        },
+        Apply::ServerSide { manager, force, .. } if manager == argocd::CONTROLLER_MANAGER => {
+            Applier { apply: Apply::ServerSide { manager, force, takeover }, evidence: named, ..applier }
         }
         _ => Applier { evidence: named, ..applier },
     }
+}
+
+fn argo_sync_takeover(live: &Value, migration_manager: Option<&str>) -> Takeover {
+    let managers = argocd::migrated_by_server_side_sync(live, migration_manager);
+    if managers.is_empty() { Takeover::None } else { Takeover::ArgoCdServerSideSync { managers } }
 }
 
 /// The manifest as Argo CD applies it when its Application keeps the live replicas
@@ -500,7 +508,7 @@ mod tests {
         application["spec"]["syncPolicy"]["syncOptions"] = json!(["ServerSideApply=true"]);
         let server_side = argocd::Application::from_value(&application).unwrap();
         let switched = under_application(detected, &server_side, &live);
-        let takeover = Takeover::KubectlClientSide { managers: vec![argocd::CONTROLLER_MANAGER.into()] };
+        let takeover = Takeover::ArgoCdServerSideSync { managers: vec![argocd::CONTROLLER_MANAGER.into()] };
         let expected = Apply::ServerSide { manager: argocd::CONTROLLER_MANAGER.into(), force: true, takeover };
         assert_eq!(switched.apply, expected);
         assert!(switched.evidence.ends_with("(ServerSideApply=true)"), "{}", switched.evidence);

@@ -110,6 +110,12 @@ impl ArgoApp {
             .expect("patching the Application");
     }
 
+    /// Sets an annotation on the Application (as `argocd.argoproj.io/...` options are set).
+    pub async fn annotate(&self, key: &str, value: &str) {
+        let patch = json!({"metadata": {"annotations": {key: value}}});
+        self.apps.patch(&self.name, &PatchParams::default(), &Patch::Merge(patch)).await.expect("annotating");
+    }
+
     /// Syncs the last commit as argocd-server's Sync does (the operation carries the source,
     /// the revision and the Application's sync options) and waits until the controller reports
     /// that operation done; it must have succeeded. Returns the operation state.

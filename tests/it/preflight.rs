@@ -249,6 +249,71 @@ async fn argocd_switch_to_server_side_with_the_commit_that_adds_the_hpa() {
     assert!(safe["apply"].as_str().unwrap().contains("migrating argocd-controller"), "{safe:#}");
 }
 
+/// Deployments an operator created (an Update entry as `legacy-operator` owns replicas), then
+/// taken into an Application that synced them client-side (its entry owns the last-applied
+/// annotation, not replicas, whose value it did not change) and switched to
+/// `ServerSideApply=true`. The Application's `client-side-apply-migration-manager` annotation
+/// (argo-cd v3.2.11 reads it from the Application) names whose entry the sync makes Argo CD's.
+async fn synced_over_legacy_operator(ns: &TestNamespace, migration_manager: Option<&str>) -> ArgoApp {
+    let documents = [deployment_manifest("web", Some(5)), deployment_manifest("safe", Some(5))];
+    for document in &documents {
+        let created =
+            ns.kubectl(&["create", "-f", "-", "--field-manager=legacy-operator"], Some(&document.to_string()));
+        assert_success(&created, "creating as legacy-operator");
+    }
+    let app = ArgoApp::new(ns, json!({}), &documents).await;
+    if let Some(manager) = migration_manager {
+        app.annotate("argocd.argoproj.io/client-side-apply-migration-manager", manager).await;
+    }
+    app.sync().await;
+    for name in ["web", "safe"] {
+        let owners = replica_managers(&ns.deployment_value(name).await);
+        assert_eq!(
+            owners,
+            vec![("legacy-operator".into(), "Update".into(), None)],
+            "{name} after the client-side sync"
+        );
+    }
+    app.set_spec(json!({"syncPolicy": {"syncOptions": ["ServerSideApply=true"]}})).await;
+    app
+}
+
+/// With the annotation naming `legacy-operator`, the first server-side sync applies the commit
+/// client-side as that manager first (its three-way merge with the last-applied annotation
+/// sends `replicas: null`) and migrates its entry: the control drops to 1. preflight reads the
+/// Application's annotation, predicts the drop, and its steps keep the twin.
+#[tokio::test]
+async fn argocd_migration_manager_named_by_the_application_drops_its_entry() {
+    let ns = TestNamespace::new("pf-argo-legacy").await;
+    let app = synced_over_legacy_operator(&ns, Some("legacy-operator")).await;
+    let next: Vec<Value> = ["web", "safe"].iter().flat_map(|n| autoscaled(n)).collect();
+    let label = "Argo CD (real), migration manager named on the Application";
+    let report = drop_predicted_and_kept_by_the_steps(&ns, label, &next, async || {
+        app.commit(&next);
+        app.sync().await;
+    })
+    .await;
+    let safe = prediction(&report, "safe");
+    assert!(safe["apply"].as_str().unwrap().contains("legacy-operator"), "{safe:#}");
+}
+
+/// The same objects and switch without the annotation: the sync migrates only the default
+/// manager's entry (none here) and the owners of the last-applied annotation (Argo CD's own),
+/// so `legacy-operator` keeps replicas, as preflight predicts.
+#[tokio::test]
+async fn argocd_default_migration_manager_leaves_an_operators_entry() {
+    let ns = TestNamespace::new("pf-argo-default-mgr").await;
+    let app = synced_over_legacy_operator(&ns, None).await;
+    let next: Vec<Value> = ["web", "safe"].iter().flat_map(|n| autoscaled(n)).collect();
+    let (report, code) = preflight(&ns, &Manifests::new(&next), &[]);
+    assert_eq!((code, predicted(&report, "web")), (0, (5, "keeps".into())), "{report:#}");
+    let since = ns.resource_version("web").await;
+    app.commit(&next);
+    app.sync().await;
+    ns.assert_kept_since("web", &since, 5).await;
+    matrix_row("Argo CD (real), default migration manager, operator-owned", (5, "keeps"), 5, "");
+}
+
 /// An Application with `RespectIgnoreDifferences=true` and an `ignoreDifferences` rule for
 /// /spec/replicas (`group: apps`): the commit that removes replicas keeps the HPA's 7, and
 /// preflight, reading the Application, predicts it.

@@ -11,21 +11,34 @@ pub const CONTROLLER_MANAGER: &str = "argocd-controller";
 pub const MANAGERS: [&str; 3] = [CONTROLLER_MANAGER, "argocd-application-controller", "argocd-server"];
 /// Annotation tracking (v3's default): `APP:group/Kind:namespace/name`.
 pub const TRACKING_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
-/// Names the client-side manager a server-side sync migrates (default `kubectl-client-side-apply`).
+/// On an Application: names the manager its server-side syncs migrate (argo-cd v3.2.11
+/// `controller/sync.go` reads it from the Application, not from the objects it syncs).
 pub const MIGRATION_MANAGER_ANNOTATION: &str = "argocd.argoproj.io/client-side-apply-migration-manager";
+/// The manager a server-side sync migrates when the Application names none.
+pub const DEFAULT_MIGRATION_MANAGER: &str = super::kubectl::CLIENT_SIDE_MANAGER;
+/// The sync option that turns Argo CD's own migration step off (gitops-engine
+/// `SyncOptionDisableClientSideApplyMigration`).
+const NO_MIGRATION_OPTION: &str = "ClientSideApplyMigration=false";
 
-/// The manager whose entries a server-side sync migrates into `argocd-controller`'s Apply entry
-/// before it applies (its client-side-apply migration, on by default): a patch as that manager,
-/// an unforced managed-fields upgrade, then the forced apply. Measured on the real Argo CD
-/// v3.2.11: on an object first created by `kubectl apply`, that chain handed replicas to
-/// `argocd-controller` and dropped them 5 -> 1 in one sync.
-pub fn migration_manager(object: &impl Traces) -> String {
-    object.annotation(MIGRATION_MANAGER_ANNOTATION).unwrap_or(super::kubectl::CLIENT_SIDE_MANAGER).to_string()
+/// The managers whose Update entries a server-side sync of `object` folds into
+/// `argocd-controller`'s Apply entry. Two steps do it, measured on the real Argo CD v3.2.11
+/// (5 -> 1 in one sync): Argo CD's client-side-apply migration (on by default) first applies
+/// the manifest client-side as `migration_manager` when the object has an entry of that
+/// manager, which makes it the owner of the last-applied annotation (gitops-engine
+/// `performClientSideApplyMigration`); then the apply it runs is kubectl's, whose `csaupgrade`
+/// migrates every Update owner of that annotation and applies again ([`super::kubectl`]).
+pub fn migrated_by_server_side_sync(object: &impl Traces, migration_manager: Option<&str>) -> Vec<String> {
+    let mut managers = super::kubectl::client_side_managers(object);
+    let argo_step = migration_manager
+        .filter(|m| object.managed_fields().iter().any(|e| e.manager.as_deref() == Some(*m)))
+        .filter(|m| !managers.iter().any(|listed| listed == m));
+    managers.extend(argo_step.map(str::to_string));
+    managers
 }
 
-/// Whether `owner` is the entry a server-side sync migrates.
-pub fn migrates(owner: &ReplicaOwner, migration_manager: &str) -> bool {
-    owner.operation == "Update" && owner.subresource.is_none() && owner.manager == migration_manager
+/// Whether `owner` is an entry a server-side sync migrates.
+pub fn migrates(owner: &ReplicaOwner, migrated: &[String]) -> bool {
+    owner.operation == "Update" && owner.subresource.is_none() && migrated.contains(&owner.manager)
 }
 
 /// What `check` reads of an Argo CD Application (`applications.argoproj.io`).
@@ -49,6 +62,9 @@ pub struct Application {
     pub sync_options: Vec<String>,
     /// `spec.ignoreDifferences` rules whose `jsonPointers` name `/spec/replicas`.
     pub replicas_ignored_for: Vec<IgnoreRule>,
+    /// The manager its server-side syncs migrate first ([`MIGRATION_MANAGER_ANNOTATION`], else
+    /// [`DEFAULT_MIGRATION_MANAGER`]); `None` with `ClientSideApplyMigration=false`.
+    pub migration_manager: Option<String>,
 }
 
 /// Which objects an `ignoreDifferences` rule covers; an empty name or namespace matches any.
@@ -99,6 +115,14 @@ impl Application {
                 namespace: text(rule, "namespace"),
             })
             .collect();
+        let sync_options = strings(object.pointer("/spec/syncPolicy/syncOptions"));
+        let named = object
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(MIGRATION_MANAGER_ANNOTATION))
+            .and_then(serde_json::Value::as_str)
+            .filter(|m| !m.is_empty());
+        let migration_manager = (!sync_options.iter().any(|o| o == NO_MIGRATION_OPTION))
+            .then(|| named.unwrap_or(DEFAULT_MIGRATION_MANAGER).to_string());
         Some(Self {
             namespace: object.pointer("/metadata/namespace")?.as_str()?.to_string(),
             name: object.pointer("/metadata/name")?.as_str()?.to_string(),
@@ -106,8 +130,9 @@ impl Application {
             automated: enabled,
             automated_policy: automated.cloned(),
             paused_by_strip: super::pause::automated_paused_by_strip(object),
-            sync_options: strings(object.pointer("/spec/syncPolicy/syncOptions")),
+            sync_options,
             replicas_ignored_for,
+            migration_manager,
         })
     }
 
@@ -191,6 +216,31 @@ mod tests {
     }
 
     #[test]
+    fn the_migration_manager_is_the_applications_and_its_entries_migrate_with_kubectls() {
+        let mut application = load("argocd-application-self-heal");
+        let default = Application::from_value(&application).unwrap();
+        assert_eq!(default.migration_manager.as_deref(), Some(DEFAULT_MIGRATION_MANAGER));
+        application["metadata"]["annotations"] = serde_json::json!({MIGRATION_MANAGER_ANNOTATION: "legacy-operator"});
+        let named = Application::from_value(&application).unwrap();
+        assert_eq!(named.migration_manager.as_deref(), Some("legacy-operator"));
+        application["spec"]["syncPolicy"]["syncOptions"] = serde_json::json!([NO_MIGRATION_OPTION]);
+        assert_eq!(Application::from_value(&application).unwrap().migration_manager, None);
+
+        // Captured after a default (client-side) sync: argocd-controller's Update entry owns the
+        // last-applied annotation, so kubectl's csaupgrade migrates it whatever the manager.
+        let mut object = load("argocd-client-side-deployment");
+        let kubectls = vec![CONTROLLER_MANAGER.to_string()];
+        assert_eq!(migrated_by_server_side_sync(&object, Some(DEFAULT_MIGRATION_MANAGER)), kubectls);
+        assert_eq!(migrated_by_server_side_sync(&object, Some("legacy-operator")), kubectls, "no such entry");
+        let entry = serde_json::json!({"manager": "legacy-operator", "operation": "Update", "apiVersion": "apps/v1",
+            "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}});
+        object["metadata"]["managedFields"].as_array_mut().unwrap().push(entry);
+        let both = migrated_by_server_side_sync(&object, Some("legacy-operator"));
+        assert_eq!(both, vec![CONTROLLER_MANAGER.to_string(), "legacy-operator".to_string()]);
+        assert_eq!(migrated_by_server_side_sync(&object, None), kubectls, "ClientSideApplyMigration=false");
+    }
+
+    #[test]
     fn tracking_ids_name_applications_with_or_without_their_namespace() {
         let app = Application {
             namespace: "team".into(),
@@ -201,6 +251,7 @@ mod tests {
             paused_by_strip: false,
             sync_options: Vec::new(),
             replicas_ignored_for: Vec::new(),
+            migration_manager: None,
         };
         assert!(app.tracks("shop:apps/Deployment:prod/web"));
         assert!(app.tracks("team_shop:apps/Deployment:prod/web"));
