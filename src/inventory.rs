@@ -204,9 +204,9 @@ impl Analysis<'_> {
             scaled_objects: &scaled_objects,
             helm_records: Some(&self.inventory.helm_records),
             handover_managers: self.handover_managers,
+            argocd_applications: &self.inventory.argocd_applications,
         };
         let mut assessment = core::analyze(w, &cluster);
-        assessment.deploy.argocd_application = self.tracking_application(&assessment).cloned();
         advise_argocd_pause(&mut assessment);
         let stripped = w.metadata.uid.as_ref().and_then(|uid| self.inventory.backups.get(uid));
         if let Some((backup, path)) = stripped
@@ -218,14 +218,6 @@ impl Analysis<'_> {
             assessment.warnings.push(warning);
         }
         assessment
-    }
-}
-
-impl Analysis<'_> {
-    /// The Argo CD Application whose tracking id the workload carries.
-    fn tracking_application(&self, assessment: &Assessment) -> Option<&argocd::Application> {
-        let tracking_id = assessment.deploy.argocd_tracking_id.as_deref()?;
-        self.inventory.argocd_applications.iter().find(|a| a.tracks(tracking_id))
     }
 }
 

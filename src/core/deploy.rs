@@ -183,6 +183,14 @@ pub fn hazards(owners: &[ReplicaOwner], info: &DeployInfo) -> Vec<Hazard> {
     // (measured: it takes over a release the Helm 3 CLI installed and upgrades it client-side).
     let helm_controller = info.flux.as_ref().is_some_and(|f| f.helm_release.is_some());
     let helm_mechanism = if helm_controller { Mechanism::FluxHelm } else { Mechanism::Helm };
+    // An operator's Update entry the Application names (argocd.argoproj.io/client-side-apply-
+    // migration-manager) is Argo CD's at its next server-side sync (measured on v3.2.11: a
+    // later sync dropped 5 -> 1 through it, after a strip that had left it alone).
+    let argo_migrates = |o: &ReplicaOwner| {
+        let application = info.argocd_application.as_ref()?;
+        let manager = application.migration_manager.as_deref()?;
+        (!o.mechanism.is_deploy_tool() && argocd::migrates(o, &[manager.to_string()])).then_some(application)
+    };
     let mut found: Vec<Hazard> = owners
         .iter()
         .filter(|o| !covered.contains(o))
@@ -200,6 +208,13 @@ pub fn hazards(owners: &[ReplicaOwner], info: &DeployInfo) -> Vec<Hazard> {
                     (Mechanism::FluxKustomize, taken)
                 } else if o.mechanism == Mechanism::Helm {
                     (helm_mechanism, detail)
+                } else if let Some(application) = argo_migrates(o) {
+                    let taken = format!(
+                        "{detail}; Argo CD Application {}/{} names it its client-side-apply migration manager: a \
+                         server-side sync makes that entry argocd-controller's",
+                        application.namespace, application.name
+                    );
+                    (Mechanism::ArgoCd, taken)
                 } else if o.mechanism.is_deploy_tool()
                     || (matches!(o.mechanism, Mechanism::Other | Mechanism::ScaleWriter) && o.is_apply())
                 {
@@ -384,5 +399,38 @@ mod tests {
             let suspend = format!("flux suspend helmrelease web -n {namespace}");
             assert!(assessment.warnings.iter().any(|w| w.contains(&suspend)), "{fixture}: {:?}", assessment.warnings);
         }
+    }
+
+    #[test]
+    fn an_operators_entry_the_application_names_its_migration_manager_is_argo_cds() {
+        use crate::core::fixtures::load;
+        use crate::core::tools::argocd::{Application, MIGRATION_MANAGER_ANNOTATION};
+        use crate::core::workload::{Workload, WorkloadKind};
+        // Captured after a default sync of the real Argo CD; an operator's Update entry is
+        // given replicas, as `kubectl create --field-manager=legacy-operator` leaves it.
+        let mut object = load("argocd-client-side-deployment");
+        for entry in object["metadata"]["managedFields"].as_array_mut().unwrap() {
+            if let Some(spec) = entry.pointer_mut("/fieldsV1/f:spec").and_then(|s| s.as_object_mut()) {
+                spec.remove("f:replicas");
+            }
+        }
+        let operator = serde_json::json!({"manager": "legacy-operator", "operation": "Update", "apiVersion": "apps/v1",
+            "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}});
+        object["metadata"]["managedFields"].as_array_mut().unwrap().push(operator);
+        let workload = Workload::from_object(WorkloadKind::deployment(), object).unwrap();
+        let mut application = load("argocd-application-self-heal");
+        application["metadata"]["name"] = "argo-csa-0-805613".into();
+        let plain = [Application::from_value(&application).unwrap()];
+        application["metadata"]["annotations"] = serde_json::json!({MIGRATION_MANAGER_ANNOTATION: "legacy-operator"});
+        let naming = [Application::from_value(&application).unwrap()];
+        let operator_hazards = |applications: &[Application]| {
+            let assessment = analyze(&workload, &Cluster { argocd_applications: applications, ..Cluster::default() });
+            assessment.hazards.into_iter().filter(|h| h.owner == "legacy-operator").collect::<Vec<_>>()
+        };
+        assert!(operator_hazards(&plain).is_empty(), "an Update entry of an unknown manager is no hazard by itself");
+        let named = operator_hazards(&naming);
+        assert_eq!(named.len(), 1, "{named:?}");
+        assert_eq!(named[0].mechanism, Mechanism::ArgoCd);
+        assert_eq!(named[0].method, StripMethod::ManagedFields);
     }
 }

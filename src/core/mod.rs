@@ -31,6 +31,8 @@ pub struct Cluster<'a> {
     pub helm_records: Option<&'a ReleaseRecords>,
     /// Extra managers to treat as handover owners (`strip --field-manager`).
     pub handover_managers: &'a [String],
+    /// Argo CD Applications, listed when a workload carries a tracking id.
+    pub argocd_applications: &'a [tools::argocd::Application],
 }
 
 /// Runs the whole analysis of one workload.
@@ -41,7 +43,12 @@ pub fn analyze(workload: &Workload, cluster: &Cluster<'_>) -> Assessment {
         let record = cluster.helm_records.unwrap_or(&ReleaseRecords::NotRead).find(&release);
         deploy::helm_info(workload, release, record)
     });
-    let info = deploy::deploy_info(workload, &owners, helm);
+    let mut info = deploy::deploy_info(workload, &owners, helm);
+    info.argocd_application = info
+        .argocd_tracking_id
+        .as_deref()
+        .and_then(|id| cluster.argocd_applications.iter().find(|a| a.tracks(id)))
+        .cloned();
     let hazards = deploy::hazards(&owners, &info);
     let autoscalers = autoscaler::autoscalers_for(workload, cluster.hpas, cluster.scaled_objects);
     verdict::assess(workload, owners, info, hazards, autoscalers)

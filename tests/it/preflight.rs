@@ -281,7 +281,8 @@ async fn synced_over_legacy_operator(ns: &TestNamespace, migration_manager: Opti
 /// With the annotation naming `legacy-operator`, the first server-side sync applies the commit
 /// client-side as that manager first (its three-way merge with the last-applied annotation
 /// sends `replicas: null`) and migrates its entry: the control drops to 1. preflight reads the
-/// Application's annotation, predicts the drop, and its steps keep the twin.
+/// Application's annotation, predicts the drop, and its steps (strip takes the operator's
+/// entry as Argo CD's) keep the twin, through that sync and the next.
 #[tokio::test]
 async fn argocd_migration_manager_named_by_the_application_drops_its_entry() {
     let ns = TestNamespace::new("pf-argo-legacy").await;
@@ -295,6 +296,16 @@ async fn argocd_migration_manager_named_by_the_application_drops_its_entry() {
     .await;
     let safe = prediction(&report, "safe");
     assert!(safe["apply"].as_str().unwrap().contains("legacy-operator"), "{safe:#}");
+    // The next commit's sync: measured before strip took the operator's entry as Argo CD's, the
+    // twin kept 5 through the first sync and dropped to 1 at this one.
+    let since = ns.resource_version("safe").await;
+    let mut touched = next.clone();
+    for document in touched.iter_mut().filter(|d| d["kind"] == "Deployment") {
+        document["metadata"]["labels"] = json!({"touched": "again"});
+    }
+    app.commit(&touched);
+    app.sync().await;
+    ns.assert_kept_since("safe", &since, 5).await;
 }
 
 /// The same objects and switch without the annotation: the sync migrates only the default
