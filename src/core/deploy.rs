@@ -189,7 +189,7 @@ pub fn hazards(owners: &[ReplicaOwner], info: &DeployInfo) -> Vec<Hazard> {
     let argo_migrates = |o: &ReplicaOwner| {
         let application = info.argocd_application.as_ref()?;
         let manager = application.migration_manager.as_deref()?;
-        (!o.mechanism.is_deploy_tool() && argocd::migrates(o, &[manager.to_string()])).then_some(application)
+        (!o.mechanism.is_deploy_tool() && o.is_object_update_by(manager)).then_some(application)
     };
     let mut found: Vec<Hazard> = owners
         .iter()

@@ -34,6 +34,13 @@ impl ReplicaOwner {
         self.operation == "Apply"
     }
 
+    /// An Update entry of `manager` on the object itself (not a subresource): what client-go's
+    /// `csaupgrade` folds into an Apply entry, as kubectl's, Argo CD's and Helm 4's migrations
+    /// to server-side apply run it.
+    pub fn is_object_update_by(&self, manager: &str) -> bool {
+        self.operation == "Update" && self.subresource.is_none() && self.manager == manager
+    }
+
     /// `manager (Operation[, /subresource])`, as the text output shows it.
     pub fn label(&self) -> String {
         match &self.subresource {

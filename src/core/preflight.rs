@@ -46,9 +46,10 @@ impl Takeover {
         match self {
             Takeover::None => false,
             Takeover::Flux => flux::takes_over(owner),
-            Takeover::KubectlClientSide { managers } => kubectl::migrates(owner, managers),
-            Takeover::ArgoCdServerSideSync { managers } => argocd::migrates(owner, managers),
-            Takeover::HelmClientSide { manager } => helm_cli::migrates(owner, manager),
+            Takeover::KubectlClientSide { managers } | Takeover::ArgoCdServerSideSync { managers } => {
+                managers.iter().any(|m| owner.is_object_update_by(m))
+            }
+            Takeover::HelmClientSide { manager } => owner.is_object_update_by(manager),
         }
     }
 

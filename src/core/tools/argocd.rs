@@ -2,7 +2,6 @@
 //! server-side sync.
 
 use super::Traces;
-use crate::core::ownership::ReplicaOwner;
 
 /// The application controller's manager (measured on v3.2.11: `argocd-controller`, Update for a
 /// default sync, Apply with `ServerSideApply=true`). The other two are older or other
@@ -34,11 +33,6 @@ pub fn migrated_by_server_side_sync(object: &impl Traces, migration_manager: Opt
         .filter(|m| !managers.iter().any(|listed| listed == m));
     managers.extend(argo_step.map(str::to_string));
     managers
-}
-
-/// Whether `owner` is an entry a server-side sync migrates.
-pub fn migrates(owner: &ReplicaOwner, migrated: &[String]) -> bool {
-    owner.operation == "Update" && owner.subresource.is_none() && migrated.contains(&owner.manager)
 }
 
 /// What `check` reads of an Argo CD Application (`applications.argoproj.io`).

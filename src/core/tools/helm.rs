@@ -1,8 +1,6 @@
 //! The Helm CLI: its manager, and what Helm 4 does to its own client-side entries when a
 //! release switches to server-side apply. Its release records are [`crate::core::helm`].
 
-use crate::core::ownership::ReplicaOwner;
-
 /// The Helm CLI writes as the base name of its binary (`helm`), Helm 3 as an Update, Helm 4 as
 /// an Apply when the release applies server-side and as an Update when it does not (helm v4.3.1
 /// `pkg/kube/client.go` `getManagedFieldsManager`).
@@ -20,9 +18,4 @@ pub const SERVER_SIDE_APPLY_METHOD: &str = "ssa";
 /// Apply entry, so the apply removes a field they owned and the chart leaves out.
 pub fn switch_migrates(apply_method: Option<&str>) -> bool {
     apply_method != Some(SERVER_SIDE_APPLY_METHOD)
-}
-
-/// Whether `owner` is one of the entries that migration folds into `manager`'s Apply entry.
-pub fn migrates(owner: &ReplicaOwner, manager: &str) -> bool {
-    owner.manager == manager && owner.operation == "Update" && owner.subresource.is_none()
 }

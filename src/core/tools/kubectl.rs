@@ -2,7 +2,7 @@
 //! apply.
 
 use super::{Mechanism, Traces};
-use crate::core::ownership::{self, ReplicaOwner};
+use crate::core::ownership;
 
 /// `kubectl apply` (client-side) writes as this manager (operation Update) and keeps the
 /// last-applied annotation.
@@ -49,11 +49,6 @@ pub fn client_side_managers(object: &impl Traces) -> Vec<String> {
         .collect()
 }
 
-/// Whether `owner` is one of the entries kubectl's server-side apply migrates into its own.
-pub fn migrates(owner: &ReplicaOwner, client_side_managers: &[String]) -> bool {
-    owner.operation == "Update" && owner.subresource.is_none() && client_side_managers.contains(&owner.manager)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,7 +61,7 @@ mod tests {
         let managers = client_side_managers(&object);
         assert_eq!(managers, vec![CLIENT_SIDE_MANAGER.to_string()]);
         let owners = ownership::replica_owners(&object.managed_fields(), &[]);
-        assert!(owners.iter().any(|o| migrates(o, &managers)), "{owners:?}");
+        assert!(owners.iter().any(|o| o.is_object_update_by(&managers[0])), "{owners:?}");
         // A server-side applier's object has no client-side entry to migrate.
         assert!(client_side_managers(&load("flux-ssa-owns-replicas")).is_empty());
     }
